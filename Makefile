@@ -1,0 +1,45 @@
+# Godel: `make demo` and `make test` work on a fresh clone (they create .venv).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO_HOME ?= $(CURDIR)/.demo-home
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint bench clean help
+
+help:
+	@echo "make demo   - set up and run the demo (shell agents, real commands, audit trail)"
+	@echo "make test   - set up, lint and run the whole test suite"
+	@echo "make lint   - ruff, mypy and the import contract"
+	@echo "make bench  - run the benchmarks and print their figures"
+	@echo "make setup  - create .venv and install everything"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	GODEL_HOME=$(DEMO_HOME) $(VENV)/bin/godel demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -n 2 -x $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m pytest tests/bench -q -p no:randomly $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(DEMO_HOME)

@@ -1,0 +1,240 @@
+"""Client for the daemon's JSON-RPC socket, and starting the daemon on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+
+from core.api.jsonrpc import STREAM_METHOD
+from core.daemon import EXIT_ALREADY_RUNNING, MAX_MESSAGE
+from core.errors import ERRORS_BY_CODE, DaemonError, GodelError
+from core.paths import GodelPaths
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+
+OnStream = Callable[[Any], Awaitable[None] | None]
+
+
+class RpcError(GodelError):
+    """A standard JSON-RPC error (parse, invalid request, method, params, internal)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.rpc_code = code
+        self.data = {"kind": "rpc_error", "code": code, "detail": data}
+
+
+def _raise_error(err: dict[str, Any]) -> None:
+    code = int(err.get("code", -32603))
+    message = str(err.get("message", "unknown error"))
+    data = err.get("data")
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is not None:
+        exc = cls(message)
+        if isinstance(data, dict):
+            exc.data = data
+        raise exc
+    raise RpcError(code, message, data)
+
+
+class DaemonClient:
+    """One connection to the daemon. Calls may run concurrently on it."""
+
+    def __init__(self, paths: GodelPaths) -> None:
+        self.paths = paths
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._streams: dict[int, OnStream] = {}
+        self._reader_task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_unix_connection(
+            str(self.paths.socket), limit=MAX_MESSAGE
+        )
+        self._reader_task = asyncio.create_task(self._read_loop())
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+
+    async def __aenter__(self) -> DaemonClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        error: Exception = DaemonError(
+            "the daemon closed the connection before answering (did it stop or crash? "
+            f"see {self.paths.log})"
+        )
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line:
+                    break
+                msg = json.loads(line)
+                if msg.get("method") == STREAM_METHOD:
+                    params = msg.get("params", {})
+                    cb = self._streams.get(params.get("request_id"))
+                    if cb is not None:
+                        r = cb(params.get("data"))
+                        if r is not None:
+                            await r
+                    continue
+                fut = self._pending.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+        except (ConnectionError, ValueError) as e:
+            error = DaemonError(f"lost the connection to the daemon: {e}")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._pending.clear()
+
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, on_stream: OnStream | None = None
+    ) -> Any:
+        assert self._writer is not None, "not connected"
+        req_id = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        if on_stream is not None:
+            self._streams[req_id] = on_stream
+        msg = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}}
+        try:
+            self._writer.write(json.dumps(msg).encode() + b"\n")
+            await self._writer.drain()
+            reply = await fut
+        finally:
+            self._pending.pop(req_id, None)
+            self._streams.pop(req_id, None)
+        if "error" in reply:
+            _raise_error(reply["error"])
+        return reply.get("result")
+
+
+async def can_connect(paths: GodelPaths) -> bool:
+    try:
+        _r, w = await asyncio.open_unix_connection(str(paths.socket))
+    except (OSError, ValueError):
+        return False
+    w.close()
+    with contextlib.suppress(Exception):
+        await w.wait_closed()
+    return True
+
+
+def _log_tail(paths: GodelPaths, lines: int = 3) -> str:
+    try:
+        text = paths.log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
+    paths.ensure()
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.daemon", "--home", str(paths.home)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # the daemon must not die with this terminal
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def start_daemon(paths: GodelPaths, timeout: float = START_TIMEOUT) -> int | None:
+    """Start a daemon for ``paths.home`` in the background; return its pid when it serves.
+
+    Returns None if one was already serving. Raises DaemonError naming the cause if the
+    daemon exits or does not answer in time.
+    """
+    if await can_connect(paths):
+        return None
+    proc = await asyncio.to_thread(_launch, paths)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await can_connect(paths):
+            return proc.pid
+        code = proc.poll()
+        if code is not None and code != EXIT_ALREADY_RUNNING:
+            tail = _log_tail(paths)
+            raise DaemonError(
+                f"the daemon could not start (exit {code}): {tail or 'no output'} "
+                f"(log: {paths.log})",
+                exit_code=code,
+                log=str(paths.log),
+            )
+        await asyncio.sleep(0.05)
+    raise DaemonError(
+        f"the daemon did not answer on {paths.socket} within {timeout:.0f}s (log: {paths.log})",
+        log=str(paths.log),
+    )
+
+
+async def connect(paths: GodelPaths, *, autostart: bool = True) -> DaemonClient:
+    if autostart:
+        await start_daemon(paths)
+    client = DaemonClient(paths)
+    try:
+        await client.connect()
+    except (OSError, ValueError) as e:
+        raise DaemonError(
+            f"no daemon is running for {paths.home} ({e}); start it with `godel daemon start`",
+            home=str(paths.home),
+        ) from e
+    return client
+
+
+def read_pid(paths: GodelPaths) -> int | None:
+    try:
+        return int(paths.pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+async def stop_daemon(paths: GodelPaths, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Ask the daemon to stop and wait until it has; returns its pid or None if none ran."""
+    if not await can_connect(paths):
+        return None
+    async with DaemonClient(paths) as client:
+        reply = await client.call("daemon.stop")
+    pid = int(reply["pid"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return pid
+        await asyncio.sleep(0.05)
+    raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:.0f}s", pid=pid)

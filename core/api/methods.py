@@ -1,0 +1,191 @@
+"""The engine's JSON-RPC methods. Each is a thin mapping onto one ``Engine`` call."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import __version__
+from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
+from core.engine import Engine
+from core.models import AgentSpec, ExecResult, OutputChunk
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentRef(_Params):
+    id: str = Field(min_length=1, description="agent id or name")
+
+
+class ListAgentsParams(_Params):
+    include_ended: bool = True
+
+
+class ExecParams(_Params):
+    id: str = Field(min_length=1)
+    input: str
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class LogsParams(_Params):
+    id: str = Field(min_length=1)
+    after_seq: int = Field(default=0, ge=0)
+    follow: bool = False
+
+
+class AuditListParams(_Params):
+    after_seq: int = Field(default=0, ge=0)
+    limit: int | None = Field(default=None, ge=1)
+    subject: str | None = None
+
+
+class ConfigReloadParams(_Params):
+    cwd: str | None = None
+
+
+def build_dispatcher(
+    engine: Engine, *, started_at: float, request_stop: Callable[[str, str], None]
+) -> Dispatcher:
+    rpc = Dispatcher()
+
+    @rpc.method("daemon.status")
+    async def daemon_status(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Daemon pid, version, home, uptime and agent counts by status."""
+        agents = await engine.list_agents()
+        counts: dict[str, int] = {}
+        for a in agents:
+            counts[a.status.value] = counts.get(a.status.value, 0) + 1
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "version": __version__,
+            "home": str(engine.paths.home),
+            "socket": str(engine.paths.socket),
+            "uptime_s": round(time.time() - started_at, 3),
+            "agents": counts,
+        }
+
+    @rpc.method("daemon.stop")
+    async def daemon_stop(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Stop every agent and the daemon (after this response is sent)."""
+        request_stop("stop requested", ctx.actor)
+        return {"stopping": True, "pid": os.getpid()}
+
+    @rpc.method("agent.spawn", AgentSpec)
+    async def agent_spawn(p: AgentSpec, ctx: CallContext, emit: Emit) -> JSON:
+        """Spawn an agent on a runtime; returns it once ready."""
+        return await engine.spawn_agent(p, ctx.actor)
+
+    @rpc.method("agent.list", ListAgentsParams)
+    async def agent_list(p: ListAgentsParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Every agent the store knows, with status and the status's source."""
+        return await engine.list_agents(include_ended=p.include_ended)
+
+    @rpc.method("agent.get", AgentRef)
+    async def agent_get(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
+        """One agent and its recent execs."""
+        agent = await engine.get_agent(p.id)
+        execs = await engine.list_execs(agent.id, limit=20)
+        return {"agent": agent, "execs": execs}
+
+    @rpc.method("agent.exec", ExecParams, streaming=True)
+    async def agent_exec(p: ExecParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Run input on an agent; streams output chunks; returns the ExecResult."""
+        result: ExecResult | None = None
+        async for ev in engine.exec(p.id, p.input, actor=ctx.actor, timeout=p.timeout):
+            if isinstance(ev, OutputChunk):
+                await emit(ev)
+            else:
+                result = ev
+        return result
+
+    @rpc.method("agent.abort", AgentRef)
+    async def agent_abort(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Abort the agent's running exec, keeping the agent."""
+        return {"aborted": await engine.abort(p.id, ctx.actor)}
+
+    @rpc.method("agent.kill", AgentRef)
+    async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
+        """End the agent and every process it started."""
+        return await engine.kill_agent(p.id, ctx.actor)
+
+    @rpc.method("agent.health", AgentRef)
+    async def agent_health(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Probe the agent's process now."""
+        return await engine.health(p.id)
+
+    @rpc.method("agent.logs", LogsParams, streaming=True)
+    async def agent_logs(p: LogsParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Stream stored output (and, with follow, new output until the agent ends)."""
+        last = p.after_seq
+        async for line in engine.logs(p.id, after_seq=p.after_seq, follow=p.follow):
+            last = line.seq
+            await emit(line)
+        return {"last_seq": last}
+
+    @rpc.method("runtime.list")
+    async def runtime_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Registered runtimes and their declared capabilities."""
+        return engine.runtimes()
+
+    @rpc.method("audit.list", AuditListParams)
+    async def audit_list(p: AuditListParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Audit entries in order."""
+        return await engine.audit_list(after_seq=p.after_seq, limit=p.limit, subject=p.subject)
+
+    @rpc.method("audit.verify")
+    async def audit_verify(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Recompute the hash chain; names the first bad entry."""
+        return await engine.audit_verify()
+
+    @rpc.method("audit.export", streaming=True)
+    async def audit_export(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Stream every audit entry (for JSON lines export); the export itself is audited."""
+        n = 0
+        async for entry in engine.store.iter_audit():
+            await emit(entry)
+            n += 1
+        await engine.record(ctx.actor, "audit.export", "audit", entries=n)
+        return {"entries": n}
+
+    @rpc.method("config.show")
+    async def config_show(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """The daemon's effective config, its source files and digest."""
+        return _config(engine)
+
+    @rpc.method("config.reload", ConfigReloadParams)
+    async def config_reload(p: ConfigReloadParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Reload config files; a change is audited."""
+        await engine.reload_config(ctx.actor, cwd=Path(p.cwd) if p.cwd else None)
+        return _config(engine)
+
+    @rpc.method("rpc.discover")
+    async def discover(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Every method with its parameter schema."""
+        return [
+            {
+                "name": m.name,
+                "doc": m.doc,
+                "streaming": m.streaming,
+                "params": m.params.model_json_schema(),
+            }
+            for m in sorted(rpc.methods.values(), key=lambda m: m.name)
+        ]
+
+    return rpc
+
+
+def _config(engine: Engine) -> dict[str, Any]:
+    c = engine.config
+    return {
+        "config": c.config.model_dump(mode="json"),
+        "sources": [str(s) for s in c.sources],
+        "digest": c.digest,
+    }

@@ -1,0 +1,151 @@
+"""The tamper-evident audit chain: canonical JSON, entry hashes, verification.
+
+Each entry's hash is SHA-256 over the canonical JSON of all its fields plus the
+previous entry's hash, so editing, deleting, inserting or reordering rows in the
+database breaks the chain at the first changed entry. A separate head record (the
+last seq and hash, written in the same transaction as every append) catches a
+truncated tail. Appending is the store's job; this module owns the maths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.models import AuditEntry
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same bytes for the same data, always."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode("utf-8")
+
+
+def format_ts(ts: datetime) -> str:
+    return ts.isoformat(timespec="microseconds")
+
+
+def compute_entry_hash(
+    *,
+    seq: int,
+    ts: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    payload: dict[str, Any],
+    result: str,
+    prev_hash: str,
+) -> str:
+    body = {
+        "seq": seq,
+        "ts": format_ts(ts),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "payload": payload,
+        "result": result,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+class AuditHead(BaseModel):
+    seq: int
+    entry_hash: str
+
+
+class VerifyReport(BaseModel):
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.checked} entries verified"
+        return f"audit chain broken at entry {self.first_bad_seq}: {self.problem}"
+
+
+def verify_chain(entries: Iterable[AuditEntry], head: AuditHead | None) -> VerifyReport:
+    """Walk the chain from the first entry; report the first entry that does not fit."""
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    last: AuditEntry | None = None
+    for e in entries:
+        if e.seq != expected_seq:
+            if e.seq > expected_seq:
+                gone = (
+                    f"entry {expected_seq} is missing"
+                    if e.seq == expected_seq + 1
+                    else f"entries {expected_seq}..{e.seq - 1} are missing"
+                )
+                problem = f"{gone} (sequence jumps from {expected_seq - 1} to {e.seq})"
+            else:
+                problem = f"sequence number {e.seq} out of order (expected {expected_seq})"
+            return VerifyReport(
+                ok=False, checked=checked, first_bad_seq=expected_seq, problem=problem
+            )
+        if e.prev_hash != prev_hash:
+            return VerifyReport(
+                ok=False,
+                checked=checked,
+                first_bad_seq=e.seq,
+                problem="its prev_hash does not match the previous entry "
+                "(an entry before it was removed, inserted or reordered)",
+            )
+        actual = compute_entry_hash(
+            seq=e.seq,
+            ts=e.ts,
+            actor=e.actor,
+            action=e.action,
+            subject=e.subject,
+            payload=dict(e.payload),
+            result=e.result,
+            prev_hash=e.prev_hash,
+        )
+        if actual != e.entry_hash:
+            return VerifyReport(
+                ok=False,
+                checked=checked,
+                first_bad_seq=e.seq,
+                problem="its contents do not match its hash (the entry was edited)",
+            )
+        prev_hash = e.entry_hash
+        expected_seq += 1
+        checked += 1
+        last = e
+    if head is not None:
+        last_seq = last.seq if last else 0
+        last_hash = last.entry_hash if last else GENESIS_HASH
+        if head.seq != last_seq or head.entry_hash != last_hash:
+            if head.seq > last_seq:
+                return VerifyReport(
+                    ok=False,
+                    checked=checked,
+                    first_bad_seq=last_seq + 1,
+                    problem=f"the log ends at entry {last_seq} but the head records "
+                    f"{head.seq} entries (the tail was deleted)",
+                )
+            return VerifyReport(
+                ok=False,
+                checked=checked,
+                first_bad_seq=head.seq if head.seq <= last_seq else last_seq,
+                problem="the head record does not match the last entry",
+            )
+    elif checked:
+        return VerifyReport(
+            ok=False,
+            checked=checked,
+            first_bad_seq=1,
+            problem="the head record is missing",
+        )
+    return VerifyReport(ok=True, checked=checked)

@@ -1,0 +1,227 @@
+"""``godel daemon``: the long-lived process that owns the engine and the agents.
+
+It listens for JSON-RPC 2.0 (one JSON message per line) on a unix socket created with
+mode 0600, holds an exclusive lock on ``daemon.lock`` so only one daemon serves a
+home, and stops every agent when it stops. CLI commands start it on demand the way
+tmux starts its server (``core.api.client.ensure_daemon``).
+
+Run as ``python -m core.daemon --home DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import pwd
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import IO, Any
+
+from core.api.jsonrpc import JSON, Dispatcher
+from core.api.methods import build_dispatcher
+from core.config import load_config
+from core.engine import Engine
+from core.errors import GodelError
+from core.events import EventBus, EventRecorder
+from core.paths import GodelPaths
+from core.runtimes.base import RuntimeContext
+from core.runtimes.registry import RuntimeRegistry, known_runtime_names
+from core.store.sqlite import SqliteStore
+
+log = logging.getLogger("godel.daemon")
+
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: another daemon holds the lock; clients just connect
+EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_STORE = 74  # EX_IOERR
+
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def peer_actor(sock: socket.socket | None) -> str:
+    """The caller's identity from the kernel (SO_PEERCRED), not from anything it claims."""
+    if sock is None or sock.family != socket.AF_UNIX:
+        return "unknown"
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", raw)
+    except OSError:
+        return "unknown"
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return f"{user}(uid={uid}) pid={pid} via unix socket"
+
+
+def build_registry(
+    paths: GodelPaths, runtime_options: dict[str, dict[str, Any]]
+) -> RuntimeRegistry:
+    return RuntimeRegistry.load(
+        lambda name: RuntimeContext(home=paths.home, options=dict(runtime_options.get(name, {})))
+    )
+
+
+class Daemon:
+    def __init__(self, paths: GodelPaths) -> None:
+        self.paths = paths
+        self.started_at = time.time()
+        self._stop = asyncio.Event()
+        self._stop_reason = "stop requested"
+        self._stop_actor = "daemon"
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self.engine: Engine | None = None
+        self.rpc: Dispatcher | None = None
+
+    def request_stop(self, reason: str, actor: str) -> None:
+        self._stop_reason = reason
+        self._stop_actor = actor
+        self._stop.set()
+
+    async def run(self) -> None:
+        paths = self.paths
+        loaded = load_config(known_runtime_names())
+        registry = build_registry(paths, loaded.config.runtimes)
+        bus = EventBus()
+        recorder = EventRecorder(bus, paths.events)
+        store = SqliteStore(paths.db)
+        engine = Engine(paths, store, registry, loaded, bus)
+        self.engine = engine
+        recorder.start()
+        await engine.start(actor="daemon")
+        self.rpc = build_dispatcher(
+            engine, started_at=self.started_at, request_stop=self.request_stop
+        )
+        sock_path = paths.socket
+        with contextlib.suppress(FileNotFoundError):
+            sock_path.unlink()  # stale: we hold the lock, so no daemon is serving it
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others connect
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(sock_path), limit=MAX_MESSAGE
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(sock_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}", "daemon")
+        log.info("daemon %d serving %s on %s", os.getpid(), paths.home, sock_path)
+        print(json.dumps({"ready": True, "pid": os.getpid(), "socket": str(sock_path)}), flush=True)
+        await self._stop.wait()
+        log.info("stopping: %s (requested by %s)", self._stop_reason, self._stop_actor)
+        self._server.close()
+        # Let in-flight responses (like the reply to daemon.stop) go out first.
+        await asyncio.sleep(0.05)
+        await engine.stop(reason=self._stop_reason, actor=self._stop_actor)
+        for t in list(self._conns):
+            t.cancel()
+        await asyncio.gather(*self._conns, return_exceptions=True)
+        await recorder.stop()
+        bus.close()
+        with contextlib.suppress(FileNotFoundError):
+            sock_path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        actor = peer_actor(writer.get_extra_info("socket"))
+        write_lock = asyncio.Lock()
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def send(msg: JSON) -> None:
+            data = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+            async with write_lock:
+                writer.write(data)
+                await writer.drain()
+
+        async def handle(line: bytes) -> None:
+            assert self.rpc is not None
+            reply = await self.rpc.handle_line(line, actor, send)
+            if reply is not None:
+                await send(reply)
+
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # a line over the limit: answer, then drop the connection
+                    await send(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": None,
+                            "error": {
+                                "code": -32600,
+                                "message": "Invalid Request: message too large",
+                            },
+                        }
+                    )
+                    break
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                # Each request runs on its own so a long stream never blocks the next call.
+                t = asyncio.create_task(handle(line))
+                inflight.add(t)
+                t.add_done_callback(inflight.discard)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            # The client went away: cancelling its handlers aborts what it was streaming.
+            for t in inflight:
+                t.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self._conns.discard(task)
+
+
+def _setup_logging(paths: GodelPaths) -> None:
+    logging.basicConfig(
+        level=os.environ.get("GODEL_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.daemon", description=__doc__)
+    ap.add_argument("--home", default=None)
+    args = ap.parse_args(argv)
+    paths = GodelPaths.resolve(args.home)
+    paths.ensure()
+    _setup_logging(paths)
+    lock: IO[str] = open(paths.lockfile, "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"godel: a daemon is already running for {paths.home}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    paths.pidfile.write_text(f"{os.getpid()}\n")
+    daemon = Daemon(paths)
+    code = 0
+    try:
+        asyncio.run(daemon.run())
+    except GodelError as e:
+        print(f"godel daemon: {e.message}", file=sys.stderr, flush=True)
+        code = EXIT_CONFIG if e.kind == "config_error" else EXIT_STORE
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            paths.pidfile.unlink()
+        lock.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,685 @@
+"""The ``Engine``: the one facade every face (CLI, daemon API, console, headless) calls.
+
+It owns the live runtime handles, writes every record to the store, publishes every
+change on the event bus and appends every action to the audit log. Faces hold no
+logic of their own, so a status is the same record wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import __version__
+from core.audit import VerifyReport, verify_chain
+from core.config import LoadedConfig, load_config
+from core.errors import AgentNotFound, AgentUnavailable, InvalidInput, RuntimeFailure
+from core.events import (
+    AgentOutput,
+    AgentSpawned,
+    AgentStatusChanged,
+    AuditAppended,
+    ConfigChanged,
+    DaemonStarted,
+    DaemonStopping,
+    EventBus,
+    ExecFinished,
+    ExecStarted,
+    SubscriptionClosed,
+)
+from core.models import (
+    Agent,
+    AgentSpec,
+    AgentStatus,
+    AuditEntry,
+    ExecRecord,
+    ExecResult,
+    ExecStatus,
+    LogLine,
+    OutputChunk,
+    RuntimeEvent,
+    RuntimeInfo,
+    StatusChange,
+    StatusSource,
+    new_agent_id,
+    new_id,
+    utcnow,
+)
+from core.paths import GodelPaths
+from core.runtimes.base import AgentHandle, AgentRuntime, HealthReport
+from core.runtimes.registry import RuntimeRegistry
+from core.store.base import AuditDraft, OutputRow, Store
+
+log = logging.getLogger("godel.engine")
+
+OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
+OUTPUT_FLUSH_ROWS = 256
+
+
+@dataclass
+class LiveAgent:
+    """An agent whose process this engine started and still holds."""
+
+    agent: Agent
+    runtime: AgentRuntime
+    handle: AgentHandle
+    exec_id: str | None = None
+    stopping: bool = False  # set before a deliberate kill so the exit watcher stays quiet
+    watcher: asyncio.Task[None] | None = None
+    exec_task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _ExecStream:
+    queue: asyncio.Queue[RuntimeEvent] = field(default_factory=asyncio.Queue)
+
+
+def _prepare_workspace(spec: AgentSpec, root: Path, agent_id: str) -> Path:
+    """The agent's workspace: ``--workdir`` if given, else a fresh folder under ``root``."""
+    if spec.workdir is not None:
+        workspace = spec.workdir.expanduser().absolute()
+        if workspace.exists() and not workspace.is_dir():
+            raise InvalidInput(f"--workdir {workspace} is not a directory", workdir=str(workspace))
+    else:
+        workspace = root.expanduser().absolute() / agent_id
+    workspace.mkdir(parents=True, exist_ok=True)
+    return workspace
+
+
+class Engine:
+    def __init__(
+        self,
+        paths: GodelPaths,
+        store: Store,
+        registry: RuntimeRegistry,
+        config: LoadedConfig,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.paths = paths
+        self.store = store
+        self.registry = registry
+        self.config = config
+        self.bus = bus or EventBus()
+        self._live: dict[str, LiveAgent] = {}
+        self._output: list[OutputRow] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._started = False
+        self._spawn_lock = asyncio.Lock()
+
+    # lifecycle -----------------------------------------------------------------
+
+    async def start(self, actor: str = "daemon") -> None:
+        """Open the store, reconcile what the last run left behind, and start serving."""
+        await self.store.open()
+        add_listener = getattr(self.store, "audit_listeners", None)
+        if isinstance(add_listener, list):
+            add_listener.append(self._on_audit)
+        await self._recover(actor)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
+        self._started = True
+        await self.store.append_audit(
+            AuditDraft(
+                actor=actor,
+                action="daemon.start",
+                subject="daemon",
+                payload={
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "config_digest": self.config.digest,
+                    "config_sources": [str(s) for s in self.config.sources],
+                },
+            )
+        )
+        self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
+
+    async def stop(self, reason: str = "daemon stop", actor: str = "daemon") -> None:
+        """Stop every live agent (no agent process outlives the daemon), then close."""
+        if not self._started:
+            return
+        self.bus.publish(DaemonStopping(reason=reason))
+        for agent_id in list(self._live):
+            with contextlib.suppress(Exception):
+                await self._stop_agent(
+                    agent_id,
+                    actor=actor,
+                    source=StatusSource.DAEMON,
+                    reason=f"stopped with the daemon ({reason})",
+                    action="agent.stop",
+                )
+        await self._flush_output()
+        await self.store.append_audit(
+            AuditDraft(
+                actor=actor, action="daemon.stop", subject="daemon", payload={"reason": reason}
+            )
+        )
+        if self._flusher:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self._started = False
+        await self.store.close()
+
+    async def _recover(self, actor: str) -> None:
+        """Mark what a crashed daemon left behind: agents lost, execs interrupted."""
+        for rec in await self.store.running_execs():
+            await self.store.finish_exec(
+                rec.id,
+                ExecStatus.INTERRUPTED,
+                None,
+                "the daemon stopped unexpectedly while this ran",
+                utcnow(),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="exec.recover",
+                    subject=rec.agent_id,
+                    result="interrupted",
+                    payload={"exec_id": rec.id},
+                ),
+            )
+        for agent in await self.store.list_agents(include_ended=False):
+            try:
+                runtime = self.registry.get(agent.runtime)
+                reason = await runtime.recover(agent)
+            except Exception as e:  # a runtime that cannot recover must not stop the daemon
+                reason = f"could not recover after a daemon restart: {e}"
+            await self._set_status(
+                agent.id,
+                StatusChange(status=AgentStatus.LOST, source=StatusSource.DAEMON, reason=reason),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.recover",
+                    subject=agent.id,
+                    result="lost",
+                    payload={"reason": reason, "pid": agent.pid},
+                ),
+            )
+
+    def _on_audit(self, entry: AuditEntry) -> None:
+        self.bus.publish(
+            AuditAppended(
+                seq_no=entry.seq,
+                action=entry.action,
+                subject=entry.subject,
+                actor=entry.actor,
+                result=entry.result,
+            )
+        )
+
+    async def _set_status(
+        self,
+        agent_id: str,
+        change: StatusChange,
+        *,
+        pid: int | None = None,
+        pid_started_at: float | None = None,
+        audit: AuditDraft | None = None,
+    ) -> None:
+        prev = await self.store.set_agent_status(
+            agent_id, change, pid=pid, pid_started_at=pid_started_at, audit=audit
+        )
+        live = self._live.get(agent_id)
+        if live:
+            live.agent = live.agent.model_copy(
+                update={
+                    "status": change.status,
+                    "status_source": change.source,
+                    "status_reason": change.reason,
+                    "status_at": change.at,
+                }
+            )
+        self.bus.publish(
+            AgentStatusChanged(
+                agent_id=agent_id,
+                status=change.status,
+                source=change.source,
+                reason=change.reason,
+                previous=prev,
+            )
+        )
+
+    # runtimes and config ----------------------------------------------------------
+
+    def runtimes(self) -> list[RuntimeInfo]:
+        return self.registry.info()
+
+    async def reload_config(self, actor: str, cwd: Path | None = None) -> LoadedConfig:
+        new = load_config(self.registry.names(), cwd=cwd)
+        if new.digest != self.config.digest:
+            old = self.config
+            self.config = new
+            await self.store.append_audit(
+                AuditDraft(
+                    actor=actor,
+                    action="config.change",
+                    subject="config",
+                    payload={
+                        "old_digest": old.digest,
+                        "new_digest": new.digest,
+                        "sources": [str(s) for s in new.sources],
+                    },
+                )
+            )
+            self.bus.publish(
+                ConfigChanged(digest=new.digest, sources=[str(s) for s in new.sources])
+            )
+        return self.config
+
+    # agents ------------------------------------------------------------------------
+
+    async def spawn_agent(self, spec: AgentSpec, actor: str) -> Agent:
+        runtime = self.registry.get(spec.runtime)  # raises UnknownRuntime
+        agent_id = new_agent_id(spec.runtime)
+        root = self.config.config.defaults.workspace_root or self.paths.workspaces
+        workspace = await asyncio.to_thread(_prepare_workspace, spec, Path(root), agent_id)
+        now = utcnow()
+        agent = Agent(
+            id=agent_id,
+            runtime=spec.runtime,
+            name=spec.name,
+            model=spec.model,
+            skills=spec.skills,
+            workspace=workspace,
+            status=AgentStatus.STARTING,
+            status_source=StatusSource.SPAWN,
+            status_reason="spawn requested",
+            status_at=now,
+            created_at=now,
+            spec=spec,
+        )
+        await self.store.insert_agent(agent)
+        self.bus.publish(
+            AgentStatusChanged(
+                agent_id=agent_id,
+                status=AgentStatus.STARTING,
+                source=StatusSource.SPAWN,
+                reason="spawn requested",
+                previous=None,
+            )
+        )
+        payload: dict[str, Any] = {
+            "runtime": spec.runtime,
+            "name": spec.name,
+            "skills": spec.skills,
+            "workspace": str(workspace),
+            "model": spec.model,
+        }
+        try:
+            handle = await runtime.spawn(agent_id, spec, workspace)
+        except Exception as e:
+            reason = str(e) if isinstance(e, RuntimeFailure) else f"{type(e).__name__}: {e}"
+            await self._set_status(
+                agent_id,
+                StatusChange(status=AgentStatus.FAILED, source=StatusSource.SPAWN, reason=reason),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.spawn",
+                    subject=agent_id,
+                    result="error",
+                    payload={**payload, "error": reason},
+                ),
+            )
+            if isinstance(e, RuntimeFailure):
+                raise
+            raise RuntimeFailure(
+                f"{spec.runtime} agent {agent_id} failed to start: {reason}"
+            ) from e
+        live = LiveAgent(agent=agent, runtime=runtime, handle=handle)
+        self._live[agent_id] = live
+        await self._set_status(
+            agent_id,
+            StatusChange(status=AgentStatus.IDLE, source=StatusSource.SPAWN, reason="ready"),
+            pid=handle.pid,
+            pid_started_at=handle.pid_started_at,
+            audit=AuditDraft(
+                actor=actor,
+                action="agent.spawn",
+                subject=agent_id,
+                payload={**payload, "pid": handle.pid},
+            ),
+        )
+        live.agent = live.agent.model_copy(
+            update={"pid": handle.pid, "pid_started_at": handle.pid_started_at}
+        )
+        live.watcher = asyncio.create_task(self._watch_exit(live), name=f"watch-{agent_id}")
+        self.bus.publish(
+            AgentSpawned(
+                agent_id=agent_id,
+                runtime=spec.runtime,
+                name=spec.name,
+                workspace=str(workspace),
+                pid=handle.pid,
+            )
+        )
+        return live.agent
+
+    async def _watch_exit(self, live: LiveAgent) -> None:
+        """An agent process that ends on its own is ``failed``, with its exit code."""
+        code = await live.runtime.wait_exit(live.handle)
+        if live.stopping:
+            return
+        self._live.pop(live.agent.id, None)
+        reason = f"process {live.handle.pid} exited with code {code}"
+        await self._set_status(
+            live.agent.id,
+            StatusChange(
+                status=AgentStatus.FAILED, source=StatusSource.PROCESS_EXIT, reason=reason
+            ),
+            audit=AuditDraft(
+                actor="daemon",
+                action="agent.exit",
+                subject=live.agent.id,
+                result="failed",
+                payload={"pid": live.handle.pid, "exit_code": code},
+            ),
+        )
+
+    async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
+        return await self.store.list_agents(include_ended=include_ended)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        agent = await self.store.get_agent(agent_id)
+        if agent is None:
+            raise AgentNotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+        return agent
+
+    async def _live_agent(self, agent_id: str, action: str) -> LiveAgent:
+        agent = await self.get_agent(agent_id)
+        live = self._live.get(agent.id)
+        if live is None or agent.status.is_terminal:
+            why = f": {agent.status_reason}" if agent.status_reason else ""
+            raise AgentUnavailable(
+                f"cannot {action} agent {agent.id}: it is {agent.status.value}{why}",
+                agent_id=agent.id,
+                status=agent.status.value,
+            )
+        return live
+
+    async def health(self, agent_id: str) -> HealthReport:
+        live = await self._live_agent(agent_id, "probe")
+        return await live.runtime.health(live.handle)
+
+    async def kill_agent(self, agent_id: str, actor: str) -> Agent:
+        live = await self._live_agent(agent_id, "kill")
+        await self._stop_agent(
+            live.agent.id,
+            actor=actor,
+            source=StatusSource.USER,
+            reason=f"killed by {actor}",
+            action="agent.kill",
+        )
+        return await self.get_agent(live.agent.id)
+
+    async def _stop_agent(
+        self, agent_id: str, *, actor: str, source: StatusSource, reason: str, action: str
+    ) -> None:
+        live = self._live.get(agent_id)
+        if live is None:
+            return
+        live.stopping = True
+        await live.runtime.kill(live.handle)
+        if live.exec_task is not None:
+            # The exec ends INTERRUPTED once its process is gone; wait so its record lands.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.exec_task), timeout=10)
+        if live.watcher is not None:
+            live.watcher.cancel()
+        self._live.pop(agent_id, None)
+        await self._set_status(
+            agent_id,
+            StatusChange(status=AgentStatus.STOPPED, source=source, reason=reason),
+            audit=AuditDraft(
+                actor=actor, action=action, subject=agent_id, payload={"pid": live.handle.pid}
+            ),
+        )
+
+    # exec ----------------------------------------------------------------------------
+
+    async def exec(
+        self, agent_id: str, input: str, *, actor: str, timeout: float | None = None
+    ) -> AsyncIterator[RuntimeEvent]:
+        """Run ``input`` on an agent; yields output chunks and ends with the ``ExecResult``.
+
+        The exec runs in its own task, so it is recorded to the end even if the caller
+        goes away; a caller that stops reading early aborts it (like closing ssh).
+        """
+        if not input.strip():
+            raise InvalidInput("nothing to run: the input is empty")
+        if timeout is not None and timeout <= 0:
+            raise InvalidInput(f"timeout must be positive, got {timeout}", timeout=timeout)
+        live = await self._live_agent(agent_id, "exec on")
+        if live.exec_id is not None:
+            raise AgentUnavailable(
+                f"agent {live.agent.id} is busy with exec {live.exec_id}",
+                agent_id=live.agent.id,
+                exec_id=live.exec_id,
+            )
+        exec_id = new_id("exec")
+        live.exec_id = exec_id
+        if timeout is None:
+            timeout = self.config.config.defaults.exec_timeout
+        stream = _ExecStream()
+        try:
+            await self.store.insert_exec(
+                ExecRecord(
+                    id=exec_id,
+                    agent_id=live.agent.id,
+                    input=input,
+                    status=ExecStatus.RUNNING,
+                    started_at=utcnow(),
+                    actor=actor,
+                ),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.exec",
+                    subject=live.agent.id,
+                    result="started",
+                    payload={"exec_id": exec_id, "input": input, "timeout": timeout},
+                ),
+            )
+            await self._set_status(
+                live.agent.id,
+                StatusChange(
+                    status=AgentStatus.BUSY,
+                    source=StatusSource.RUNTIME_EVENT,
+                    reason=f"running {exec_id}",
+                ),
+            )
+        except BaseException:
+            live.exec_id = None
+            raise
+        self.bus.publish(
+            ExecStarted(agent_id=live.agent.id, exec_id=exec_id, input=input, actor=actor)
+        )
+        live.exec_task = asyncio.create_task(
+            self._run_exec(live, exec_id, input, timeout, actor, stream), name=exec_id
+        )
+        finished = False
+        try:
+            while True:
+                ev = await stream.queue.get()
+                yield ev
+                if isinstance(ev, ExecResult):
+                    finished = True
+                    return
+        finally:
+            if not finished and live.exec_id == exec_id:
+                with contextlib.suppress(Exception):
+                    await live.runtime.abort(live.handle)
+
+    async def _run_exec(
+        self,
+        live: LiveAgent,
+        exec_id: str,
+        input: str,
+        timeout: float | None,
+        actor: str,
+        stream: _ExecStream,
+    ) -> None:
+        agent_id = live.agent.id
+        started = time.monotonic()
+        result: ExecResult | None = None
+        try:
+            async for ev in live.runtime.exec(live.handle, input, exec_id=exec_id, timeout=timeout):
+                if isinstance(ev, OutputChunk):
+                    self._output.append(OutputRow(agent_id, exec_id, ev.stream, utcnow(), ev.data))
+                    self.bus.publish(
+                        AgentOutput(
+                            agent_id=agent_id, exec_id=exec_id, stream=ev.stream, data=ev.data
+                        )
+                    )
+                    if len(self._output) >= OUTPUT_FLUSH_ROWS:
+                        await self._flush_output()
+                    stream.queue.put_nowait(ev)
+                else:
+                    result = ev
+        except Exception as e:
+            log.exception("exec %s on %s failed", exec_id, agent_id)
+            result = ExecResult(
+                exec_id=exec_id,
+                status=ExecStatus.INTERRUPTED,
+                exit_code=None,
+                reason=f"runtime error: {type(e).__name__}: {e}",
+            )
+        if result is None:
+            result = ExecResult(
+                exec_id=exec_id,
+                status=ExecStatus.INTERRUPTED,
+                exit_code=None,
+                reason="the runtime ended the exec without a result",
+            )
+        result.duration_s = result.duration_s or round(time.monotonic() - started, 6)
+        await self._flush_output()
+        await self.store.finish_exec(
+            exec_id,
+            result.status,
+            result.exit_code,
+            result.reason,
+            utcnow(),
+            audit=AuditDraft(
+                actor=actor,
+                action="agent.exec.finish",
+                subject=agent_id,
+                result=result.status.value,
+                payload={
+                    "exec_id": exec_id,
+                    "exit_code": result.exit_code,
+                    "reason": result.reason,
+                    "duration_s": result.duration_s,
+                },
+            ),
+        )
+        live.exec_id = None
+        live.exec_task = None
+        if not live.stopping and agent_id in self._live:
+            await self._set_status(
+                agent_id,
+                StatusChange(
+                    status=AgentStatus.IDLE,
+                    source=StatusSource.RUNTIME_EVENT,
+                    reason=f"{exec_id} {result.status.value}",
+                ),
+            )
+        self.bus.publish(
+            ExecFinished(
+                agent_id=agent_id,
+                exec_id=exec_id,
+                status=result.status,
+                exit_code=result.exit_code,
+                duration_s=result.duration_s,
+                reason=result.reason,
+            )
+        )
+        stream.queue.put_nowait(result)
+
+    async def abort(self, agent_id: str, actor: str) -> bool:
+        live = await self._live_agent(agent_id, "abort")
+        aborted = await live.runtime.abort(live.handle)
+        await self.store.append_audit(
+            AuditDraft(
+                actor=actor,
+                action="agent.abort",
+                subject=live.agent.id,
+                result="ok" if aborted else "nothing running",
+                payload={"exec_id": live.exec_id},
+            )
+        )
+        return aborted
+
+    # output --------------------------------------------------------------------------
+
+    async def _flush_output(self) -> None:
+        rows, self._output = self._output, []
+        if rows:
+            await self.store.append_output(rows)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OUTPUT_FLUSH_INTERVAL)
+            try:
+                await self._flush_output()
+            except Exception:
+                log.exception("could not write agent output to the store")
+
+    async def logs(
+        self, agent_id: str, *, after_seq: int = 0, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        """Stored output of an agent; with ``follow``, keep going until the agent ends."""
+        agent = await self.get_agent(agent_id)
+        sub = (
+            self.bus.subscribe(
+                f"logs-{agent.id}", maxsize=64, types={"agent.output", "agent.status_changed"}
+            )
+            if follow
+            else None
+        )
+        try:
+            await self._flush_output()
+            seq = after_seq
+            while True:
+                lines = await self.store.read_output(agent.id, after_seq=seq)
+                for line in lines:
+                    seq = line.seq
+                    yield line
+                if sub is None:
+                    return
+                current = await self.store.get_agent(agent.id)
+                if current is None or current.status.is_terminal:
+                    await self._flush_output()
+                    if not await self.store.read_output(agent.id, after_seq=seq, limit=1):
+                        return
+                    continue
+                # The bus only wakes us up; the store is the source of every line.
+                with contextlib.suppress(TimeoutError, SubscriptionClosed):
+                    await asyncio.wait_for(sub.get(), timeout=1.0)
+                await asyncio.sleep(OUTPUT_FLUSH_INTERVAL)
+        finally:
+            if sub is not None:
+                sub.close()
+
+    async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
+        agent = await self.get_agent(agent_id)
+        return await self.store.list_execs(agent.id, limit)
+
+    # audit ---------------------------------------------------------------------------
+
+    async def audit_list(
+        self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None
+    ) -> list[AuditEntry]:
+        return await self.store.list_audit(after_seq=after_seq, limit=limit, subject=subject)
+
+    async def audit_verify(self) -> VerifyReport:
+        entries = [e async for e in self.store.iter_audit()]
+        return verify_chain(entries, await self.store.audit_head())
+
+    async def record(self, actor: str, action: str, subject: str, **payload: Any) -> None:
+        """Audit an action that faces perform outside the engine (e.g. an export)."""
+        await self.store.append_audit(
+            AuditDraft(actor=actor, action=action, subject=subject, payload=payload)
+        )

@@ -1,0 +1,99 @@
+"""Godel's error types.
+
+Every error the engine raises on purpose is a ``GodelError`` with a stable JSON-RPC
+code in the -32000..-32099 range and a ``data`` dict that names the problem, so the
+daemon, the CLI and API clients all report the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GodelError(Exception):
+    """Base class: a problem the user can act on."""
+
+    code: ClassVar[int] = -32000
+    kind: ClassVar[str] = "godel_error"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data: dict[str, Any] = {"kind": self.kind, **data}
+
+    def to_jsonrpc(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "data": self.data}
+
+
+class AgentNotFound(GodelError):
+    code = -32001
+    kind = "agent_not_found"
+
+
+class AgentUnavailable(GodelError):
+    """The agent exists but cannot take this action (stopped, lost, busy...)."""
+
+    code = -32002
+    kind = "agent_unavailable"
+
+
+class UnknownRuntime(GodelError):
+    code = -32003
+    kind = "unknown_runtime"
+
+
+class ConfigError(GodelError):
+    """A config file is malformed. ``data`` holds ``file``, ``key`` and ``problem``."""
+
+    code = -32004
+    kind = "config_error"
+
+
+class StoreError(GodelError):
+    """The store cannot be opened or used safely (corrupt, newer schema...)."""
+
+    code = -32005
+    kind = "store_error"
+
+
+class RuntimeFailure(GodelError):
+    """A runtime failed to spawn or run an agent."""
+
+    code = -32006
+    kind = "runtime_failure"
+
+
+class DaemonError(GodelError):
+    """The daemon could not be started, reached or stopped."""
+
+    code = -32007
+    kind = "daemon_error"
+
+
+class AuditError(GodelError):
+    code = -32008
+    kind = "audit_error"
+
+
+class InvalidInput(GodelError):
+    """Input that passed JSON-RPC validation but makes no sense to the engine."""
+
+    code = -32009
+    kind = "invalid_input"
+
+
+ERRORS_BY_CODE: dict[int, type[GodelError]] = {
+    cls.code: cls
+    for cls in (
+        GodelError,
+        AgentNotFound,
+        AgentUnavailable,
+        UnknownRuntime,
+        ConfigError,
+        StoreError,
+        RuntimeFailure,
+        DaemonError,
+        AuditError,
+        InvalidInput,
+    )
+}

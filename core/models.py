@@ -1,0 +1,243 @@
+"""Pydantic domain types shared by the engine, the store, the API and the console.
+
+Statuses are explicit and every status change records where it came from
+(``StatusSource``) and when, so no face ever shows a status without a source.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_agent_id(runtime: str) -> str:
+    """``shell-3f9a1c``: the runtime name and six hex digits."""
+    return f"{runtime}-{secrets.token_hex(3)}"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+class AgentStatus(StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    UNHEALTHY = "unhealthy"
+    STOPPED = "stopped"  # ended on purpose (user kill, daemon stop)
+    LOST = "lost"  # the engine lost its hold on the process (daemon crash)
+    FAILED = "failed"  # the process died on its own or never started
+    UNKNOWN = "unknown"  # no source can tell; shown rather than guessed
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (AgentStatus.STOPPED, AgentStatus.LOST, AgentStatus.FAILED)
+
+
+class StatusSource(StrEnum):
+    """Where a status change came from."""
+
+    SPAWN = "spawn"
+    PROCESS_EXIT = "process_exit"
+    PROBE = "probe"
+    RUNTIME_EVENT = "runtime_event"
+    USER = "user"
+    DAEMON = "daemon"  # daemon start (recovery) or stop
+
+
+class StatusChange(BaseModel):
+    status: AgentStatus
+    source: StatusSource
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+
+class AgentSpec(BaseModel):
+    """What the user asks for when spawning an agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: str
+    name: str | None = None
+    model: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    workdir: Path | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("skills")
+    @classmethod
+    def _clean_skills(cls, v: list[str]) -> list[str]:
+        out = []
+        for s in v:
+            s = s.strip()
+            if not s:
+                continue
+            if any(c.isspace() or c == "," for c in s):
+                raise ValueError(f"skill {s!r} must not contain spaces or commas")
+            out.append(s)
+        return out
+
+
+class Agent(BaseModel):
+    """An agent as the store keeps it; the same record every face shows."""
+
+    id: str
+    runtime: str
+    name: str | None = None
+    model: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    workspace: Path
+    pid: int | None = None
+    # The process start time lets recovery tell our process from a reused pid.
+    pid_started_at: float | None = None
+    status: AgentStatus
+    status_source: StatusSource
+    status_reason: str = ""
+    status_at: datetime
+    created_at: datetime
+    spec: AgentSpec
+
+
+class Usage(BaseModel):
+    """Token usage of one exec (or one turn); zero for runtimes without a model."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+class ExecStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # ran to the end with exit code 0
+    FAILED = "failed"  # ran to the end with a non-zero exit code
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"  # the agent or the daemon died under it
+
+
+class ExecResult(BaseModel):
+    """The final item of every exec stream."""
+
+    kind: Literal["result"] = "result"
+    exec_id: str
+    status: ExecStatus
+    exit_code: int | None
+    output: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    # None means unknown (no price or no report), never "free".
+    cost_usd: Decimal | None = None
+    reason: str = ""
+    duration_s: float = 0.0
+
+
+class OutputChunk(BaseModel):
+    kind: Literal["output"] = "output"
+    exec_id: str
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+RuntimeEvent = Annotated[OutputChunk | ExecResult, Field(discriminator="kind")]
+
+
+class ExecRecord(BaseModel):
+    """One exec as stored: what ran on which agent and how it ended."""
+
+    id: str
+    agent_id: str
+    input: str
+    status: ExecStatus
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: datetime
+    finished_at: datetime | None = None
+    actor: str = ""
+
+
+class LogLine(BaseModel):
+    """A stored piece of an agent's output."""
+
+    seq: int
+    agent_id: str
+    exec_id: str | None
+    stream: Literal["stdout", "stderr", "system"]
+    at: datetime
+    data: str
+
+
+class TaskPriority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    READY = "ready"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DEAD = "dead"  # dead-lettered after the last attempt
+
+
+class Task(BaseModel):
+    """A unit of work for the swarm (queued and routed by the federation layer)."""
+
+    id: str = Field(default_factory=lambda: new_id("task"))
+    input: str
+    priority: TaskPriority = TaskPriority.NORMAL
+    skills: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(default=3, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    swarm: str | None = None
+    status: TaskStatus = TaskStatus.QUEUED
+    attempts: int = 0
+    result: ExecResult | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RuntimeInfo(BaseModel):
+    """A registered runtime as ``godel runtime list`` shows it."""
+
+    name: str
+    description: str
+    capabilities: list[str]
+    source: str  # "builtin" or the entry point that provided it
+    error: str | None = None  # set when a plug-in failed to load
+
+
+class AuditEntry(BaseModel):
+    """One audit-log row; ``entry_hash`` covers every other field and ``prev_hash``."""
+
+    seq: int
+    ts: datetime
+    actor: str
+    action: str
+    subject: str
+    payload: dict[str, object] = Field(default_factory=dict)
+    result: str
+    prev_hash: str
+    entry_hash: str

@@ -1,0 +1,626 @@
+"""The built-in ``shell`` runtime: each agent is one persistent bash process.
+
+At spawn, bash (``--noprofile --norc -s``, its own session and process group) gets a
+small function, ``__godel_run NONCE B64``, on its stdin. Each exec sends one such call:
+the command travels base64-encoded (no quoting problems), runs in a subshell in the
+workspace with stdin from /dev/null (it must never read our control pipe), and when
+bash's ``wait`` returns the function prints ``\\x1eGODEL:<nonce>:end:<rc>`` on stdout
+and on stderr. The nonce is fresh per exec, so output cannot fake the end of an exec,
+and seeing the marker on both streams means both streams are complete.
+
+Because every exec runs in a subshell, nothing (``cd``, variables) carries over from one
+exec to the next; the bash process is the agent's stable process group, which ``kill``
+ends as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shlex
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import psutil
+
+from core.errors import AgentUnavailable, RuntimeFailure
+from core.models import (
+    Agent,
+    AgentSpec,
+    ExecResult,
+    ExecStatus,
+    OutputChunk,
+    RuntimeEvent,
+)
+from core.runtimes.base import (
+    AgentHandle,
+    Capability,
+    HealthReport,
+    HealthState,
+    RuntimeContext,
+)
+from core.runtimes.process import (
+    descendants,
+    process_started_at,
+    recover_process,
+    terminate_group,
+    terminate_processes,
+    wait_process_exit,
+)
+
+log = logging.getLogger(__name__)
+
+Stream = Literal["stdout", "stderr"]
+_STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+_STATE_KEY = "shell"
+_READ_CHUNK = 64 * 1024
+_OUTPUT_CAP = 1024 * 1024  # characters of stdout kept in ExecResult.output
+_PENDING_CAP = 1024 * 1024  # bytes of between-exec output kept for the next exec
+_READY_TIMEOUT_S = 10.0
+_STOP_GRACE_S = 1.0  # SIGTERM -> SIGKILL for a timed-out or aborted command
+_STOP_WAIT_S = 10.0  # how long the end markers may take once the command was killed
+_KILL_GRACE_S = 3.0
+
+# ``set --`` hides the nonce ($1) from the command; ``wait 2>/dev/null`` keeps bash's
+# "Terminated" job reports out of the exec's stderr.
+_SETUP = r"""
+__godel_ws=@WS@
+__godel_run() {
+  (
+    cd "$__godel_ws" || exit
+    __godel_cmd=$(printf %s "$2" | base64 -d) || exit 126
+    set --
+    eval "unset __godel_cmd; $__godel_cmd"
+  ) </dev/null &
+  wait "$!" 2>/dev/null
+  __godel_rc=$?
+  printf '\036GODEL:%s:end:%s\n' "$1" "$__godel_rc"
+  printf '\036GODEL:%s:end:%s\n' "$1" "$__godel_rc" >&2
+}
+"""
+
+
+class _EndMarker:
+    """Finds ``\\x1eGODEL:<nonce>:end:<rc>\\n`` in a byte stream, wherever it falls.
+
+    The marker need not start a line (output may lack a trailing newline) and may be
+    split across reads, so a trailing piece that could be its start is held back.
+    """
+
+    def __init__(self, nonce: str) -> None:
+        self._prefix = f"\x1eGODEL:{nonce}:end:".encode()
+        self._pattern = re.compile(re.escape(self._prefix) + rb"(\d{1,3})\n")
+        self._held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, int | None, bytes]:
+        """Return (output before the marker, exit code or None, bytes after the marker)."""
+        buf = self._held + data
+        self._held = b""
+        m = self._pattern.search(buf)
+        if m:
+            return buf[: m.start()], int(m.group(1)), buf[m.end() :]
+        cut = buf.rfind(b"\x1e")
+        if cut != -1 and self._may_start_marker(buf[cut:]):
+            self._held = buf[cut:]
+            return buf[:cut], None, b""
+        return buf, None, b""
+
+    def _may_start_marker(self, tail: bytes) -> bool:
+        n = len(self._prefix)
+        if len(tail) <= n:
+            return self._prefix.startswith(tail)
+        digits = tail[n:]
+        return tail.startswith(self._prefix) and len(digits) <= 3 and digits.isdigit()
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+
+@dataclass(frozen=True)
+class _Event:
+    kind: Literal["data", "end", "eof", "exit"]
+    stream: Stream | None = None
+    data: bytes = b""
+    code: int | None = None
+
+
+class _Run:
+    """One command sent to bash (an exec, or the readiness probe)."""
+
+    def __init__(self, exec_id: str) -> None:
+        self.exec_id = exec_id
+        self.nonce = secrets.token_hex(8)
+        self.parsers = {s: _EndMarker(self.nonce) for s in _STREAMS}
+        self.queue: asyncio.Queue[_Event] = asyncio.Queue()
+        self.ended: dict[Stream, int] = {}
+        # Set by the readers (both markers seen) or the exit watcher, even when nobody
+        # consumes the queue.
+        self.finished = asyncio.Event()
+        self.timed_out = False
+        self.aborted = False
+        self.stop_deadline: float | None = None
+
+    async def next_event(self, wait_s: float | None) -> _Event:
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if wait_s is None:
+            return await self.queue.get()
+        return await asyncio.wait_for(self.queue.get(), max(0.0, wait_s))
+
+
+class _TextTail:
+    """Keeps the last ``cap`` characters of a growing text."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._parts: list[str] = []
+        self._size = 0
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        self.total += len(text)
+        if self._size > 2 * self.cap:
+            kept = "".join(self._parts)[-self.cap :]
+            self._parts, self._size = [kept], len(kept)
+
+    def text(self) -> str:
+        return "".join(self._parts)[-self.cap :]
+
+
+class _ShellAgent:
+    """Live state of one agent: the bash process, its readers and the current run."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, started_at: float | None) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.started_at = started_at
+        self.run: _Run | None = None
+        # Output that arrived between execs (late writes of background processes).
+        self.pending: dict[Stream, bytearray] = {s: bytearray() for s in _STREAMS}
+        self.exited = asyncio.Event()
+        self.exit_code: int | None = None
+        self.killing = False
+        self.kill_task: asyncio.Task[None] | None = None
+        self.pumps: list[asyncio.Task[None]] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.pumps = [
+            self.spawn_task(self._pump("stdout", self.proc.stdout)),
+            self.spawn_task(self._pump("stderr", self.proc.stderr)),
+        ]
+        self.spawn_task(self._watch())
+
+    def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)  # a reference, so the task is not garbage-collected
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("shell agent %s: background task failed", self.pid, exc_info=task.exception())
+
+    def begin(self, exec_id: str) -> _Run:
+        run = _Run(exec_id)
+        self.run = run
+        for stream in _STREAMS:
+            if self.pending[stream]:
+                data = bytes(self.pending[stream])
+                self.pending[stream].clear()
+                self.feed(stream, data)
+        return run
+
+    def _keep_pending(self, stream: Stream, data: bytes) -> None:
+        buf = self.pending[stream]
+        buf += data
+        if len(buf) > _PENDING_CAP:
+            del buf[: len(buf) - _PENDING_CAP]
+
+    def feed(self, stream: Stream, data: bytes) -> None:
+        run = self.run
+        if run is None or stream in run.ended:
+            self._keep_pending(stream, data)
+            return
+        out, code, rest = run.parsers[stream].feed(data)
+        if out:
+            run.queue.put_nowait(_Event("data", stream, out))
+        if code is not None:
+            run.ended[stream] = code
+            run.queue.put_nowait(_Event("end", stream, code=code))
+            if rest:
+                self._keep_pending(stream, rest)
+            if len(run.ended) == len(_STREAMS):
+                run.finished.set()
+
+    def _eof(self, stream: Stream) -> None:
+        run = self.run
+        if run is not None and stream not in run.ended:
+            held = run.parsers[stream].flush()
+            if held:
+                run.queue.put_nowait(_Event("data", stream, held))
+            run.queue.put_nowait(_Event("eof", stream))
+
+    async def _pump(self, stream: Stream, reader: asyncio.StreamReader) -> None:
+        try:
+            while data := await reader.read(_READ_CHUNK):
+                self.feed(stream, data)
+        except OSError:
+            pass
+        finally:
+            self._eof(stream)
+
+    async def _watch(self) -> None:
+        code = await wait_process_exit(self.proc)
+        self.exit_code = code
+        self.exited.set()
+        if self.run is not None:
+            self.run.queue.put_nowait(_Event("exit", code=code))
+            self.run.finished.set()
+        if not self.killing:
+            # bash died on its own: end what it left running, nobody can reach it now.
+            with contextlib.suppress(ValueError, OSError):
+                await terminate_group(self.pid, _STOP_GRACE_S, started_at=self.started_at)
+
+    async def send(self, text: str) -> bool:
+        """Write to bash's stdin; False if bash is gone (its exit is reported separately)."""
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing():
+            return False
+        try:
+            stdin.write(text.encode("utf-8", errors="replace"))
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+
+def _command_line(nonce: str, command: str) -> str:
+    encoded = base64.b64encode(command.encode("utf-8", errors="replace")).decode("ascii")
+    return f"__godel_run {nonce} {encoded}\n"
+
+
+def _state(handle: AgentHandle) -> _ShellAgent:
+    st = handle.state.get(_STATE_KEY)
+    if not isinstance(st, _ShellAgent):
+        raise AgentUnavailable(
+            f"agent {handle.agent_id} was not started by the shell runtime",
+            agent_id=handle.agent_id,
+        )
+    return st
+
+
+class ShellRuntime:
+    """Runs each agent as a persistent bash; every exec is a bash script."""
+
+    name: ClassVar[str] = "shell"
+    description: ClassVar[str] = (
+        "A persistent bash process per agent; each exec runs as a bash script "
+        "in a subshell in the agent's workspace"
+    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.EXEC,
+            Capability.STREAM,
+            Capability.ABORT,
+            Capability.KILL,
+            Capability.HEALTH,
+            Capability.TIMEOUT,
+            Capability.PERSISTENT_PROCESS,
+        }
+    )
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self._ctx = ctx
+        self._shell = str(ctx.options.get("shell", "/bin/bash"))
+
+    async def spawn(self, agent_id: str, spec: AgentSpec, workspace: Path) -> AgentHandle:
+        if not await asyncio.to_thread(workspace.is_dir):
+            raise RuntimeFailure(f"workspace {workspace} is not a directory", agent_id=agent_id)
+        env = dict(os.environ)
+        # A clean shell: BASH_ENV would be sourced despite --norc.
+        env.pop("BASH_ENV", None)
+        env.update(spec.env)
+        env["GODEL_AGENT_ID"] = agent_id
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._shell,
+                "--noprofile",
+                "--norc",
+                "-s",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=workspace,
+                env=env,
+                start_new_session=True,  # its own session and group: pgid == pid
+            )
+        except OSError as e:
+            raise RuntimeFailure(
+                f"cannot start {self._shell}: {e.strerror or e}",
+                agent_id=agent_id,
+                shell=self._shell,
+            ) from e
+        st = _ShellAgent(proc, process_started_at(proc.pid))
+        handle = AgentHandle(
+            agent_id=agent_id,
+            workspace=workspace,
+            pid=proc.pid,
+            pid_started_at=st.started_at,
+            state={_STATE_KEY: st},
+        )
+        st.start()
+        try:
+            await self._handshake(st, workspace, agent_id)
+        except BaseException:
+            await self.kill(handle)
+            raise
+        return handle
+
+    async def _handshake(self, st: _ShellAgent, workspace: Path, agent_id: str) -> None:
+        """Install ``__godel_run`` and run a probe through it, proving the whole path works."""
+        run = st.begin("spawn")
+        out = bytearray()
+        err = bytearray()
+        script = _SETUP.replace("@WS@", shlex.quote(str(workspace)))
+        script += _command_line(run.nonce, "printf ready")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _READY_TIMEOUT_S
+        try:
+            await st.send(script)
+            while len(run.ended) < len(_STREAMS) or not run.queue.empty():
+                try:
+                    ev = await run.next_event(deadline - loop.time())
+                except TimeoutError:
+                    raise RuntimeFailure(
+                        f"{self._shell} did not answer within {_READY_TIMEOUT_S:g}s",
+                        agent_id=agent_id,
+                    ) from None
+                if ev.kind == "data":
+                    buf = out if ev.stream == "stdout" else err
+                    buf += ev.data[: 4096 - len(buf)]
+                elif ev.kind == "exit":
+                    detail = err.decode(errors="replace").strip()
+                    raise RuntimeFailure(
+                        f"{self._shell} exited with code {ev.code} before it was ready"
+                        + (f": {detail}" if detail else ""),
+                        agent_id=agent_id,
+                    )
+            rc = run.ended["stdout"]
+            if rc != 0 or bytes(out) != b"ready":
+                detail = err.decode(errors="replace").strip() or out.decode(errors="replace")
+                raise RuntimeFailure(
+                    f"{self._shell} failed its readiness probe (exit code {rc}): {detail}",
+                    agent_id=agent_id,
+                )
+        finally:
+            st.run = None
+
+    async def exec(
+        self,
+        handle: AgentHandle,
+        input: str,
+        *,
+        exec_id: str,
+        timeout: float | None,
+    ) -> AsyncIterator[RuntimeEvent]:
+        st = _state(handle)
+        if st.exit_code is not None or st.killing:
+            raise AgentUnavailable(
+                f"agent {handle.agent_id} is not running", agent_id=handle.agent_id
+            )
+        if st.run is not None:
+            raise AgentUnavailable(
+                f"agent {handle.agent_id} is busy with exec {st.run.exec_id}",
+                agent_id=handle.agent_id,
+                exec_id=st.run.exec_id,
+            )
+        run = st.begin(exec_id)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in _STREAMS}
+        kept = _TextTail(_OUTPUT_CAP)
+        consumed_ends: set[Stream] = set()
+        agent_exit: int | None = None
+        stuck = False
+        released = False
+
+        def chunk(stream: Stream, text: str) -> OutputChunk:
+            if stream == "stdout":
+                kept.add(text)
+            return OutputChunk(exec_id=exec_id, stream=stream, data=text)
+
+        try:
+            # A failed write means bash is gone; its exit event ends the loop below.
+            await st.send(_command_line(run.nonce, input))
+            deadline = None if timeout is None else started + timeout
+            while len(consumed_ends) < len(_STREAMS):
+                stop_first = run.stop_deadline is not None and (
+                    deadline is None or run.stop_deadline <= deadline
+                )
+                limit = run.stop_deadline if stop_first else deadline
+                try:
+                    ev = await run.next_event(None if limit is None else limit - loop.time())
+                except TimeoutError:
+                    if stop_first:
+                        stuck = True
+                        break
+                    deadline = None
+                    if not run.aborted:
+                        run.timed_out = True
+                    self._begin_stop(st, run)
+                    continue
+                if ev.kind == "data" and ev.stream is not None:
+                    text = decoders[ev.stream].decode(ev.data)
+                    if text:
+                        yield chunk(ev.stream, text)
+                elif ev.kind == "end" and ev.stream is not None:
+                    consumed_ends.add(ev.stream)
+                    text = decoders[ev.stream].decode(b"", final=True)
+                    if text:
+                        yield chunk(ev.stream, text)
+                elif ev.kind == "exit":
+                    agent_exit = ev.code
+                    break
+                # "eof" needs nothing: bash's exit event follows.
+            while agent_exit is not None and not run.queue.empty():
+                ev = run.queue.get_nowait()  # output that was already read
+                if ev.kind == "data" and ev.stream is not None:
+                    text = decoders[ev.stream].decode(ev.data)
+                    if text:
+                        yield chunk(ev.stream, text)
+            for stream in _STREAMS:
+                if stream not in consumed_ends:
+                    text = decoders[stream].decode(b"", final=True)
+                    if text:
+                        yield chunk(stream, text)
+
+            reasons: list[str] = []
+            status: ExecStatus
+            exit_code: int | None
+            if agent_exit is not None:
+                status, exit_code = ExecStatus.INTERRUPTED, None
+                if st.killing:
+                    reasons.append(f"agent was killed (its process exited with code {agent_exit})")
+                else:
+                    reasons.append(f"agent process exited with code {agent_exit} during the exec")
+            elif run.timed_out:
+                status, exit_code = ExecStatus.TIMED_OUT, 124
+                reasons.append(f"timed out after {timeout:g}s")
+            elif run.aborted:
+                status, exit_code = ExecStatus.ABORTED, 130
+                reasons.append("aborted")
+            else:
+                exit_code = run.ended["stdout"]
+                status = ExecStatus.SUCCEEDED if exit_code == 0 else ExecStatus.FAILED
+            if stuck:
+                reasons.append("the command did not end after being killed; the agent stays busy")
+                st.spawn_task(self._reap(st, run))
+            else:
+                st.run = None
+            released = True
+            if kept.total > kept.cap:
+                reasons.append(f"output keeps the last {kept.cap} of {kept.total} characters")
+            result = ExecResult(
+                exec_id=exec_id,
+                status=status,
+                exit_code=exit_code,
+                output=kept.text(),
+                reason="; ".join(reasons),
+                duration_s=loop.time() - started,
+            )
+            # Released before the last yield: a consumer may never resume us after it.
+            yield result
+        finally:
+            if not released and st.run is run:
+                if run.finished.is_set():
+                    st.run = None
+                else:
+                    # Abandoned mid-way (consumer gone or cancelled): stop the command so
+                    # the agent is free again, in the background since we cannot wait here.
+                    st.spawn_task(self._reap(st, run))
+
+    def _begin_stop(self, st: _ShellAgent, run: _Run) -> None:
+        if run.stop_deadline is None:
+            loop = asyncio.get_running_loop()
+            run.stop_deadline = loop.time() + _STOP_GRACE_S + _STOP_WAIT_S
+            st.spawn_task(self._stop_command(st, run))
+
+    async def _stop_command(self, st: _ShellAgent, run: _Run) -> None:
+        """Kill the running command's process tree (bash's descendants) until it ends.
+
+        Repeated, because right after the command was sent bash may not have forked yet.
+        """
+        for _ in range(40):
+            if run.finished.is_set() or st.proc.returncode is not None:
+                return
+            procs = descendants(st.pid)
+            if procs:
+                await terminate_processes(procs, _STOP_GRACE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.finished.wait(), 0.25)
+                return
+
+    async def _reap(self, st: _ShellAgent, run: _Run) -> None:
+        await self._stop_command(st, run)
+        await run.finished.wait()
+        if st.run is run:
+            st.run = None
+
+    async def abort(self, handle: AgentHandle) -> bool:
+        st = _state(handle)
+        run = st.run
+        if run is None or run.finished.is_set():
+            return False
+        if not run.timed_out:
+            run.aborted = True
+        self._begin_stop(st, run)
+        await self._stop_command(st, run)
+        return True
+
+    async def kill(self, handle: AgentHandle) -> None:
+        st = handle.state.get(_STATE_KEY)
+        if not isinstance(st, _ShellAgent):
+            return
+        if st.kill_task is None:
+            st.killing = True
+            st.kill_task = asyncio.create_task(self._kill(st))
+        # Shielded: a cancelled caller must not leave the agent half-killed.
+        await asyncio.shield(st.kill_task)
+
+    async def _kill(self, st: _ShellAgent) -> None:
+        with contextlib.suppress(ValueError):
+            await terminate_group(st.pid, _KILL_GRACE_S, started_at=st.started_at)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(st.exited.wait(), 5.0)
+        if st.proc.stdin is not None:
+            st.proc.stdin.close()
+        # The pipes reach EOF once every holder is dead; a process that left the group
+        # (setsid) could hold them open, so do not wait for ever.
+        tasks = list(st.tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+
+    async def health(self, handle: AgentHandle) -> HealthReport:
+        st = handle.state.get(_STATE_KEY)
+        if not isinstance(st, _ShellAgent):
+            return HealthReport(state=HealthState.DEAD, detail="no process")
+        code = st.proc.returncode
+        if code is not None:
+            return HealthReport(state=HealthState.DEAD, detail=f"shell exited with code {code}")
+        # Liveness only: writing to the shell could interfere with a running exec.
+        try:
+            status = psutil.Process(st.pid).status()
+        except psutil.NoSuchProcess:
+            return HealthReport(state=HealthState.DEAD, detail="shell process is gone")
+        if status == psutil.STATUS_ZOMBIE:
+            return HealthReport(state=HealthState.DEAD, detail="shell process has exited")
+        if status == psutil.STATUS_STOPPED:
+            return HealthReport(state=HealthState.UNHEALTHY, detail="shell process is stopped")
+        if st.run is not None:
+            return HealthReport(state=HealthState.HEALTHY, detail=f"running exec {st.run.exec_id}")
+        return HealthReport(state=HealthState.HEALTHY, detail="idle")
+
+    async def wait_exit(self, handle: AgentHandle) -> int:
+        st = _state(handle)
+        await st.exited.wait()
+        assert st.exit_code is not None
+        return st.exit_code
+
+    async def recover(self, agent: Agent) -> str:
+        return await recover_process(agent)

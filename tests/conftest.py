@@ -1,0 +1,104 @@
+"""Shared fixtures: an isolated GODEL_HOME and a way to run the real ``godel`` CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+@dataclass
+class Godel:
+    """Runs ``godel`` as a subprocess (a new process per command, as a user would)."""
+
+    home: Path
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cmd(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "core.cli.main", *args]
+
+    def run(
+        self, *args: str, timeout: float = 60, check: bool = False, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.cmd(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.cwd,
+            env=self.env,
+            input=input,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"godel {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.cmd(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.cwd,
+            env=self.env,
+        )
+
+    def daemon_pid(self) -> int | None:
+        try:
+            return int((self.home / "daemon.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _env(home: Path, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GODEL_")}
+    env["GODEL_HOME"] = str(home)
+    env["GODEL_CONFIG"] = str(tmp / "no-user-config.toml")  # never read the real user file
+    return env
+
+
+@pytest.fixture
+def godel(tmp_path: Path) -> Iterator[Godel]:
+    home = tmp_path / "home"
+    project = tmp_path / "project"
+    project.mkdir()
+    g = Godel(home=home, cwd=project, env=_env(home, tmp_path))
+    yield g
+    # Stop the daemon this test started, and make sure nothing it owned survives.
+    pid = g.daemon_pid()
+    g.run("daemon", "stop", timeout=60)
+    if pid is not None and psutil.pid_exists(pid):
+        try:
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE:
+                os.kill(pid, signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

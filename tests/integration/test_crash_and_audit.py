@@ -1,0 +1,102 @@
+"""SIGKILL the daemon mid-work; the audit trail via the CLI, and tampering found by verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+
+import psutil
+
+from tests.conftest import Godel, gone, wait_for
+from tests.integration.test_cli_agents import agents, spawn
+
+
+def test_sigkill_daemon_while_commands_run_loses_nothing(godel: Godel) -> None:
+    a1 = spawn(godel)
+    a2 = spawn(godel)
+    godel.run("agent", "exec", a1, "echo before-crash", check=True)
+    runner = godel.popen("agent", "exec", a2, "sleep 60")
+    assert wait_for(lambda: agents(godel)[a2]["status"] == "busy")
+    shell_pids = [int(agents(godel)[a]["pid"]) for a in (a1, a2)]  # type: ignore[arg-type]
+    sleeps = psutil.Process(shell_pids[1]).children(recursive=True)
+    audit_before = json.loads(godel.run("audit", "list", "--json", check=True).stdout)
+
+    daemon_pid = godel.daemon_pid()
+    assert daemon_pid is not None
+    os.kill(daemon_pid, signal.SIGKILL)
+    assert wait_for(lambda: gone(daemon_pid))
+    runner.wait(timeout=20)
+    assert runner.returncode == 1  # the CLI reports the lost daemon, it does not hang
+
+    # The next command starts a new daemon, which reconciles what the old one left.
+    after = agents(godel)
+    assert godel.daemon_pid() not in (None, daemon_pid)
+    assert set(after) == {a1, a2}
+    for a in (a1, a2):
+        assert after[a]["status"] == "lost"
+        assert after[a]["status_source"] == "daemon"
+        assert after[a]["status_reason"]
+    # No surviving process: the shells and the sleep under one of them are gone.
+    assert wait_for(lambda: all(gone(p) for p in shell_pids))
+    assert wait_for(lambda: all(gone(c.pid) for c in sleeps))
+
+    detail = json.loads(godel.run("agent", "get", a2, "--json", check=True).stdout)
+    assert detail["execs"][0]["status"] == "interrupted"
+    assert "daemon stopped unexpectedly" in detail["execs"][0]["reason"]
+    r = godel.run("agent", "logs", a1, check=True)
+    assert r.stdout == "before-crash\n"
+
+    audit_after = json.loads(godel.run("audit", "list", "--json", check=True).stdout)
+    assert audit_after[: len(audit_before)] == audit_before  # nothing lost or changed
+    actions = [e["action"] for e in audit_after[len(audit_before) :]]
+    assert actions.count("agent.recover") == 2 and "exec.recover" in actions
+    r = godel.run("audit", "verify", check=True)
+    assert r.stdout.startswith("audit chain intact")
+
+
+def test_audit_trail_records_who_did_what(godel: Godel) -> None:
+    agent_id = spawn(godel)
+    godel.run("agent", "exec", agent_id, "true", check=True)
+    godel.run("agent", "kill", agent_id, check=True)
+    entries = json.loads(godel.run("audit", "list", "--json", "--subject", agent_id).stdout)
+    assert [e["action"] for e in entries] == [
+        "agent.spawn",
+        "agent.exec",
+        "agent.exec.finish",
+        "agent.kill",
+    ]
+    uid = os.getuid()
+    for e in entries:
+        assert f"(uid={uid}) pid=" in e["actor"]
+    assert entries[1]["payload"]["input"] == "true"
+    assert entries[2]["result"] == "succeeded"
+    text = godel.run("audit", "list", check=True).stdout.splitlines()
+    assert text[0].split() == ["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "RESULT"]
+    assert any("daemon.start" in line for line in text)
+
+
+def test_verify_names_the_first_bad_entry_and_export_round_trips(godel: Godel) -> None:
+    agent_id = spawn(godel)
+    for i in range(3):
+        godel.run("agent", "exec", agent_id, f"echo {i}", check=True)
+    out = godel.cwd / "audit.jsonl"
+    r = godel.run("audit", "export", "-o", str(out), check=True)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) >= 8 and [e["seq"] for e in lines] == list(range(1, len(lines) + 1))
+    assert f"Exported {len(lines)} entries" in r.stderr
+
+    # Edit an entry in the database file while the daemon runs.
+    con = sqlite3.connect(godel.home / "godel.db")
+    con.execute("DROP TRIGGER audit_no_update")
+    con.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 4")
+    con.commit()
+    con.close()
+    r = godel.run("audit", "verify")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "audit chain broken at entry 4: its contents do not match its hash (the entry was edited)"
+    )
+    report = json.loads(godel.run("audit", "verify", "--json").stdout)
+    assert report["first_bad_seq"] == 4 and report["ok"] is False

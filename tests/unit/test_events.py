@@ -1,0 +1,390 @@
+"""Events, the bus (drops, filters, ending) and the JSONL recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from core.events import (
+    EVENT_TYPES,
+    AgentOutput,
+    AgentSpawned,
+    AgentStatusChanged,
+    AuditAppended,
+    ConfigChanged,
+    DaemonStarted,
+    DaemonStopping,
+    Event,
+    EventBus,
+    EventRecorder,
+    EventsDropped,
+    ExecFinished,
+    ExecStarted,
+    SubscriptionClosed,
+    event_to_json,
+    parse_event,
+    read_recording,
+)
+from core.models import AgentStatus, ExecStatus, StatusSource
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+# One sample per event type; the round-trip test demands full coverage.
+SAMPLES: list[Event] = [
+    AgentSpawned(
+        agent_id="shell-abc123", runtime="shell", name="w1", workspace="/tmp/w", pid=42, at=T0
+    ),
+    AgentStatusChanged(
+        agent_id="shell-abc123",
+        status=AgentStatus.BUSY,
+        source=StatusSource.RUNTIME_EVENT,
+        reason="exec started",
+        previous=AgentStatus.IDLE,
+        seq=7,
+    ),
+    AgentOutput(agent_id="a", exec_id="exec-1", stream="stderr", data='line\n"quoted"\t\u00e9'),
+    ExecStarted(agent_id="a", exec_id="exec-1", input="echo hi", actor="cli"),
+    ExecFinished(
+        agent_id="a",
+        exec_id="exec-1",
+        status=ExecStatus.TIMED_OUT,
+        exit_code=None,
+        duration_s=1.5,
+        reason="timeout after 1.5s",
+    ),
+    AuditAppended(seq_no=3, action="agent.kill", subject="a", actor="cli", result="ok"),
+    DaemonStarted(pid=1234, version="0.1.0"),
+    DaemonStopping(reason="SIGTERM"),
+    ConfigChanged(digest="sha256:abc", sources=["/etc/godel.toml", "env"]),
+    EventsDropped(count=5, subscriber="tui"),
+]
+
+
+def output(i: int) -> AgentOutput:
+    return AgentOutput(agent_id="a", exec_id="e", stream="stdout", data=str(i))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_samples_cover_every_event_type() -> None:
+    assert {e.type for e in SAMPLES} == EVENT_TYPES
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_round_trip_through_json(event: Event) -> None:
+    text = event_to_json(event)
+    assert "\n" not in text
+    back = parse_event(text)
+    assert type(back) is type(event)
+    assert back == event
+    assert parse_event(json.loads(text)) == event
+    assert parse_event(text.encode()) == event
+
+
+def test_parse_event_rejects_unknown_type_and_bad_fields() -> None:
+    with pytest.raises(ValueError):
+        parse_event('{"type": "no.such.event"}')
+    with pytest.raises(ValueError):
+        parse_event({"type": "daemon.started", "pid": "not-a-pid", "version": "1"})
+    with pytest.raises(ValueError):
+        parse_event("{not json")
+
+
+def test_event_time_is_utc() -> None:
+    assert DaemonStopping().at.tzinfo is not None
+    plus2 = timezone(timedelta(hours=2))
+    ev = DaemonStopping(at=datetime(2025, 1, 1, 12, 0, tzinfo=plus2))
+    assert ev.at.utcoffset() == timedelta(0)
+    assert ev.at.hour == 10
+    with pytest.raises(ValueError):
+        DaemonStopping(at=datetime(2025, 1, 1, 12, 0))
+
+
+# -------------------------------------------------------------------------------- bus
+
+
+async def test_seq_is_monotonic_and_caller_instance_untouched() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    originals = [output(i) for i in range(5)]
+    for ev in originals:
+        bus.publish(ev)
+    got = [await sub.get() for _ in range(5)]
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5]
+    assert [e.data for e in got if isinstance(e, AgentOutput)] == ["0", "1", "2", "3", "4"]
+    assert bus.seq == 5
+    assert all(e.seq == 0 for e in originals)
+
+
+async def test_seq_is_per_bus_and_counts_events_nobody_receives() -> None:
+    bus, other = EventBus(), EventBus()
+    bus.publish(DaemonStopping())  # no subscribers yet
+    sub = bus.subscribe("t")
+    bus.publish(DaemonStopping())
+    other.publish(DaemonStopping())
+    assert (await sub.get()).seq == 2
+    assert other.seq == 1
+
+
+async def test_slow_subscriber_gets_drop_marker_and_never_stalls_others() -> None:
+    bus = EventBus()
+    slow = bus.subscribe("slow")  # default maxsize 1000, never read while publishing
+    fast = bus.subscribe("fast")
+    received: list[Event] = []
+
+    async def read_all() -> None:
+        async for ev in fast:
+            received.append(ev)
+
+    reader = asyncio.create_task(read_all())
+    n = 10_000
+    for i in range(n):
+        bus.publish(output(i))
+        await asyncio.sleep(0)  # let the reader run; the slow one still never reads
+    bus.close()
+    async with asyncio.timeout(5):
+        await reader
+
+    assert len(received) == n
+    assert [e.seq for e in received] == list(range(1, n + 1))
+    assert not any(isinstance(e, EventsDropped) for e in received)
+    assert fast.dropped_total == 0
+
+    slow_got: list[Event] = [ev async for ev in slow]
+    assert len(slow_got) == 1000 + 1
+    assert [e.seq for e in slow_got[:1000]] == list(range(1, 1001))
+    marker = slow_got[1000]
+    assert isinstance(marker, EventsDropped)
+    assert marker.count == n - 1000
+    assert marker.subscriber == "slow"
+    assert slow.dropped_total == n - 1000
+
+
+async def test_after_drop_marker_newer_events_continue_and_counter_resets() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s", maxsize=3)
+    for i in range(10):
+        bus.publish(output(i))  # seq 1..3 queued, 4..10 dropped
+    assert [sub.get_nowait().seq for _ in range(3)] == [1, 2, 3]
+    marker = sub.get_nowait()
+    assert isinstance(marker, EventsDropped) and marker.count == 7
+    with pytest.raises(asyncio.QueueEmpty):
+        sub.get_nowait()
+    bus.publish(output(10))
+    assert (await sub.get()).seq == 11  # no second marker: the counter was reset
+
+
+async def test_drop_marker_sits_exactly_at_the_gap() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s", maxsize=2)
+    for i in range(4):
+        bus.publish(output(i))  # 1, 2 queued; 3, 4 dropped
+    assert (await sub.get()).seq == 1
+    bus.publish(output(4))  # seq 5 fits now, after the gap
+    got = [await sub.get() for _ in range(3)]
+    assert got[0].seq == 2
+    assert isinstance(got[1], EventsDropped) and got[1].count == 2
+    assert got[2].seq == 5
+
+
+async def test_drops_are_reported_before_the_end() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s", maxsize=2)
+    for i in range(5):
+        bus.publish(output(i))
+    assert (await sub.get()).seq == 1  # frees a slot, so the end sentinel is queued
+    bus.close()
+    rest = [ev async for ev in sub]
+    assert rest[0].seq == 2
+    assert isinstance(rest[1], EventsDropped) and rest[1].count == 3
+    assert len(rest) == 2
+
+
+async def test_type_filter_applies_before_enqueue() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("execs", maxsize=2, types={"exec.started", "exec.finished"})
+    for i in range(50):
+        bus.publish(output(i))  # filtered out: must not fill the queue or count as drops
+    bus.publish(ExecStarted(agent_id="a", exec_id="e", input="x", actor="cli"))
+    bus.publish(DaemonStopping())
+    bus.publish(ExecFinished(agent_id="a", exec_id="e", status=ExecStatus.SUCCEEDED, exit_code=0))
+    bus.close()
+    got = [ev async for ev in sub]
+    assert [e.type for e in got] == ["exec.started", "exec.finished"]
+    assert [e.seq for e in got] == [51, 53]
+    assert sub.dropped_total == 0
+
+
+def test_unknown_filter_type_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"exec\.strated"):
+        EventBus().subscribe("x", types={"exec.strated"})
+
+
+def test_maxsize_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        EventBus().subscribe("x", maxsize=0)
+
+
+async def test_bus_close_delivers_queued_then_ends_iteration() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s")
+    for i in range(3):
+        bus.publish(output(i))
+    bus.close()
+    bus.publish(output(99))  # after close: a harmless no-op
+    assert [e.seq for e in [ev async for ev in sub]] == [1, 2, 3]
+    with pytest.raises(SubscriptionClosed):
+        await sub.get()
+    assert bus.subscriber_count == 0
+    late = bus.subscribe("late")
+    assert [ev async for ev in late] == []
+
+
+async def test_bus_close_wakes_a_waiting_iterator() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s")
+
+    async def consume() -> list[Event]:
+        return [ev async for ev in sub]
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)  # the consumer is now blocked on an empty queue
+    bus.publish(DaemonStopping(reason="bye"))
+    bus.close()
+    async with asyncio.timeout(5):
+        got = await task
+    assert [e.type for e in got] == ["daemon.stopping"]
+
+
+async def test_subscription_close_stops_at_once_and_unsubscribes() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("s")
+    other = bus.subscribe("other")
+
+    async def consume() -> int:
+        return len([ev async for ev in sub])
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    sub.close()
+    async with asyncio.timeout(5):
+        assert await task == 0
+    assert bus.subscriber_count == 1
+    bus.publish(DaemonStopping())
+    assert sub.qsize() == 0
+    assert (await other.get()).seq == 1
+
+    queued = bus.subscribe("queued")
+    bus.publish(DaemonStopping())
+    queued.close()  # unlike end(), close() discards what is queued
+    assert [ev async for ev in queued] == []
+
+
+async def test_async_with_closes_subscription() -> None:
+    bus = EventBus()
+    async with bus.subscribe("s") as sub:
+        bus.publish(DaemonStopping())
+        assert (await sub.get()).seq == 1
+    assert sub.ended
+    assert bus.subscriber_count == 0
+    with pytest.raises(SubscriptionClosed):
+        await sub.get()
+
+
+# --------------------------------------------------------------------------- recorder
+
+
+async def test_recorder_writes_lines_that_read_back_equal(tmp_path: Path) -> None:
+    path = tmp_path / "rec" / "events.jsonl"
+    bus = EventBus()
+    mirror = bus.subscribe("mirror", maxsize=10_000)
+    recorder = EventRecorder(bus, path, batch_size=64)
+    recorder.start()
+    n = 1000
+    for i in range(n):
+        bus.publish(SAMPLES[i % len(SAMPLES)])
+        if i % 100 == 0:
+            await asyncio.sleep(0)  # let some batches go out while publishing
+    await recorder.stop()
+
+    expected: list[Event] = []
+    while mirror.qsize():
+        expected.append(mirror.get_nowait())
+    assert len(expected) == n
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == n
+    assert list(read_recording(path)) == expected
+    assert recorder.written == n
+    assert not recorder.running
+
+
+async def test_recorder_stop_drains_the_queue(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    bus = EventBus()
+    recorder = EventRecorder(bus, path)
+    recorder.start()
+    for i in range(500):
+        bus.publish(output(i))  # no await: the recorder has not run at all yet
+    await recorder.stop()
+    got = list(read_recording(path))
+    assert [e.seq for e in got] == list(range(1, 501))
+    bus.publish(output(500))  # after stop: no longer subscribed, nothing more written
+    assert bus.subscriber_count == 0
+    assert len(list(read_recording(path))) == 500
+
+
+async def test_recorder_appends_and_records_drop_markers(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    bus = EventBus()
+    async with EventRecorder(bus, path, maxsize=5):
+        for i in range(8):
+            bus.publish(output(i))  # 3 dropped: the recording shows the gap
+    async with EventRecorder(bus, path):
+        bus.publish(DaemonStopping(reason="second session"))
+    got = list(read_recording(path))
+    assert [e.type for e in got] == ["agent.output"] * 5 + ["events.dropped", "daemon.stopping"]
+    marker = got[5]
+    assert isinstance(marker, EventsDropped) and marker.count == 3
+    assert marker.subscriber == "recorder"
+
+
+async def test_recorder_ends_when_bus_closes(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    bus = EventBus()
+    recorder = EventRecorder(bus, path)
+    recorder.start()
+    bus.publish(DaemonStopping())
+    bus.close()
+    await recorder.stop()
+    assert len(list(read_recording(path))) == 1
+
+
+def test_read_recording_names_the_malformed_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = event_to_json(SAMPLES[0])
+    path.write_text(f"{good}\n{good}\n{{truncated\n{good}\n", encoding="utf-8")
+    it = read_recording(path)
+    assert next(it) == SAMPLES[0]
+    assert next(it) == SAMPLES[0]
+    with pytest.raises(ValueError, match=r"line 3\b"):
+        next(it)
+
+
+def test_read_recording_does_not_skip_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    good = event_to_json(SAMPLES[0])
+    path.write_text(f"{good}\n\n{good}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2\b"):
+        list(read_recording(path))
+
+
+def test_read_recording_rejects_unknown_event_type(tmp_path: Path) -> None:
+    path = tmp_path / "unknown.jsonl"
+    path.write_text('{"type": "from.the.future", "seq": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 1\b"):
+        list(read_recording(path))
