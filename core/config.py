@@ -68,6 +68,7 @@ SYNTAX_KEY = "(syntax)"
 FILE_KEY = "(file)"
 
 _CONTEXT_KEY = "known_runtimes"
+_PARTIAL_KEY = "partial"  # validating one file of several: skip cross-file checks
 
 
 # --- validators shared by the models -------------------------------------------------
@@ -116,6 +117,8 @@ class Defaults(_Section):
     """``[defaults]``: what the engine uses when a request does not say."""
 
     runtime: RuntimeName = "shell"
+    # The model for runtimes that need one, when --model is not given.
+    model: NonEmptyStr = "scripted"
     exec_timeout: Seconds = 600.0
     # None lets the engine use GODEL_HOME/workspaces.
     workspace_root: Path | None = None
@@ -189,6 +192,92 @@ class AgentGroup(_Section):
         return out
 
 
+EnvVarName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ProviderSettings(_Section):
+    """``[providers.NAME]``: an endpoint speaking the OpenAI or the Anthropic API."""
+
+    kind: Literal["openai", "anthropic"]
+    # OpenAI: the URL before "/chat/completions" (".../v1"); Anthropic: before "/v1/messages".
+    base_url: NonEmptyStr | None = None
+    api_key_env: EnvVarName | None = None
+    # Served by Godel's scripted model server, which the daemon starts on demand.
+    scripted: bool = False
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderSettings:
+        if self.base_url is None and not self.scripted:
+            raise PydanticCustomError(
+                "missing_base_url", "base_url is required (unless scripted = true)"
+            )
+        return self
+
+
+class ModelSettings(_Section):
+    """``[models.NAME]``: a model Godel can spawn agents with (``--model NAME``)."""
+
+    provider: NonEmptyStr
+    id: NonEmptyStr | None = None  # the upstream model id; default: the model's name
+    # US dollars per million tokens; when absent the vendored price snapshot is used.
+    input_per_mtok: Dollars | None = None
+    output_per_mtok: Dollars | None = None
+    cache_read_per_mtok: Dollars | None = None
+    cache_write_per_mtok: Dollars | None = None
+    context_window: Annotated[StrictInt, Field(ge=1)] = 128_000
+    max_tokens: Annotated[StrictInt, Field(ge=1)] = 4096
+
+
+# Built in, and merged under the user's files, so `--model scripted` works offline and a
+# user entry only needs the keys it changes.
+BUILTIN_CONFIG: dict[str, Any] = {
+    "providers": {
+        "scripted": {"kind": "openai", "scripted": True, "api_key_env": "GODEL_SCRIPTED_API_KEY"},
+        "scripted-anthropic": {
+            "kind": "anthropic",
+            "scripted": True,
+            "api_key_env": "GODEL_SCRIPTED_API_KEY",
+        },
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "api_key_env": "ANTHROPIC_API_KEY",
+        },
+        "openai": {
+            "kind": "openai",
+            "base_url": "https://api.openai.com/v1",
+            "api_key_env": "OPENAI_API_KEY",
+        },
+    },
+    "models": {
+        # Made-up prices, so that the offline demo shows real cost arithmetic.
+        "scripted": {
+            "provider": "scripted",
+            "id": "scripted",
+            "input_per_mtok": "1",
+            "output_per_mtok": "2",
+            "context_window": 32000,
+        },
+        "scripted-anthropic": {
+            "provider": "scripted-anthropic",
+            "id": "scripted",
+            "input_per_mtok": "1",
+            "output_per_mtok": "2",
+            "context_window": 32000,
+        },
+        "claude-sonnet-4-5": {
+            "provider": "anthropic",
+            "context_window": 200000,
+            "max_tokens": 8192,
+        },
+        "claude-haiku-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
+        "claude-opus-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
+        "gpt-4.1": {"provider": "openai", "context_window": 1047576},
+        "gpt-4o-mini": {"provider": "openai"},
+    },
+}
+
+
 class GodelConfig(_Section):
     """The whole configuration; every field has a default, so ``GodelConfig()`` is valid."""
 
@@ -198,6 +287,36 @@ class GodelConfig(_Section):
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[NonEmptyStr, ProviderSettings] = Field(
+        default_factory=lambda: {
+            k: ProviderSettings.model_validate(v) for k, v in BUILTIN_CONFIG["providers"].items()
+        }
+    )
+    models: dict[NonEmptyStr, ModelSettings] = Field(
+        default_factory=lambda: {
+            k: ModelSettings.model_validate(v) for k, v in BUILTIN_CONFIG["models"].items()
+        }
+    )
+
+    @model_validator(mode="after")
+    def _models_name_providers(self, info: ValidationInfo) -> GodelConfig:
+        # A single file may name a provider another file defines, so this is checked
+        # on the merged config only.
+        if isinstance(info.context, Mapping) and info.context.get(_PARTIAL_KEY):
+            return self
+        for name, m in self.models.items():
+            if m.provider not in self.providers:
+                known = ", ".join(sorted(self.providers))
+                raise PydanticCustomError(
+                    "unknown_provider",
+                    "unknown provider {provider} (known: {known})",
+                    {
+                        "key": f"models.{name}.provider",
+                        "provider": repr(m.provider),
+                        "known": known,
+                    },
+                )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -266,7 +385,16 @@ _TYPE_EXPECTS: dict[str, str] = {
     "bool_parsing": "true or false",
 }
 # Raised by the validators above with messages that already read well.
-_OWN_ERRORS = frozenset({"unknown_runtime", "not_increasing", "bad_skill", "empty_path"})
+_OWN_ERRORS = frozenset(
+    {
+        "unknown_runtime",
+        "not_increasing",
+        "bad_skill",
+        "empty_path",
+        "missing_base_url",
+        "unknown_provider",
+    }
+)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
@@ -360,12 +488,20 @@ def _config_error(file: str, problems: list[dict[str, str]], **extra: Any) -> Co
     )
 
 
-def _validate(data: Mapping[str, Any], known_runtimes: Collection[str], file: str) -> GodelConfig:
+def _validate(
+    data: Mapping[str, Any], known_runtimes: Collection[str], file: str, *, partial: bool = False
+) -> GodelConfig:
     try:
-        return GodelConfig.model_validate(data, context={_CONTEXT_KEY: frozenset(known_runtimes)})
+        return GodelConfig.model_validate(
+            data, context={_CONTEXT_KEY: frozenset(known_runtimes), _PARTIAL_KEY: partial}
+        )
     except ValidationError as exc:
         problems = [
-            {"key": _key_path(err["loc"]), "problem": _describe(err)} for err in exc.errors()
+            {
+                "key": str((err.get("ctx") or {}).get("key") or _key_path(err["loc"])),
+                "problem": _describe(err),
+            }
+            for err in exc.errors()
         ]
         raise _config_error(file, problems) from None
 
@@ -435,7 +571,7 @@ def parse_config_file(path: Path, known_runtimes: Collection[str]) -> dict[str, 
     which file it came from.
     """
     data = _read_toml(path)
-    config = _validate(data, known_runtimes, str(path))
+    config = _validate(data, known_runtimes, str(path), partial=True)
     root = config.defaults.workspace_root
     if root is not None:
         root = root.expanduser()
@@ -477,7 +613,8 @@ def load_config(
     """
     user_path = user_file.expanduser() if user_file is not None else user_config_path()
     project_path = find_project_config(cwd if cwd is not None else Path.cwd())
-    merged: dict[str, Any] = {}
+    # Built-in providers and models sit under the files, so a file adds or overrides keys.
+    merged: dict[str, Any] = json.loads(json.dumps(BUILTIN_CONFIG))
     sources: list[Path] = []
     seen: set[Path] = set()
     for path in (user_path, project_path):

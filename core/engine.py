@@ -15,13 +15,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import __version__
+from core.activity import activity_line
 from core.audit import VerifyReport, verify_chain
 from core.config import LoadedConfig, load_config
 from core.errors import AgentNotFound, AgentUnavailable, InvalidInput, RuntimeFailure
 from core.events import (
+    AgentActivity,
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
@@ -34,16 +36,20 @@ from core.events import (
     ExecStarted,
     SubscriptionClosed,
 )
+from core.llm.catalog import ModelCatalog
+from core.llm.catalog_types import ResolvedModel
 from core.models import (
     Agent,
     AgentSpec,
     AgentStatus,
+    AssistantText,
     AuditEntry,
     ExecRecord,
     ExecResult,
     ExecStatus,
     LogLine,
     OutputChunk,
+    PolicyViolation,
     RuntimeEvent,
     RuntimeInfo,
     StatusChange,
@@ -53,8 +59,11 @@ from core.models import (
     utcnow,
 )
 from core.paths import GodelPaths
-from core.runtimes.base import AgentHandle, AgentRuntime, HealthReport
+from core.runtimes.base import AgentHandle, AgentRuntime, Capability, HealthReport
 from core.runtimes.registry import RuntimeRegistry
+
+if TYPE_CHECKING:
+    from core.llm.scripted import ScriptedServer
 from core.store.base import AuditDraft, OutputRow, Store
 
 log = logging.getLogger("godel.engine")
@@ -111,7 +120,21 @@ class Engine:
         self._output: list[OutputRow] = []
         self._flusher: asyncio.Task[None] | None = None
         self._started = False
-        self._spawn_lock = asyncio.Lock()
+        self._scripted: ScriptedServer | None = None
+        self._scripted_lock = asyncio.Lock()
+        self.models = ModelCatalog(config.config, scripted_url=self._scripted_base_url)
+
+    async def _scripted_base_url(self) -> str:
+        """Start Godel's scripted model server on first use (``--model scripted``)."""
+        async with self._scripted_lock:
+            if self._scripted is None:
+                from core.llm.scripted import ScriptedServer
+
+                server = ScriptedServer()
+                await asyncio.to_thread(server.start)
+                self._scripted = server
+                log.info("scripted model server on %s", server.base_url)
+            return self._scripted.base_url
 
     # lifecycle -----------------------------------------------------------------
 
@@ -224,6 +247,12 @@ class Engine:
         prev = await self.store.set_agent_status(
             agent_id, change, pid=pid, pid_started_at=pid_started_at, audit=audit
         )
+        self._status_changed(agent_id, change, prev)
+
+    def _status_changed(
+        self, agent_id: str, change: StatusChange, prev: AgentStatus | None
+    ) -> None:
+        """After a stored status change: update the live copy and publish it."""
         live = self._live.get(agent_id)
         if live:
             live.agent = live.agent.model_copy(
@@ -254,6 +283,7 @@ class Engine:
         if new.digest != self.config.digest:
             old = self.config
             self.config = new
+            self.models = ModelCatalog(new.config, scripted_url=self._scripted_base_url)
             await self.store.append_audit(
                 AuditDraft(
                     actor=actor,
@@ -275,6 +305,16 @@ class Engine:
 
     async def spawn_agent(self, spec: AgentSpec, actor: str) -> Agent:
         runtime = self.registry.get(spec.runtime)  # raises UnknownRuntime
+        # Resolve the model first: a missing key or unknown model fails before anything runs.
+        model: ResolvedModel | None = None
+        if Capability.MODEL in runtime.capabilities:
+            model = await self.models.resolve(spec.model or self.config.config.defaults.model)
+            spec = spec.model_copy(update={"model": model.name})
+        elif spec.model:
+            raise InvalidInput(
+                f"the {spec.runtime} runtime does not use a model; drop --model {spec.model}",
+                runtime=spec.runtime,
+            )
         agent_id = new_agent_id(spec.runtime)
         root = self.config.config.defaults.workspace_root or self.paths.workspaces
         workspace = await asyncio.to_thread(_prepare_workspace, spec, Path(root), agent_id)
@@ -310,8 +350,11 @@ class Engine:
             "workspace": str(workspace),
             "model": spec.model,
         }
+        if model is not None:
+            payload["provider"] = model.provider
+            payload["price_source"] = model.prices.source if model.prices else "unknown"
         try:
-            handle = await runtime.spawn(agent_id, spec, workspace)
+            handle = await runtime.spawn(agent_id, spec, workspace, model=model)
         except Exception as e:
             reason = str(e) if isinstance(e, RuntimeFailure) else f"{type(e).__name__}: {e}"
             await self._set_status(
@@ -466,7 +509,12 @@ class Engine:
             timeout = self.config.config.defaults.exec_timeout
         stream = _ExecStream()
         try:
-            await self.store.insert_exec(
+            busy = StatusChange(
+                status=AgentStatus.BUSY,
+                source=StatusSource.RUNTIME_EVENT,
+                reason=f"running {exec_id}",
+            )
+            prev = await self.store.insert_exec(
                 ExecRecord(
                     id=exec_id,
                     agent_id=live.agent.id,
@@ -474,6 +522,7 @@ class Engine:
                     status=ExecStatus.RUNNING,
                     started_at=utcnow(),
                     actor=actor,
+                    model=live.agent.model,
                 ),
                 audit=AuditDraft(
                     actor=actor,
@@ -482,15 +531,9 @@ class Engine:
                     result="started",
                     payload={"exec_id": exec_id, "input": input, "timeout": timeout},
                 ),
+                status=busy,
             )
-            await self._set_status(
-                live.agent.id,
-                StatusChange(
-                    status=AgentStatus.BUSY,
-                    source=StatusSource.RUNTIME_EVENT,
-                    reason=f"running {exec_id}",
-                ),
-            )
+            self._status_changed(live.agent.id, busy, prev)
         except BaseException:
             live.exec_id = None
             raise
@@ -537,8 +580,11 @@ class Engine:
                     if len(self._output) >= OUTPUT_FLUSH_ROWS:
                         await self._flush_output()
                     stream.queue.put_nowait(ev)
-                else:
+                elif isinstance(ev, ExecResult):
                     result = ev
+                else:
+                    await self._on_activity(agent_id, exec_id, ev, actor)
+                    stream.queue.put_nowait(ev)
         except Exception as e:
             log.exception("exec %s on %s failed", exec_id, agent_id)
             result = ExecResult(
@@ -555,13 +601,26 @@ class Engine:
                 reason="the runtime ended the exec without a result",
             )
         result.duration_s = result.duration_s or round(time.monotonic() - started, 6)
-        await self._flush_output()
-        await self.store.finish_exec(
+        idle: StatusChange | None = None
+        if not live.stopping and agent_id in self._live:
+            idle = StatusChange(
+                status=AgentStatus.IDLE,
+                source=StatusSource.RUNTIME_EVENT,
+                reason=f"{exec_id} {result.status.value}",
+            )
+        # The exec's output, its end, its audit entry and the agent's return to idle
+        # commit together: one transaction per exec end.
+        rows, self._output = self._output, []
+        prev = await self.store.finish_exec(
             exec_id,
             result.status,
             result.exit_code,
             result.reason,
             utcnow(),
+            usage=result.usage,
+            cost_usd=result.cost_usd,
+            output=rows,
+            agent_status=(agent_id, idle) if idle else None,
             audit=AuditDraft(
                 actor=actor,
                 action="agent.exec.finish",
@@ -572,20 +631,15 @@ class Engine:
                     "exit_code": result.exit_code,
                     "reason": result.reason,
                     "duration_s": result.duration_s,
+                    "tokens": result.usage.total_tokens,
+                    "cost_usd": None if result.cost_usd is None else str(result.cost_usd),
                 },
             ),
         )
         live.exec_id = None
         live.exec_task = None
-        if not live.stopping and agent_id in self._live:
-            await self._set_status(
-                agent_id,
-                StatusChange(
-                    status=AgentStatus.IDLE,
-                    source=StatusSource.RUNTIME_EVENT,
-                    reason=f"{exec_id} {result.status.value}",
-                ),
-            )
+        if idle is not None:
+            self._status_changed(agent_id, idle, prev)
         self.bus.publish(
             ExecFinished(
                 agent_id=agent_id,
@@ -597,6 +651,47 @@ class Engine:
             )
         )
         stream.queue.put_nowait(result)
+
+    async def _on_activity(self, agent_id: str, exec_id: str, ev: RuntimeEvent, actor: str) -> None:
+        """Tool calls, usage, notices: kept in the agent's log and published; a refused
+        action is audited."""
+        data = ev.model_dump(mode="json", exclude={"kind", "exec_id"})
+        if isinstance(ev, AssistantText):
+            self._output.append(OutputRow(agent_id, exec_id, "stdout", utcnow(), ev.text))
+            self.bus.publish(
+                AgentOutput(agent_id=agent_id, exec_id=exec_id, stream="stdout", data=ev.text)
+            )
+            return
+        line = activity_line(ev)
+        if line:
+            self._output.append(OutputRow(agent_id, exec_id, "system", utcnow(), line))
+        self.bus.publish(AgentActivity(agent_id=agent_id, exec_id=exec_id, kind=ev.kind, data=data))
+        if isinstance(ev, PolicyViolation):
+            await self.store.append_audit(
+                AuditDraft(
+                    actor=actor,
+                    action="policy.violation",
+                    subject=agent_id,
+                    result="refused",
+                    payload={"exec_id": exec_id, "rule": ev.rule, "detail": ev.detail},
+                )
+            )
+
+    async def steer(self, agent_id: str, message: str, actor: str) -> bool:
+        if not message.strip():
+            raise InvalidInput("nothing to steer with: the message is empty")
+        live = await self._live_agent(agent_id, "steer")
+        delivered = await live.runtime.steer(live.handle, message)
+        await self.store.append_audit(
+            AuditDraft(
+                actor=actor,
+                action="agent.steer",
+                subject=live.agent.id,
+                result="ok" if delivered else "nothing running",
+                payload={"exec_id": live.exec_id, "message": message},
+            )
+        )
+        return delivered
 
     async def abort(self, agent_id: str, actor: str) -> bool:
         live = await self._live_agent(agent_id, "abort")

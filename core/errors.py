@@ -82,6 +82,13 @@ class InvalidInput(GodelError):
     kind = "invalid_input"
 
 
+class LLMUnavailable(GodelError):
+    """A model cannot be used: unknown model, missing API key, unknown price under a budget."""
+
+    code = -32011
+    kind = "llm_unavailable"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -95,5 +102,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         DaemonError,
         AuditError,
         InvalidInput,
+        LLMUnavailable,
     )
 }

@@ -116,6 +116,17 @@ class AgentOutput(EventBase):
     data: str
 
 
+class AgentActivity(EventBase):
+    """What an LLM agent does besides printing: tool calls and results, usage, notices,
+    refused actions. ``kind`` is the runtime event's kind; ``data`` its fields."""
+
+    type: Literal["agent.activity"] = "agent.activity"
+    agent_id: str
+    exec_id: str
+    kind: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExecStarted(EventBase):
     type: Literal["exec.started"] = "exec.started"
     agent_id: str
@@ -172,6 +183,7 @@ Event = Annotated[
     AgentSpawned
     | AgentStatusChanged
     | AgentOutput
+    | AgentActivity
     | ExecStarted
     | ExecFinished
     | AuditAppended

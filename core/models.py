@@ -157,7 +157,69 @@ class OutputChunk(BaseModel):
     data: str
 
 
-RuntimeEvent = Annotated[OutputChunk | ExecResult, Field(discriminator="kind")]
+class AssistantText(BaseModel):
+    """A piece of the model's answer as it streams (LLM runtimes)."""
+
+    kind: Literal["assistant_text"] = "assistant_text"
+    exec_id: str
+    text: str
+
+
+class ToolCallStarted(BaseModel):
+    kind: Literal["tool_call"] = "tool_call"
+    exec_id: str
+    call_id: str
+    name: str
+    arguments: dict[str, object] = Field(default_factory=dict)
+
+
+class ToolCallFinished(BaseModel):
+    kind: Literal["tool_result"] = "tool_result"
+    exec_id: str
+    call_id: str
+    name: str
+    output: str
+    is_error: bool = False
+
+
+class TurnUsage(BaseModel):
+    """Usage of one model call; cost None means unknown, never free."""
+
+    kind: Literal["usage"] = "usage"
+    exec_id: str
+    model: str
+    usage: Usage
+    cost_usd: Decimal | None = None
+
+
+class PolicyViolation(BaseModel):
+    """The runtime refused something (e.g. a path outside the workspace); the engine audits it."""
+
+    kind: Literal["policy"] = "policy"
+    exec_id: str
+    rule: str  # e.g. "workspace_confinement"
+    detail: str
+
+
+class RuntimeNotice(BaseModel):
+    """Something the runtime reports about itself mid-exec (a retry, a steer delivered...)."""
+
+    kind: Literal["notice"] = "notice"
+    exec_id: str
+    message: str
+
+
+RuntimeEvent = Annotated[
+    OutputChunk
+    | AssistantText
+    | ToolCallStarted
+    | ToolCallFinished
+    | TurnUsage
+    | PolicyViolation
+    | RuntimeNotice
+    | ExecResult,
+    Field(discriminator="kind"),
+]
 
 
 class ExecRecord(BaseModel):
@@ -172,6 +234,9 @@ class ExecRecord(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     actor: str = ""
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: Decimal | None = None  # None: unknown (no price, or not an LLM runtime)
 
 
 class LogLine(BaseModel):

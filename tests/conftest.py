@@ -102,3 +102,24 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+# --- the scripted model server (imported lazily: most tests never start it)
+
+import typing  # noqa: E402
+
+if typing.TYPE_CHECKING:
+    from core.llm.scripted import ScriptedServer
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    """Godel's scripted model server with the bundled script, on a free loopback port."""
+    from core.llm.scripted import ScriptedServer
+
+    server = ScriptedServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
 from core.engine import Engine
-from core.models import AgentSpec, ExecResult, OutputChunk
+from core.models import AgentSpec, ExecResult
 
 
 class _Params(BaseModel):
@@ -32,6 +32,11 @@ class ExecParams(_Params):
     id: str = Field(min_length=1)
     input: str
     timeout: float | None = Field(default=None, gt=0)
+
+
+class SteerParams(_Params):
+    id: str = Field(min_length=1)
+    message: str = Field(min_length=1)
 
 
 class LogsParams(_Params):
@@ -100,16 +105,26 @@ def build_dispatcher(
         """Run input on an agent; streams output chunks; returns the ExecResult."""
         result: ExecResult | None = None
         async for ev in engine.exec(p.id, p.input, actor=ctx.actor, timeout=p.timeout):
-            if isinstance(ev, OutputChunk):
-                await emit(ev)
-            else:
+            if isinstance(ev, ExecResult):
                 result = ev
+            else:
+                await emit(ev)
         return result
 
     @rpc.method("agent.abort", AgentRef)
     async def agent_abort(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
         """Abort the agent's running exec, keeping the agent."""
         return {"aborted": await engine.abort(p.id, ctx.actor)}
+
+    @rpc.method("agent.steer", SteerParams)
+    async def agent_steer(p: SteerParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Deliver a message to the agent's running exec (LLM runtimes with steer)."""
+        return {"delivered": await engine.steer(p.id, p.message, ctx.actor)}
+
+    @rpc.method("model.list")
+    async def model_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Configured models: provider, API, upstream id, prices, whether the key is set."""
+        return engine.models.info()
 
     @rpc.method("agent.kill", AgentRef)
     async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:

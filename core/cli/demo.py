@@ -40,6 +40,45 @@ async def _exec(client: DaemonClient, agent: Agent, command: str) -> ExecResult:
     return ExecResult.model_validate(raw)
 
 
+async def _llm_part(client: DaemonClient) -> None:
+    """An LLM agent doing tool work against the scripted model server (offline)."""
+    runtimes = {r["name"]: r for r in await client.call("runtime.list")}
+    for runtime in ("native", "pi"):
+        info = runtimes.get(runtime)
+        if info is None or info.get("error"):
+            say(f"\n(skipping the {runtime} runtime: {info and info.get('error')})")
+            continue
+        say(f"\n$ godel agent spawn --runtime {runtime} --model scripted")
+        try:
+            raw = await client.call("agent.spawn", {"runtime": runtime, "model": "scripted"})
+        except Exception as e:  # e.g. pi not installed: say so, go on with the rest
+            say(f"godel: {e}")
+            continue
+        agent = Agent.model_validate(raw)
+        say(f"Spawned {render.runtime_label(runtime)} agent: {agent.id}")
+        for prompt in ("run: echo hello from $GODEL_AGENT_ID", "write notes.txt: demo was here"):
+            say(f'\n$ godel agent exec {agent.id} "{prompt}"')
+
+            answer: list[str] = []
+
+            def on_stream(data: Any, answer: list[str] = answer) -> None:
+                stream, text = render.exec_event_text(data)
+                if stream == "stdout":
+                    answer.append(text)  # streamed in pieces; shown whole below
+                    return
+                for line in text.splitlines():
+                    say(f"  > {line}")
+
+            result = ExecResult.model_validate(
+                await client.call(
+                    "agent.exec", {"id": agent.id, "input": prompt}, on_stream=on_stream
+                )
+            )
+            for line in "".join(answer).splitlines():
+                say(f"  | {line}")
+            say("  " + (render.exec_summary(result) or result.status.value))
+
+
 async def run_demo(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
     say(f"Godel demo: home {paths.home}")
     client = await connect(paths)
@@ -61,6 +100,8 @@ async def run_demo(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
         )
         for a, r in zip(agents, results, strict=True):
             say(f"  {a.id}: {r.status.value}, exit {r.exit_code}, {r.duration_s:.2f}s")
+
+        await _llm_part(client)
 
         say(f"\n$ godel agent kill {agents[-1].id}")
         await client.call("agent.kill", {"id": agents[-1].id})

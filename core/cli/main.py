@@ -231,7 +231,7 @@ async def agent_spawn(
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"Spawned {agent.runtime} agent: {agent.id}")
+        click.echo(f"Spawned {render.runtime_label(agent.runtime)} agent: {agent.id}")
 
 
 @agent.command("list")
@@ -283,16 +283,28 @@ async def agent_get(ctx: Ctx, agent_id: str, as_json: bool) -> None:
 def agent_exec(ctx: Ctx, agent_id: str, command: str, timeout: float | None, as_json: bool) -> None:
     """Run COMMAND on an agent, streaming its output; exit with its exit code.
 
-    With --json, print one JSON object per line: output chunks, then the result.
+    For a shell agent COMMAND is a shell command; for an LLM agent (pi, native) it is the
+    prompt: the answer goes to stdout, tool calls and their output to stderr, then the
+    tokens and cost. With --json, print one JSON object per line: every event, then the
+    result.
     """
+    last_char = {"stdout": "\n"}
 
     def on_stream(data: Any) -> None:
         if as_json:
             click.echo(json.dumps(data))
             return
-        stream = sys.stderr if data.get("stream") == "stderr" else sys.stdout
-        stream.write(data.get("data", ""))
+        stream_name, text = render.exec_event_text(data)
+        if not text:
+            return
+        if stream_name == "stderr" and last_char["stdout"] != "\n":
+            sys.stdout.write("\n")  # keep tool lines off the end of a streamed answer
+            last_char["stdout"] = "\n"
+        stream = sys.stderr if stream_name == "stderr" else sys.stdout
+        stream.write(text)
         stream.flush()
+        if stream_name == "stdout":
+            last_char["stdout"] = text[-1]
 
     params: dict[str, Any] = {"id": agent_id, "input": command}
     if timeout is not None:
@@ -301,8 +313,17 @@ def agent_exec(ctx: Ctx, agent_id: str, command: str, timeout: float | None, as_
     result = ExecResult.model_validate(raw)
     if as_json:
         click.echo(json.dumps(raw))
-    elif result.status.value not in ("succeeded", "failed"):
-        click.echo(f"godel: exec {result.status.value}: {result.reason}", err=True)
+    else:
+        if last_char["stdout"] != "\n":
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        summary = render.exec_summary(result)
+        if summary:
+            click.echo(summary, err=True)
+        if result.status.value not in ("succeeded", "failed") or (
+            result.status.value == "failed" and result.exit_code is None
+        ):
+            click.echo(f"godel: exec {result.status.value}: {result.reason}", err=True)
     if result.exit_code is None:
         sys.exit(EXIT_ERROR)
     sys.exit(result.exit_code if 0 <= result.exit_code < 256 else EXIT_ERROR)
@@ -341,6 +362,19 @@ async def agent_kill(ctx: Ctx, agent_id: str, as_json: bool) -> None:
         echo_json(result)
     else:
         click.echo(f"Killed agent: {result['id']}")
+
+
+@agent.command("steer")
+@click.argument("agent_id")
+@click.argument("message")
+@pass_ctx
+@async_command
+async def agent_steer(ctx: Ctx, agent_id: str, message: str) -> None:
+    """Tell an LLM agent's running exec something (delivered between its turns)."""
+    result = await call(ctx, "agent.steer", {"id": agent_id, "message": message})
+    if not result["delivered"]:
+        fail(f"agent {agent_id} is not running anything to steer")
+    click.echo("Steered.")
 
 
 @agent.command("abort")
@@ -389,6 +423,50 @@ async def runtime_list(ctx: Ctx, as_json: bool) -> None:
         return
     infos = [RuntimeInfo.model_validate(r) for r in result]
     click.echo(render.table(render.RUNTIME_HEADERS, [render.runtime_row(r) for r in infos]))
+
+
+# models ----------------------------------------------------------------------------
+
+
+@cli.group()
+def model() -> None:
+    """List models and run the scripted model server."""
+
+
+@model.command("list")
+@json_option
+@pass_ctx
+@async_command
+async def model_list(ctx: Ctx, as_json: bool) -> None:
+    """Configured models with provider, prices (per million tokens) and key status."""
+    from core.llm.catalog import ModelInfo
+
+    result = await call(ctx, "model.list")
+    if as_json:
+        echo_json(result)
+        return
+    infos = [ModelInfo.model_validate(m) for m in result]
+    click.echo(render.table(render.MODEL_HEADERS, [render.model_row(m) for m in infos]))
+
+
+@model.command("serve")
+@click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A script file (JSON); default: the bundled script.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port to listen on (default: any free port).",
+)
+def model_serve(script: Path | None, host: str, port: int) -> None:
+    """Run the scripted model server (OpenAI and Anthropic APIs) in the foreground."""
+    from core.llm.scripted import serve_main
+
+    sys.exit(serve_main(script, host, port))
 
 
 # audit -----------------------------------------------------------------------------
@@ -536,6 +614,53 @@ async def config_reload(ctx: Ctx) -> None:
     """Make the daemon reload its config (a change is audited)."""
     result = await call(ctx, "config.reload", {"cwd": str(Path.cwd())})
     click.echo(f"Config reloaded (digest {result['digest'][:12]})")
+
+
+# bench -----------------------------------------------------------------------------
+
+
+@cli.group()
+def bench() -> None:
+    """Measure real runtimes through an embedded engine (temporary home)."""
+
+
+@bench.command("spawn")
+@click.option("--runtime", "-r", required=True)
+@click.option("--count", type=click.IntRange(1, 2000), default=5, show_default=True)
+@click.option("--model", help="Model for LLM runtimes (default: defaults.model).")
+@json_option
+def bench_spawn_cmd(runtime: str, count: int, model: str | None, as_json: bool) -> None:
+    """Spawn COUNT agents one after another: spawn-to-ready time and RSS per agent."""
+    from core.bench import bench_spawn
+
+    result = run(bench_spawn(runtime, count, model))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    click.echo(render.bench_spawn_text(result))
+    if result.failures:
+        sys.exit(EXIT_ERROR)
+
+
+@bench.command("exec")
+@click.option("--runtime", "-r", required=True)
+@click.option("--runs", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--input", "text", help="What to run (default: a no-op for the runtime).")
+@click.option("--model", help="Model for LLM runtimes (default: defaults.model).")
+@json_option
+def bench_exec_cmd(
+    runtime: str, runs: int, text: str | None, model: str | None, as_json: bool
+) -> None:
+    """Exec latency through the engine vs the runtime alone (interleaved), as a ratio."""
+    from core.bench import bench_exec
+
+    result = run(bench_exec(runtime, runs, text, model))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    click.echo(render.bench_exec_text(result))
+    if result.failures:
+        sys.exit(EXIT_ERROR)
 
 
 # demo ------------------------------------------------------------------------------

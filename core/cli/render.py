@@ -4,8 +4,77 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from core.models import Agent, AuditEntry, ExecRecord, RuntimeInfo
+from pydantic import TypeAdapter, ValidationError
+
+from core.activity import activity_line
+from core.models import Agent, AuditEntry, ExecRecord, ExecResult, RuntimeEvent, RuntimeInfo
+
+if TYPE_CHECKING:
+    from core.bench import ExecBench, SpawnBench
+    from core.llm.catalog import ModelInfo
+
+_EVENT: TypeAdapter[RuntimeEvent] = TypeAdapter(RuntimeEvent)
+
+# How the seed system named runtimes in its messages ("Spawned Pi agent: pi-...").
+_RUNTIME_LABELS = {"pi": "Pi"}
+
+
+def runtime_label(runtime: str) -> str:
+    return _RUNTIME_LABELS.get(runtime, runtime)
+
+
+def exec_event_text(data: Any) -> tuple[str, str]:
+    """(stream, text) to print for one streamed exec event; text "" prints nothing."""
+    try:
+        ev = _EVENT.validate_python(data)
+    except ValidationError:
+        return "stderr", ""
+    if ev.kind == "output":
+        return ev.stream, ev.data
+    if ev.kind == "assistant_text":
+        return "stdout", ev.text
+    if ev.kind == "usage":
+        return "stderr", ""  # summed up at the end
+    return "stderr", activity_line(ev)
+
+
+def money(value: object) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def exec_summary(result: ExecResult) -> str:
+    """``tokens: 1,384 in / 12 out · cost $0.001408`` for LLM execs; "" for shell ones."""
+    u = result.usage
+    if u.total_tokens == 0 and result.cost_usd is None:
+        return ""
+    cache = ""
+    if u.cache_read_tokens or u.cache_write_tokens:
+        cache = f" ({u.cache_read_tokens:,} cache read, {u.cache_write_tokens:,} cache write)"
+    return (
+        f"tokens: {u.input_tokens:,} in / {u.output_tokens:,} out{cache} · "
+        f"cost {money(result.cost_usd)} · {result.duration_s:.2f}s"
+    )
+
+
+MODEL_HEADERS = ("NAME", "PROVIDER", "API", "UPSTREAM ID", "IN/MTOK", "OUT/MTOK", "PRICES", "KEY")
+
+
+def model_row(m: ModelInfo) -> tuple[str, ...]:
+    p = m.prices
+    key_state = "set" if m.api_key_set else "NOT SET"
+    key = "not needed" if m.scripted else f"{m.api_key_env} {key_state}"
+    return (
+        m.name,
+        m.provider,
+        m.api,
+        m.upstream_id,
+        "?" if p is None else f"${p.input_mtok}",
+        "?" if p is None else f"${p.output_mtok}",
+        "unknown" if p is None else p.source,
+        key,
+    )
 
 
 def ago(when: datetime, now: datetime | None = None) -> str:
@@ -104,3 +173,31 @@ def agent_detail(a: Agent, execs: Sequence[ExecRecord], now: datetime | None = N
     if execs:
         lines += ["", "Recent execs:", table(EXEC_HEADERS, [exec_row(x, now) for x in execs])]
     return "\n".join(lines)
+
+
+def bench_spawn_text(b: SpawnBench) -> str:
+    s = b.spawn_to_ready_s
+    lines = [
+        f"spawn {b.runtime}{' (' + b.model + ')' if b.model else ''}: {b.count} agents, "
+        f"{b.failures} failures, {b.total_s:.2f}s in all",
+        f"  spawn-to-ready: p50 {s.p50 * 1000:.1f} ms, p95 {s.p95 * 1000:.1f} ms, "
+        f"max {s.max * 1000:.1f} ms",
+    ]
+    if b.rss_mib_per_agent is not None:
+        r = b.rss_mib_per_agent
+        lines.append(f"  RSS per agent: median {r.p50:.1f} MiB, max {r.max:.1f} MiB")
+    elif b.in_process_rss_mib_total is not None:
+        lines.append(f"  in-process agents: engine RSS grew {b.in_process_rss_mib_total} MiB")
+    return "\n".join(lines)
+
+
+def bench_exec_text(b: ExecBench) -> str:
+    return (
+        f"exec {b.runtime}{' (' + b.model + ')' if b.model else ''} {b.input!r}: "
+        f"{b.runs} runs each, {b.failures} failures\n"
+        f"  through the engine: p50 {b.engine_s.p50 * 1000:.2f} ms, "
+        f"p95 {b.engine_s.p95 * 1000:.2f} ms\n"
+        f"  runtime alone:      p50 {b.direct_s.p50 * 1000:.2f} ms, "
+        f"p95 {b.direct_s.p95 * 1000:.2f} ms\n"
+        f"  overhead: {b.overhead_ratio:.3f}x"
+    )

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from core.llm.catalog_types import ResolvedModel
 from core.models import Agent, AgentSpec, RuntimeEvent
 
 
@@ -32,6 +33,7 @@ class Capability(StrEnum):
     COST = "cost"  # reports usage and cost
     TOOLS = "tools"  # runs tool calls (bash, read, write, edit...)
     RESUME = "resume"  # can continue a previous session
+    MODEL = "model"  # drives an LLM: spawn needs a model (--model, else defaults.model)
 
 
 class HealthState(StrEnum):
@@ -71,9 +73,17 @@ class AgentRuntime(Protocol):
     description: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
 
-    async def spawn(self, agent_id: str, spec: AgentSpec, workspace: Path) -> AgentHandle:
+    async def spawn(
+        self,
+        agent_id: str,
+        spec: AgentSpec,
+        workspace: Path,
+        *,
+        model: ResolvedModel | None = None,
+    ) -> AgentHandle:
         """Start the agent's process in ``workspace`` (which exists); return when it is ready.
 
+        ``model`` is the resolved ``spec.model`` (endpoint, key, prices) for LLM runtimes.
         Raises ``core.errors.RuntimeFailure`` naming the cause if it cannot start.
         """
         ...
@@ -82,6 +92,13 @@ class AgentRuntime(Protocol):
         self, handle: AgentHandle, input: str, *, exec_id: str, timeout: float | None
     ) -> AsyncIterator[RuntimeEvent]:
         """Run ``input``; yield output as it comes; the last item is an ``ExecResult``."""
+        ...
+
+    async def steer(self, handle: AgentHandle, message: str) -> bool:
+        """Deliver ``message`` to the running exec (between turns); False if none runs.
+
+        Runtimes without the STEER capability raise ``core.errors.InvalidInput``.
+        """
         ...
 
     async def abort(self, handle: AgentHandle) -> bool:

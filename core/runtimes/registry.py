@@ -18,6 +18,7 @@ from typing import Any
 from core.errors import RuntimeFailure, UnknownRuntime
 from core.models import RuntimeInfo
 from core.runtimes.base import AgentRuntime, Capability, RuntimeContext
+from core.runtimes.native import NativeRuntime
 from core.runtimes.shell import ShellRuntime
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,10 @@ RuntimeFactory = Callable[[RuntimeContext], AgentRuntime]
 # name -> (factory, the entry point value that may also advertise it)
 _BUILTINS: dict[str, tuple[RuntimeFactory, str]] = {
     "shell": (ShellRuntime, "core.runtimes.shell:ShellRuntime"),
+    "native": (NativeRuntime, "core.runtimes.native:NativeRuntime"),
 }
 
-_ASYNC_METHODS = ("spawn", "abort", "kill", "health", "wait_exit", "recover")
+_ASYNC_METHODS = ("spawn", "steer", "abort", "kill", "health", "wait_exit", "recover")
 
 
 def _runtime_entry_points() -> list[EntryPoint]:

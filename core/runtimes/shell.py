@@ -31,7 +31,8 @@ from typing import Any, ClassVar, Literal
 
 import psutil
 
-from core.errors import AgentUnavailable, RuntimeFailure
+from core.errors import AgentUnavailable, InvalidInput, RuntimeFailure
+from core.llm.catalog_types import ResolvedModel
 from core.models import (
     Agent,
     AgentSpec,
@@ -327,7 +328,14 @@ class ShellRuntime:
         self._ctx = ctx
         self._shell = str(ctx.options.get("shell", "/bin/bash"))
 
-    async def spawn(self, agent_id: str, spec: AgentSpec, workspace: Path) -> AgentHandle:
+    async def spawn(
+        self,
+        agent_id: str,
+        spec: AgentSpec,
+        workspace: Path,
+        *,
+        model: ResolvedModel | None = None,
+    ) -> AgentHandle:
         if not await asyncio.to_thread(workspace.is_dir):
             raise RuntimeFailure(f"workspace {workspace} is not a directory", agent_id=agent_id)
         env = dict(os.environ)
@@ -559,6 +567,12 @@ class ShellRuntime:
         await run.finished.wait()
         if st.run is run:
             st.run = None
+
+    async def steer(self, handle: AgentHandle, message: str) -> bool:
+        raise InvalidInput(
+            "the shell runtime cannot steer a running command (it has no model to tell)",
+            runtime=self.name,
+        )
 
     async def abort(self, handle: AgentHandle) -> bool:
         st = _state(handle)

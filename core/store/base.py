@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from core.audit import AuditHead
@@ -21,6 +22,7 @@ from core.models import (
     ExecStatus,
     LogLine,
     StatusChange,
+    Usage,
 )
 
 
@@ -67,7 +69,17 @@ class Store(Protocol):
         ...
 
     # execs and output
-    async def insert_exec(self, record: ExecRecord, audit: AuditDraft | None = None) -> None: ...
+    async def insert_exec(
+        self,
+        record: ExecRecord,
+        audit: AuditDraft | None = None,
+        *,
+        status: StatusChange | None = None,
+    ) -> AgentStatus | None:
+        """Insert a running exec; with ``status``, set its agent's status in the same
+        transaction and return the previous status."""
+        ...
+
     async def finish_exec(
         self,
         exec_id: str,
@@ -76,7 +88,15 @@ class Store(Protocol):
         reason: str,
         finished_at: datetime,
         audit: AuditDraft | None = None,
-    ) -> None: ...
+        *,
+        usage: Usage | None = None,
+        cost_usd: Decimal | None = None,
+        output: Sequence[OutputRow] = (),
+        agent_status: tuple[str, StatusChange] | None = None,
+    ) -> AgentStatus | None:
+        """End an exec; ``output`` rows and an (agent id, status) change commit with it."""
+        ...
+
     async def running_execs(self) -> list[ExecRecord]: ...
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]: ...
     async def append_output(self, rows: Sequence[OutputRow]) -> None: ...

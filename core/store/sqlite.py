@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from core.models import (
     LogLine,
     StatusChange,
     StatusSource,
+    Usage,
     utcnow,
 )
 from core.store.base import AuditDraft, OutputRow
@@ -302,13 +304,46 @@ class SqliteStore:
             started_at=_dt(row["started_at"]),
             finished_at=_dt(row["finished_at"]) if row["finished_at"] else None,
             actor=row["actor"],
+            model=row["model"],
+            usage=Usage(
+                input_tokens=row["input_tokens"],
+                output_tokens=row["output_tokens"],
+                cache_read_tokens=row["cache_read_tokens"],
+                cache_write_tokens=row["cache_write_tokens"],
+            ),
+            cost_usd=None if row["cost_usd"] is None else Decimal(row["cost_usd"]),
         )
 
-    async def insert_exec(self, record: ExecRecord, audit: AuditDraft | None = None) -> None:
-        async def fn(db: aiosqlite.Connection) -> None:
+    async def _update_status(
+        self, db: aiosqlite.Connection, agent_id: str, change: StatusChange
+    ) -> AgentStatus | None:
+        prev = await self._scalar(db, "SELECT status FROM agents WHERE id = ?", (agent_id,))
+        if prev is None:
+            return None
+        await db.execute(
+            "UPDATE agents SET status = ?, status_source = ?, status_reason = ?, status_at = ? "
+            "WHERE id = ?",
+            (
+                change.status.value,
+                change.source.value,
+                change.reason,
+                change.at.isoformat(),
+                agent_id,
+            ),
+        )
+        return AgentStatus(prev)
+
+    async def insert_exec(
+        self,
+        record: ExecRecord,
+        audit: AuditDraft | None = None,
+        *,
+        status: StatusChange | None = None,
+    ) -> AgentStatus | None:
+        async def fn(db: aiosqlite.Connection) -> AgentStatus | None:
             await db.execute(
                 "INSERT INTO execs (id, agent_id, input, status, exit_code, reason, "
-                "started_at, finished_at, actor) VALUES (?,?,?,?,?,?,?,?,?)",
+                "started_at, finished_at, actor, model) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.id,
                     record.agent_id,
@@ -319,12 +354,15 @@ class SqliteStore:
                     record.started_at.isoformat(),
                     record.finished_at.isoformat() if record.finished_at else None,
                     record.actor,
+                    record.model,
                 ),
             )
+            prev = await self._update_status(db, record.agent_id, status) if status else None
             if audit:
                 await self._append_audit(db, audit)
+            return prev
 
-        await self._write(fn)
+        return await self._write(fn)
 
     async def finish_exec(
         self,
@@ -334,17 +372,40 @@ class SqliteStore:
         reason: str,
         finished_at: datetime,
         audit: AuditDraft | None = None,
-    ) -> None:
-        async def fn(db: aiosqlite.Connection) -> None:
+        *,
+        usage: Usage | None = None,
+        cost_usd: Decimal | None = None,
+        output: Sequence[OutputRow] = (),
+        agent_status: tuple[str, StatusChange] | None = None,
+    ) -> AgentStatus | None:
+        u = usage or Usage()
+
+        async def fn(db: aiosqlite.Connection) -> AgentStatus | None:
+            if output:
+                await self._insert_output(db, output)
             await db.execute(
-                "UPDATE execs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
-                "WHERE id = ?",
-                (status.value, exit_code, reason, finished_at.isoformat(), exec_id),
+                "UPDATE execs SET status = ?, exit_code = ?, reason = ?, finished_at = ?, "
+                "input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
+                "cache_write_tokens = ?, cost_usd = ? WHERE id = ?",
+                (
+                    status.value,
+                    exit_code,
+                    reason,
+                    finished_at.isoformat(),
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                    None if cost_usd is None else str(cost_usd),
+                    exec_id,
+                ),
             )
+            prev = await self._update_status(db, *agent_status) if agent_status else None
             if audit:
                 await self._append_audit(db, audit)
+            return prev
 
-        await self._write(fn)
+        return await self._write(fn)
 
     async def running_execs(self) -> list[ExecRecord]:
         async with self.db.execute("SELECT * FROM execs WHERE status = 'running'") as cur:
@@ -363,13 +424,14 @@ class SqliteStore:
         if not rows:
             return
 
-        async def fn(db: aiosqlite.Connection) -> None:
-            await db.executemany(
-                "INSERT INTO agent_output (agent_id, exec_id, stream, at, data) VALUES (?,?,?,?,?)",
-                [(r.agent_id, r.exec_id, r.stream, r.at.isoformat(), r.data) for r in rows],
-            )
+        await self._write(lambda db: self._insert_output(db, rows))
 
-        await self._write(fn)
+    @staticmethod
+    async def _insert_output(db: aiosqlite.Connection, rows: Sequence[OutputRow]) -> None:
+        await db.executemany(
+            "INSERT INTO agent_output (agent_id, exec_id, stream, at, data) VALUES (?,?,?,?,?)",
+            [(r.agent_id, r.exec_id, r.stream, r.at.isoformat(), r.data) for r in rows],
+        )
 
     async def read_output(
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000

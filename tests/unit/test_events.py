@@ -11,6 +11,7 @@ import pytest
 
 from core.events import (
     EVENT_TYPES,
+    AgentActivity,
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
@@ -35,6 +36,12 @@ T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 # One sample per event type; the round-trip test demands full coverage.
 SAMPLES: list[Event] = [
+    AgentActivity(
+        agent_id="pi-3f9a1c",
+        exec_id="exec-1",
+        kind="tool_call",
+        data={"name": "bash", "arguments": {"command": "echo hello"}},
+    ),
     AgentSpawned(
         agent_id="shell-abc123", runtime="shell", name="w1", workspace="/tmp/w", pid=42, at=T0
     ),

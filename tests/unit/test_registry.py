@@ -69,7 +69,7 @@ def test_known_runtime_names_lists_the_builtins() -> None:
 
 def test_builtins_only(tmp_path: Path) -> None:
     reg = RuntimeRegistry.load(lambda name: RuntimeContext(home=tmp_path), plugins=False)
-    assert reg.names() == ["shell"]
+    assert reg.names() == ["native", "shell"]
 
 
 PLUGIN = """
@@ -86,6 +86,7 @@ class FakeRuntime:
     async def spawn(self, agent_id, spec, workspace): ...
     async def exec(self, handle, input, *, exec_id, timeout):
         yield None
+    async def steer(self, handle, message): return False
     async def abort(self, handle): return False
     async def kill(self, handle): ...
     async def health(self, handle): ...

@@ -1,0 +1,241 @@
+"""Benchmarks of real runtimes through the real engine (``godel bench``, ``make bench``).
+
+Nothing here is mocked: agents are spawned by an embedded ``Engine`` on a temporary
+``GODEL_HOME`` (real SQLite, real processes, the real scripted model server over HTTP).
+
+- ``spawn``: spawn-to-ready time per agent (sequential), and resident memory per agent.
+- ``exec``: the same input run through the engine and through the runtime alone, with
+  the two interleaved (A, B, A, B...) so that machine noise hits both alike; the figure
+  that matters is the ratio of their medians (the engine's overhead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel
+
+from core.config import load_config
+from core.engine import Engine
+from core.models import AgentSpec, ExecResult, ExecStatus
+from core.paths import GodelPaths
+from core.runtimes.base import Capability, RuntimeContext
+from core.runtimes.registry import RuntimeRegistry, known_runtime_names
+from core.store.sqlite import SqliteStore
+
+DEFAULT_INPUT = {"shell": "true", "native": "run: true", "pi": "run: true"}
+
+
+class Stats(BaseModel):
+    n: int
+    mean: float
+    p50: float
+    p95: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, xs: list[float]) -> Stats:
+        s = sorted(xs)
+        return cls(
+            n=len(s),
+            mean=statistics.fmean(s),
+            p50=statistics.median(s),
+            p95=s[min(len(s) - 1, round(0.95 * (len(s) - 1)))],
+            min=s[0],
+            max=s[-1],
+        )
+
+
+class Machine(BaseModel):
+    cpus: int
+    cpu_model: str
+    memory_gib: float
+    python: str
+    platform: str
+
+    @classmethod
+    def here(cls) -> Machine:
+        model = platform.processor() or ""
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        return cls(
+            cpus=os.cpu_count() or 0,
+            cpu_model=model,
+            memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
+            python=platform.python_version(),
+            platform=platform.platform(),
+        )
+
+
+class SpawnBench(BaseModel):
+    runtime: str
+    model: str | None
+    count: int
+    failures: int
+    spawn_to_ready_s: Stats
+    rss_mib_per_agent: Stats | None  # None for in-process runtimes
+    in_process_rss_mib_total: float | None  # daemon RSS growth for in-process agents
+    total_s: float
+
+
+class ExecBench(BaseModel):
+    runtime: str
+    model: str | None
+    input: str
+    runs: int
+    engine_s: Stats
+    direct_s: Stats
+    overhead_ratio: float  # engine p50 / direct p50
+    failures: int
+
+
+@contextlib.asynccontextmanager
+async def bench_engine(home: Path | None = None) -> AsyncIterator[Engine]:
+    """An embedded engine on a throwaway home (the same class the daemon runs)."""
+    with tempfile.TemporaryDirectory(prefix="godel-bench-") as tmp:
+        paths = GodelPaths.resolve(home or tmp)
+        paths.ensure()
+        loaded = load_config(known_runtime_names())
+        registry = RuntimeRegistry.load(
+            lambda name: RuntimeContext(
+                home=paths.home, options=dict(loaded.config.runtimes.get(name, {}))
+            )
+        )
+        engine = Engine(paths, SqliteStore(paths.db), registry, loaded)
+        await engine.start(actor="bench")
+        try:
+            yield engine
+        finally:
+            await engine.stop(reason="bench done", actor="bench")
+
+
+def _tree_rss_mib(pid: int) -> float:
+    try:
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for q in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += q.memory_info().rss
+    return total / 2**20
+
+
+async def bench_spawn(runtime: str, count: int, model: str | None = None) -> SpawnBench:
+    async with bench_engine() as engine:
+        me = psutil.Process()
+        rss_before = me.memory_info().rss
+        times: list[float] = []
+        failures = 0
+        ids: list[str] = []
+        t_all = time.perf_counter()
+        for _ in range(count):
+            t0 = time.perf_counter()
+            try:
+                agent = await engine.spawn_agent(
+                    AgentSpec(runtime=runtime, model=model), actor="bench"
+                )
+            except Exception:
+                failures += 1
+                continue
+            times.append(time.perf_counter() - t0)
+            ids.append(agent.id)
+        total = time.perf_counter() - t_all
+        agents = [await engine.get_agent(i) for i in ids]
+        rss = [_tree_rss_mib(a.pid) for a in agents if a.pid]
+        in_process = None
+        if not rss and agents:
+            in_process = round((me.memory_info().rss - rss_before) / 2**20, 1)
+        used_model = agents[0].model if agents else model
+        return SpawnBench(
+            runtime=runtime,
+            model=used_model,
+            count=count,
+            failures=failures,
+            spawn_to_ready_s=Stats.of(times or [0.0]),
+            rss_mib_per_agent=Stats.of(rss) if rss else None,
+            in_process_rss_mib_total=in_process,
+            total_s=total,
+        )
+
+
+async def bench_exec(
+    runtime: str, runs: int, input: str | None = None, model: str | None = None
+) -> ExecBench:
+    """Engine path vs the runtime driven directly, interleaved, on one agent each."""
+    text = input or DEFAULT_INPUT.get(runtime, "true")
+    async with bench_engine() as engine:
+        rt = engine.registry.get(runtime)
+        agent = await engine.spawn_agent(AgentSpec(runtime=runtime, model=model), actor="bench")
+        resolved = None
+        if Capability.MODEL in rt.capabilities:
+            resolved = await engine.models.resolve(agent.model or "scripted")
+        ws = engine.paths.home / "direct-ws"
+        ws.mkdir()
+        direct = await rt.spawn(
+            "direct-000000", AgentSpec(runtime=runtime, model=agent.model), ws, model=resolved
+        )
+        failures = 0
+
+        async def via_engine() -> float:
+            t0 = time.perf_counter()
+            res: Any = None
+            async for ev in engine.exec(agent.id, text, actor="bench"):
+                res = ev
+            dt = time.perf_counter() - t0
+            return dt if _ok(res) else -dt
+
+        async def via_runtime() -> float:
+            t0 = time.perf_counter()
+            res: Any = None
+            async for ev in rt.exec(direct, text, exec_id="exec-direct", timeout=600):
+                res = ev
+            dt = time.perf_counter() - t0
+            return dt if _ok(res) else -dt
+
+        # Warm both (first calls pay for lazy imports and connection set-up).
+        await via_engine()
+        await via_runtime()
+        a: list[float] = []
+        b: list[float] = []
+        for _ in range(runs):
+            for fn, out in ((via_engine, a), (via_runtime, b)):
+                dt = await fn()
+                if dt < 0:
+                    failures += 1
+                out.append(abs(dt))
+        await rt.kill(direct)
+        ea, eb = Stats.of(a), Stats.of(b)
+        return ExecBench(
+            runtime=runtime,
+            model=agent.model,
+            input=text,
+            runs=runs,
+            engine_s=ea,
+            direct_s=eb,
+            overhead_ratio=round(ea.p50 / eb.p50, 4) if eb.p50 else 0.0,
+            failures=failures,
+        )
+
+
+def _ok(result: Any) -> bool:
+    return isinstance(result, ExecResult) and result.status is ExecStatus.SUCCEEDED
+
+
+def run_sync(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,99 @@
+"""LLM agents through the real CLI and daemon: spawn, exec, steer, models, missing keys."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.conftest import Godel, wait_for
+
+
+def spawn(godel: Godel, runtime: str, *extra: str) -> str:
+    r = godel.run("agent", "spawn", "--runtime", runtime, *extra, timeout=120)
+    assert r.returncode == 0, r.stderr
+    label = "Pi" if runtime == "pi" else runtime
+    m = re.match(rf"^Spawned {label} agent: ({runtime}-[0-9a-f]{{6}})$", r.stdout.strip())
+    assert m, r.stdout
+    return m.group(1)
+
+
+def test_native_exec_shows_tool_call_output_answer_tokens_and_cost(godel: Godel) -> None:
+    agent_id = spawn(godel, "native", "--model", "scripted")
+    r = godel.run("agent", "exec", agent_id, "run: echo hello")
+    assert r.returncode == 0, r.stderr
+    assert '→ bash {"command": "echo hello"}' in r.stderr
+    assert "← bash: hello" in r.stderr
+    assert "hello" in r.stdout  # the model's answer quotes the output
+    m = re.search(r"tokens: ([\d,]+) in / ([\d,]+) out · cost \$(\d+\.\d{6})", r.stderr)
+    assert m, r.stderr
+    agent = json.loads(godel.run("agent", "get", agent_id, "--json", check=True).stdout)
+    assert agent["agent"]["model"] == "scripted"
+    x = agent["execs"][0]
+    assert x["status"] == "succeeded" and x["usage"]["input_tokens"] > 0
+    assert x["cost_usd"] is not None and float(x["cost_usd"]) > 0
+    logs = godel.run("agent", "logs", agent_id, check=True).stdout
+    assert "→ bash" in logs and "← bash: hello" in logs
+
+
+def test_default_model_is_scripted(godel: Godel) -> None:
+    agent_id = spawn(godel, "native")
+    data = json.loads(godel.run("agent", "get", agent_id, "--json", check=True).stdout)
+    assert data["agent"]["model"] == "scripted"
+
+
+def test_missing_api_key_fails_before_anything_is_spawned(godel: Godel) -> None:
+    godel.env.pop("ANTHROPIC_API_KEY", None)
+    r = godel.run("agent", "spawn", "--runtime", "native", "--model", "claude-sonnet-4-5")
+    assert r.returncode == 1
+    assert "ANTHROPIC_API_KEY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert json.loads(godel.run("agent", "list", "--json", check=True).stdout) == []
+
+
+def test_shell_rejects_a_model_and_unknown_models_are_named(godel: Godel) -> None:
+    r = godel.run("agent", "spawn", "--runtime", "shell", "--model", "scripted")
+    assert r.returncode == 1 and "does not use a model" in r.stderr
+    r = godel.run("agent", "spawn", "--runtime", "native", "--model", "gpt-99")
+    assert r.returncode == 1 and "unknown model 'gpt-99'" in r.stderr
+
+
+def test_model_list(godel: Godel) -> None:
+    models = {m["name"]: m for m in
+              json.loads(godel.run("model", "list", "--json", check=True).stdout)}
+    assert models["scripted"]["scripted"] is True
+    sonnet = models["claude-sonnet-4-5"]
+    assert sonnet["api_key_env"] == "ANTHROPIC_API_KEY"
+    assert sonnet["prices"]["input_mtok"] == "3" and sonnet["prices"]["output_mtok"] == "15"
+    assert sonnet["prices"]["source"].startswith("snapshot genai-prices")
+    text = godel.run("model", "list", check=True).stdout
+    assert "claude-sonnet-4-5" in text
+
+
+def test_steer_and_abort_from_other_processes(godel: Godel) -> None:
+    agent_id = spawn(godel, "native")
+    p = godel.popen("agent", "exec", agent_id, "run: sleep 30")
+    assert wait_for(lambda: json.loads(godel.run("agent", "get", agent_id, "--json").stdout)
+                    ["agent"]["status"] == "busy")
+    time.sleep(0.5)
+    r = godel.run("agent", "steer", agent_id, "hurry up")
+    assert r.returncode == 0 and r.stdout.strip() == "Steered."
+    r = godel.run("agent", "abort", agent_id)
+    assert r.stdout.strip() == "Aborted."
+    p.wait(timeout=30)
+    assert p.returncode == 130
+    audit = json.loads(godel.run("audit", "list", "--json", "--subject", agent_id).stdout)
+    actions = [e["action"] for e in audit]
+    assert "agent.steer" in actions and "agent.abort" in actions
+
+
+@pytest.mark.parametrize("model", ["scripted", "scripted-anthropic"])
+def test_native_policy_violation_is_audited(godel: Godel, model: str) -> None:
+    agent_id = spawn(godel, "native", "--model", model)
+    r = godel.run("agent", "exec", agent_id, "write ../../escape.txt: x")
+    assert "refused (workspace_confinement)" in r.stderr
+    audit = json.loads(godel.run("audit", "list", "--json", "--subject", agent_id).stdout)
+    v = [e for e in audit if e["action"] == "policy.violation"]
+    assert len(v) == 1 and v[0]["result"] == "refused"
+    assert v[0]["payload"]["rule"] == "workspace_confinement"
