@@ -61,8 +61,17 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
-             f"genai-prices=={args.version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "-d",
+                tmp,
+                f"genai-prices=={args.version}",
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("genai_prices-*.whl"))

@@ -60,8 +60,9 @@ def test_shell_rejects_a_model_and_unknown_models_are_named(godel: Godel) -> Non
 
 
 def test_model_list(godel: Godel) -> None:
-    models = {m["name"]: m for m in
-              json.loads(godel.run("model", "list", "--json", check=True).stdout)}
+    models = {
+        m["name"]: m for m in json.loads(godel.run("model", "list", "--json", check=True).stdout)
+    }
     assert models["scripted"]["scripted"] is True
     sonnet = models["claude-sonnet-4-5"]
     assert sonnet["api_key_env"] == "ANTHROPIC_API_KEY"
@@ -74,8 +75,12 @@ def test_model_list(godel: Godel) -> None:
 def test_steer_and_abort_from_other_processes(godel: Godel) -> None:
     agent_id = spawn(godel, "native")
     p = godel.popen("agent", "exec", agent_id, "run: sleep 30")
-    assert wait_for(lambda: json.loads(godel.run("agent", "get", agent_id, "--json").stdout)
-                    ["agent"]["status"] == "busy")
+    assert wait_for(
+        lambda: (
+            json.loads(godel.run("agent", "get", agent_id, "--json").stdout)["agent"]["status"]
+            == "busy"
+        )
+    )
     time.sleep(0.5)
     r = godel.run("agent", "steer", agent_id, "hurry up")
     assert r.returncode == 0 and r.stdout.strip() == "Steered."

@@ -33,24 +33,33 @@ PRICES = ModelPrices(input_mtok=Decimal(1), output_mtok=Decimal(2), source="test
 def model_for(server: Any, api: str = "openai") -> ResolvedModel:
     base = server.base_url + "/v1" if api == "openai" else server.base_url
     return ResolvedModel(
-        name="scripted", provider="scripted", api=api, base_url=base, upstream_id="scripted",
-        api_key_env="GODEL_SCRIPTED_API_KEY", api_key="sekrit-value", prices=PRICES,
+        name="scripted",
+        provider="scripted",
+        api=api,
+        base_url=base,
+        upstream_id="scripted",
+        api_key_env="GODEL_SCRIPTED_API_KEY",
+        api_key="sekrit-value",
+        prices=PRICES,
         scripted=True,
     )
 
 
-async def spawn(tmp_path: Path, server: Any, api: str = "openai",
-                **options: Any) -> tuple[NativeRuntime, AgentHandle]:
+async def spawn(
+    tmp_path: Path, server: Any, api: str = "openai", **options: Any
+) -> tuple[NativeRuntime, AgentHandle]:
     rt = NativeRuntime(RuntimeContext(home=tmp_path, options=options))
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
-    handle = await rt.spawn("native-abc123", AgentSpec(runtime="native"), ws,
-                            model=model_for(server, api))
+    handle = await rt.spawn(
+        "native-abc123", AgentSpec(runtime="native"), ws, model=model_for(server, api)
+    )
     return rt, handle
 
 
-async def run(rt: NativeRuntime, handle: AgentHandle, text: str,
-              timeout: float | None = 30) -> tuple[list[RuntimeEvent], ExecResult]:
+async def run(
+    rt: NativeRuntime, handle: AgentHandle, text: str, timeout: float | None = 30
+) -> tuple[list[RuntimeEvent], ExecResult]:
     events: list[RuntimeEvent] = []
     async for ev in rt.exec(handle, text, exec_id="exec-1", timeout=timeout):
         events.append(ev)
@@ -60,8 +69,9 @@ async def run(rt: NativeRuntime, handle: AgentHandle, text: str,
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
-async def test_run_command_tool_answer_usage_and_cost(tmp_path: Path, scripted_server: Any,
-                                                      api: str) -> None:
+async def test_run_command_tool_answer_usage_and_cost(
+    tmp_path: Path, scripted_server: Any, api: str
+) -> None:
     rt, handle = await spawn(tmp_path, scripted_server, api)
     events, result = await run(rt, handle, "run: echo hello")
     calls = [e for e in events if isinstance(e, ToolCallStarted)]
@@ -77,14 +87,17 @@ async def test_run_command_tool_answer_usage_and_cost(tmp_path: Path, scripted_s
     assert u.input_tokens == sum(t.usage.input_tokens for t in turns)
     assert result.cost_usd == (u.input_tokens * 1 + u.output_tokens * 2) / Decimal(1_000_000)
     # The real key value went over the wire, never the variable's name.
-    keys = {r.headers.get("authorization") or r.headers.get("x-api-key")
-            for r in scripted_server.requests}
+    keys = {
+        r.headers.get("authorization") or r.headers.get("x-api-key")
+        for r in scripted_server.requests
+    }
     assert all("sekrit-value" in (k or "") for k in keys)
     await rt.kill(handle)
 
 
-async def test_write_read_and_edit_stay_in_the_workspace(tmp_path: Path,
-                                                          scripted_server: Any) -> None:
+async def test_write_read_and_edit_stay_in_the_workspace(
+    tmp_path: Path, scripted_server: Any
+) -> None:
     rt, handle = await spawn(tmp_path, scripted_server)
     _, result = await run(rt, handle, "write notes/a.txt: hi there")
     assert result.status is ExecStatus.SUCCEEDED
@@ -94,14 +107,15 @@ async def test_write_read_and_edit_stay_in_the_workspace(tmp_path: Path,
     await rt.kill(handle)
 
 
-async def test_paths_outside_the_workspace_are_refused(tmp_path: Path,
-                                                       scripted_server: Any) -> None:
+async def test_paths_outside_the_workspace_are_refused(
+    tmp_path: Path, scripted_server: Any
+) -> None:
     rt, handle = await spawn(tmp_path, scripted_server)
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, handle.workspace / "link")
     for target in ("../escape.txt", str(tmp_path / "abs.txt"), "link/x.txt"):
-        events, result = await run(rt, handle, f"write {target}: nope")
+        events, _ = await run(rt, handle, f"write {target}: nope")
         refused = [e for e in events if isinstance(e, PolicyViolation)]
         assert len(refused) == 1 and refused[0].rule == "workspace_confinement", target
         tool = [e for e in events if isinstance(e, ToolCallFinished)]
@@ -126,8 +140,9 @@ async def test_abort_kills_the_running_tool(tmp_path: Path, scripted_server: Any
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
-    sleeps = [p for p in psutil.Process().children(recursive=True)
-              if "sleep" in " ".join(p.cmdline())]
+    sleeps = [
+        p for p in psutil.Process().children(recursive=True) if "sleep" in " ".join(p.cmdline())
+    ]
     assert sleeps
     assert await rt.abort(handle) is True
     await asyncio.wait_for(task, 10)
