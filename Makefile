@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PI_DIR := tools/pi
+PI_STAMP := $(PI_DIR)/node_modules/.installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 PYTEST_ARGS ?=
 
@@ -13,7 +15,7 @@ help:
 	@echo "make test   - set up, lint and run the whole test suite"
 	@echo "make lint   - ruff, mypy and the import contract"
 	@echo "make bench  - run the benchmarks and print their figures"
-	@echo "make setup  - create .venv and install everything"
+	@echo "make setup  - create .venv and install everything (Python packages, pinned pi)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +23,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The pinned pi coding agent, from its lockfile, into tools/pi/node_modules (git-ignored).
+$(PI_STAMP): $(PI_DIR)/package.json $(PI_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to install pi (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix $(PI_DIR) --no-audit --no-fund --loglevel=error
+	touch $(PI_STAMP)
+
+setup: $(STAMP) $(PI_STAMP)
 
 demo: setup
 	GODEL_HOME=$(DEMO_HOME) $(VENV)/bin/godel demo

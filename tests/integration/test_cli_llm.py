@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
+import psutil
 import pytest
 
-from tests.conftest import Godel, wait_for
+from tests.conftest import Godel, gone, wait_for
 
 
 def spawn(godel: Godel, runtime: str, *extra: str) -> str:
@@ -102,3 +104,52 @@ def test_native_policy_violation_is_audited(godel: Godel, model: str) -> None:
     v = [e for e in audit if e["action"] == "policy.violation"]
     assert len(v) == 1 and v[0]["result"] == "refused"
     assert v[0]["payload"]["rule"] == "workspace_confinement"
+
+
+def _pi_or_skip() -> None:
+    from tests.integration.test_conformance import pi_available
+
+    if not pi_available():
+        if os.environ.get("CI"):
+            pytest.fail("the pi binary is not installed (run `make setup`)")
+        pytest.skip("the pi binary is not installed (run `make setup`)")
+
+
+def test_pi_agent_through_the_cli(godel: Godel) -> None:
+    _pi_or_skip()
+    agent_id = spawn(godel, "pi", "--model", "scripted")
+    r = godel.run("agent", "exec", agent_id, "run: echo hello")
+    assert r.returncode == 0, r.stderr
+    assert '→ bash {"command": "echo hello"}' in r.stderr
+    assert "hello" in r.stdout
+    assert re.search(r"tokens: [\d,]+ in / [\d,]+ out · cost \$\d+\.\d{6}", r.stderr), r.stderr
+    health = json.loads(godel.run("agent", "health", agent_id, "--json", check=True).stdout)
+    assert health["state"] == "healthy"
+
+
+def test_no_pi_or_tool_process_survives_kill_or_daemon_stop(godel: Godel) -> None:
+    _pi_or_skip()
+    killed = spawn(godel, "pi")
+    stopped = spawn(godel, "pi")
+    pids = {
+        a: json.loads(godel.run("agent", "get", a, "--json").stdout)["agent"]["pid"]
+        for a in (killed, stopped)
+    }
+    runners = [godel.popen("agent", "exec", a, "run: sleep 77") for a in (killed, stopped)]
+
+    def sleeps() -> list[psutil.Process]:
+        out = []
+        for p in psutil.process_iter(["cmdline"]):
+            if p.info["cmdline"] == ["sleep", "77"]:
+                out.append(p)
+        return out
+
+    assert wait_for(lambda: len(sleeps()) >= 2, timeout=30)
+    godel.run("agent", "kill", killed, check=True)
+    assert wait_for(lambda: gone(pids[killed]), timeout=15)
+    assert wait_for(lambda: len(sleeps()) == 1, timeout=15)
+    godel.run("daemon", "stop", check=True)
+    assert wait_for(lambda: gone(pids[stopped]), timeout=15)
+    assert wait_for(lambda: not sleeps(), timeout=15)
+    for p in runners:
+        p.wait(timeout=30)
