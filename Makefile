@@ -47,7 +47,7 @@ test-fast: setup
 	$(PY) -m pytest -n 2 -x $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m pytest tests/bench -q -p no:randomly $(PYTEST_ARGS)
+	GODEL_CONFIG=/nonexistent $(PY) tests/bench/run_benchmarks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(DEMO_HOME)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import platform
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +30,7 @@ from pydantic import BaseModel
 
 from core.config import load_config
 from core.engine import Engine
+from core.llm.catalog import ModelCatalog
 from core.models import AgentSpec, ExecResult, ExecStatus
 from core.paths import GodelPaths
 from core.runtimes.base import Capability, RuntimeContext
@@ -97,15 +101,146 @@ class ExecBench(BaseModel):
     model: str | None
     input: str
     runs: int
-    engine_s: Stats
+    engine_s: Stats  # through Engine.exec (store, audit, events)
+    runtime_s: Stats  # the runtime class alone
+    # The baseline: pi driven by a bare JSONL loop for pi, else the runtime alone.
     direct_s: Stats
+    direct_kind: str
     overhead_ratio: float  # engine p50 / direct p50
     failures: int
 
 
+class RawPi:
+    """pi driven directly: the same binary, flags and config, and a bare JSONL loop."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self._n = 0
+
+    @classmethod
+    async def start(cls, engine: Engine, model_name: str, workspace: Path) -> RawPi:
+        from core.runtimes.pi import PiRuntime, write_config
+        from core.runtimes.pi_protocol import PROVIDER, settings_json
+
+        model = await engine.models.resolve(model_name)
+        rt = engine.registry.get("pi")
+        assert isinstance(rt, PiRuntime)
+        agent_dir = engine.paths.home / "raw-pi"
+        write_config(agent_dir, model, settings_json())
+        env = {
+            **os.environ,
+            "PI_CODING_AGENT_DIR": str(agent_dir),
+            "PI_OFFLINE": "1",
+            "HOME": str(agent_dir / "home"),
+            model.api_key_env: model.api_key or "no-key",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            rt.find_pi(),
+            "--mode",
+            "rpc",
+            "--no-session",
+            "--provider",
+            PROVIDER,
+            "--model",
+            model.upstream_id,
+            "--no-skills",
+            "--no-prompt-templates",
+            "--no-themes",
+            "--no-extensions",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=workspace,
+            env=env,
+            limit=64 * 2**20,
+            start_new_session=True,
+        )
+        raw = cls(proc)
+        await raw._idle()
+        return raw
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def _until(self, pred: Any) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("pi exited")
+            msg: dict[str, Any] = json.loads(line)
+            if pred(msg):
+                return msg
+
+    async def _idle(self) -> None:
+        """pi refuses a prompt until it reports it stopped streaming (see pi-rpc.md)."""
+        while True:
+            self._n += 1
+            rid = f"s{self._n}"
+            await self._send({"id": rid, "type": "get_state"})
+            msg = await self._until(lambda m, rid=rid: m.get("id") == rid)
+            if not msg["data"]["isStreaming"]:
+                return
+
+    async def prompt(self, text: str) -> bool:
+        await self._send({"id": "p", "type": "prompt", "message": text})
+        end = await self._until(lambda m: m.get("type") == "agent_end")
+        await self._idle()
+        messages = end.get("messages") or [{}]
+        return bool(messages[-1].get("stopReason") != "error")
+
+    async def close(self) -> None:
+        from core.runtimes.process import terminate_group
+
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        await terminate_group(self.proc.pid, grace=2.0)
+        await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def model_server_process() -> AsyncIterator[str]:
+    """The scripted model server in a process of its own, as a real endpoint would be.
+
+    (The daemon runs it as a thread; in a benchmark that would make the engine path
+    compete with the server for the GIL and inflate the engine's overhead.)
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "core.cli.main",
+        "model",
+        "serve",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        m = re.search(r"on (http://\S+) ", line)
+        if not m:
+            raise RuntimeError(f"the scripted model server did not start: {line!r}")
+        yield m.group(1)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
 @contextlib.asynccontextmanager
 async def bench_engine(home: Path | None = None) -> AsyncIterator[Engine]:
-    """An embedded engine on a throwaway home (the same class the daemon runs)."""
+    """An embedded engine on a throwaway home (the same class the daemon runs), with the
+    scripted model server out of process."""
+    async with model_server_process() as url, _engine(home, url) as engine:
+        yield engine
+
+
+@contextlib.asynccontextmanager
+async def _engine(home: Path | None, scripted_url: str) -> AsyncIterator[Engine]:
+    async def url() -> str:
+        return scripted_url
+
     with tempfile.TemporaryDirectory(prefix="godel-bench-") as tmp:
         paths = GodelPaths.resolve(home or tmp)
         paths.ensure()
@@ -116,6 +251,7 @@ async def bench_engine(home: Path | None = None) -> AsyncIterator[Engine]:
             )
         )
         engine = Engine(paths, SqliteStore(paths.db), registry, loaded)
+        engine.models = ModelCatalog(loaded.config, scripted_url=url)
         await engine.start(actor="bench")
         try:
             yield engine
@@ -191,6 +327,18 @@ async def bench_exec(
             "direct-000000", AgentSpec(runtime=runtime, model=agent.model), ws, model=resolved
         )
         failures = 0
+        raw: RawPi | None = None
+        if runtime == "pi":
+            raw_ws = engine.paths.home / "raw-ws"
+            raw_ws.mkdir()
+            raw = await RawPi.start(engine, agent.model or "scripted", raw_ws)
+
+        async def via_raw() -> float:
+            assert raw is not None
+            t0 = time.perf_counter()
+            ok = await raw.prompt(text)
+            dt = time.perf_counter() - t0
+            return dt if ok else -dt
 
         async def via_engine() -> float:
             t0 = time.perf_counter()
@@ -208,27 +356,33 @@ async def bench_exec(
             dt = time.perf_counter() - t0
             return dt if _ok(res) else -dt
 
-        # Warm both (first calls pay for lazy imports and connection set-up).
-        await via_engine()
-        await via_runtime()
-        a: list[float] = []
-        b: list[float] = []
+        paths: list[tuple[Any, list[float]]] = [(via_engine, []), (via_runtime, [])]
+        if raw is not None:
+            paths.append((via_raw, []))
+        # Warm every path (first calls pay for lazy imports and connection set-up).
+        for fn, _ in paths:
+            await fn()
         for _ in range(runs):
-            for fn, out in ((via_engine, a), (via_runtime, b)):
+            for fn, out in paths:  # interleaved: noise hits every path alike
                 dt = await fn()
                 if dt < 0:
                     failures += 1
                 out.append(abs(dt))
         await rt.kill(direct)
-        ea, eb = Stats.of(a), Stats.of(b)
+        if raw is not None:
+            await raw.close()
+        ea, er = Stats.of(paths[0][1]), Stats.of(paths[1][1])
+        ed = Stats.of(paths[2][1]) if raw is not None else er
         return ExecBench(
             runtime=runtime,
             model=agent.model,
             input=text,
             runs=runs,
             engine_s=ea,
-            direct_s=eb,
-            overhead_ratio=round(ea.p50 / eb.p50, 4) if eb.p50 else 0.0,
+            runtime_s=er,
+            direct_s=ed,
+            direct_kind="bare pi JSONL driver" if raw is not None else "runtime alone",
+            overhead_ratio=round(ea.p50 / ed.p50, 4) if ed.p50 else 0.0,
             failures=failures,
         )
 

@@ -433,6 +433,9 @@ class Engine:
         return agent
 
     async def _live_agent(self, agent_id: str, action: str) -> LiveAgent:
+        live = self._live.get(agent_id)
+        if live is not None and not live.stopping and not live.agent.status.is_terminal:
+            return live  # the live copy mirrors the store: skip a read on the hot path
         agent = await self.get_agent(agent_id)
         live = self._live.get(agent.id)
         if live is None or agent.status.is_terminal:
@@ -655,13 +658,13 @@ class Engine:
     async def _on_activity(self, agent_id: str, exec_id: str, ev: RuntimeEvent, actor: str) -> None:
         """Tool calls, usage, notices: kept in the agent's log and published; a refused
         action is audited."""
-        data = ev.model_dump(mode="json", exclude={"kind", "exec_id"})
         if isinstance(ev, AssistantText):
             self._output.append(OutputRow(agent_id, exec_id, "stdout", utcnow(), ev.text))
             self.bus.publish(
                 AgentOutput(agent_id=agent_id, exec_id=exec_id, stream="stdout", data=ev.text)
             )
             return
+        data = ev.model_dump(mode="json", exclude={"kind", "exec_id"})
         line = activity_line(ev)
         if line:
             self._output.append(OutputRow(agent_id, exec_id, "system", utcnow(), line))

@@ -495,7 +495,7 @@ class PiRuntime:
     ) -> AgentHandle:
         if model is None:
             raise InvalidInput(
-                "the pi runtime needs --model (a model from `godel llm models`, "
+                "the pi runtime needs --model (a model from `godel model list`, "
                 "or defaults.model in the config)",
                 runtime=self.name,
             )

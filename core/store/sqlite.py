@@ -76,6 +76,9 @@ class SqliteStore:
         # publishes them on the event bus).
         self.audit_listeners: list[Callable[[AuditEntry], None]] = []
         self._pending_audit: list[AuditEntry] = []
+        # The last audit (seq, hash), cached: this store is the only writer and appends
+        # under the write lock; dropped on rollback and re-read on the next append.
+        self._head: tuple[int, str] | None = None
 
     # lifecycle -----------------------------------------------------------------
 
@@ -152,8 +155,8 @@ class SqliteStore:
 
     @staticmethod
     async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with db.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        rows = list(await db.execute_fetchall(sql, params))
+        row = rows[0] if rows else None
         return None if row is None else row[0]
 
     async def close(self) -> None:
@@ -177,6 +180,7 @@ class SqliteStore:
                 result = await fn(db)
             except BaseException:
                 self._pending_audit = []
+                self._head = None
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
@@ -243,21 +247,21 @@ class SqliteStore:
         await self._write(fn)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
-        async with self.db.execute(
-            "SELECT * FROM agents WHERE id = ? OR (name = ? AND status NOT IN "
-            "('stopped','lost','failed')) ORDER BY id = ? DESC LIMIT 1",
-            (agent_id, agent_id, agent_id),
-        ) as cur:
-            row = await cur.fetchone()
-        return self._agent(row) if row else None
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT * FROM agents WHERE id = ? OR (name = ? AND status NOT IN "
+                "('stopped','lost','failed')) ORDER BY id = ? DESC LIMIT 1",
+                (agent_id, agent_id, agent_id),
+            )
+        )
+        return self._agent(rows[0]) if rows else None
 
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
         sql = "SELECT * FROM agents"
         if not include_ended:
             sql += " WHERE status NOT IN ('stopped','lost','failed')"
         sql += " ORDER BY created_at, id"
-        async with self.db.execute(sql) as cur:
-            rows = await cur.fetchall()
+        rows = list(await self.db.execute_fetchall(sql))
         return [self._agent(r) for r in rows]
 
     async def set_agent_status(
@@ -408,16 +412,16 @@ class SqliteStore:
         return await self._write(fn)
 
     async def running_execs(self) -> list[ExecRecord]:
-        async with self.db.execute("SELECT * FROM execs WHERE status = 'running'") as cur:
-            rows = await cur.fetchall()
+        rows = list(await self.db.execute_fetchall("SELECT * FROM execs WHERE status = 'running'"))
         return [self._exec(r) for r in rows]
 
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
-        async with self.db.execute(
-            "SELECT * FROM execs WHERE agent_id = ? ORDER BY started_at DESC LIMIT ?",
-            (agent_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT * FROM execs WHERE agent_id = ? ORDER BY started_at DESC LIMIT ?",
+                (agent_id, limit),
+            )
+        )
         return [self._exec(r) for r in rows]
 
     async def append_output(self, rows: Sequence[OutputRow]) -> None:
@@ -436,11 +440,12 @@ class SqliteStore:
     async def read_output(
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> list[LogLine]:
-        async with self.db.execute(
-            "SELECT * FROM agent_output WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (agent_id, after_seq, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT * FROM agent_output WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (agent_id, after_seq, limit),
+            )
+        )
         return [
             LogLine(
                 seq=r["seq"],
@@ -457,10 +462,13 @@ class SqliteStore:
 
     async def _append_audit(self, db: aiosqlite.Connection, draft: AuditDraft) -> AuditEntry:
         """Append inside the caller's transaction (the write lock is held)."""
-        async with db.execute("SELECT seq, entry_hash FROM audit_head WHERE id = 1") as cur:
-            head = await cur.fetchone()
-        seq = (head["seq"] if head else 0) + 1
-        prev = head["entry_hash"] if head else GENESIS_HASH
+        if self._head is None:
+            rows = list(
+                await db.execute_fetchall("SELECT seq, entry_hash FROM audit_head WHERE id = 1")
+            )
+            self._head = (rows[0]["seq"], rows[0]["entry_hash"]) if rows else (0, GENESIS_HASH)
+        seq = self._head[0] + 1
+        prev = self._head[1]
         ts = utcnow()
         payload = json.loads(json.dumps(draft.payload, default=str))
         entry_hash = compute_entry_hash(
@@ -488,11 +496,7 @@ class SqliteStore:
                 entry_hash,
             ),
         )
-        await db.execute(
-            "INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, entry_hash = excluded.entry_hash",
-            (seq, entry_hash),
-        )
+        # The audit_head_follow trigger moves the head in the same statement.
         entry = AuditEntry(
             seq=seq,
             ts=ts,
@@ -505,6 +509,7 @@ class SqliteStore:
             entry_hash=entry_hash,
         )
         self._pending_audit.append(entry)
+        self._head = (seq, entry_hash)
         return entry
 
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
@@ -536,19 +541,20 @@ class SqliteStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        async with self.db.execute(sql, params) as cur:
-            rows = await cur.fetchall()
+        rows = list(await self.db.execute_fetchall(sql, params))
         return [self._audit(r) for r in rows]
 
     async def iter_audit(self, batch: int = 1000) -> AsyncIterator[AuditEntry]:
         # Ordered by rowid, not seq: a reordering of rows must show up as a bad seq.
         last_rowid = 0
         while True:
-            async with self.db.execute(
-                "SELECT rowid AS _rowid, * FROM audit_log WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (last_rowid, batch),
-            ) as cur:
-                rows = list(await cur.fetchall())
+            rows = list(
+                await self.db.execute_fetchall(
+                    "SELECT rowid AS _rowid, * FROM audit_log "
+                    "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    (last_rowid, batch),
+                )
+            )
             if not rows:
                 return
             for r in rows:
@@ -556,6 +562,8 @@ class SqliteStore:
             last_rowid = rows[-1]["_rowid"]
 
     async def audit_head(self) -> AuditHead | None:
-        async with self.db.execute("SELECT seq, entry_hash FROM audit_head WHERE id = 1") as cur:
-            row = await cur.fetchone()
+        rows = list(
+            await self.db.execute_fetchall("SELECT seq, entry_hash FROM audit_head WHERE id = 1")
+        )
+        row = rows[0] if rows else None
         return AuditHead(seq=row["seq"], entry_hash=row["entry_hash"]) if row else None

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""``make bench``: run every benchmark once and write docs/benchmarks.md.
+
+Figures come from real runtimes through an embedded engine (core/bench.py); nothing is
+mocked. Targets are checked here and reported as met or not, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.bench import ExecBench, Machine, SpawnBench, bench_exec, bench_spawn
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+RAW = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.json"
+EXEC_OVERHEAD_GOAL = 1.05
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
+
+
+def spawn_rows(results: list[SpawnBench]) -> list[str]:
+    rows = [
+        "| runtime | agents | failures | spawn→ready p50 | p95 | max | memory per agent |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in results:
+        if b.rss_mib_per_agent is not None:
+            mem = f"{b.rss_mib_per_agent.p50:.1f} MiB RSS (process tree)"
+        elif b.in_process_rss_mib_total is not None:
+            mem = f"in-process: engine RSS +{b.in_process_rss_mib_total / b.count:.2f} MiB"
+        else:
+            mem = "—"
+        s = b.spawn_to_ready_s
+        rows.append(
+            f"| `{b.runtime}` | {b.count} | {b.failures} | {ms(s.p50)} | {ms(s.p95)} | "
+            f"{ms(s.max)} | {mem} |"
+        )
+    return rows
+
+
+def exec_rows(results: list[ExecBench]) -> list[str]:
+    rows = [
+        "| runtime | input | runs | through the engine p50 | runtime alone p50 | "
+        "baseline | baseline p50 | engine ÷ baseline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in results:
+        rows.append(
+            f"| `{b.runtime}` | `{b.input}` | {b.runs} | {ms(b.engine_s.p50)} | "
+            f"{ms(b.runtime_s.p50)} | {b.direct_kind} | {ms(b.direct_s.p50)} | "
+            f"**{b.overhead_ratio:.3f}x** |"
+        )
+    return rows
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    n_spawn = {"shell": 50, "native": 50, "pi": 8}
+    n_exec = {"shell": 200, "native": 100, "pi": 60}
+    if quick:
+        n_spawn = {k: 3 for k in n_spawn}
+        n_exec = {k: 5 for k in n_exec}
+    spawns = [await bench_spawn(rt, n) for rt, n in n_spawn.items()]
+    execs = [await bench_exec(rt, n) for rt, n in n_exec.items()]
+    return {"spawn": spawns, "exec": execs}
+
+
+def write(results: dict[str, Any], machine: Machine, when: str) -> None:
+    pi = next(b for b in results["exec"] if b.runtime == "pi")
+    met = pi.overhead_ratio <= EXEC_OVERHEAD_GOAL
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {when} on {machine.cpus} CPUs ({machine.cpu_model}), "
+        f"{machine.memory_gib} GiB, Python {machine.python}, {machine.platform}.",
+        "Regenerate with `make bench` (this file and `docs/benchmarks.json`).",
+        "",
+        "Everything is real: an embedded `Engine` on a temporary `GODEL_HOME` (SQLite in WAL",
+        "mode), real agent processes, and the scripted model server over HTTP on loopback in a",
+        "process of its own. The commands behind each table are `godel bench spawn --runtime R",
+        "--count N --json` and `godel bench exec --runtime R --runs N --json`.",
+        "",
+        "## Spawn to ready, and memory per agent",
+        "",
+        'Agents are spawned one after another; "ready" is what the runtime says it means',
+        "(shell: the bash answered a probe; pi: `get_state` answered with the expected",
+        "provider and model; native: the client is built).",
+        "",
+        *spawn_rows(results["spawn"]),
+        "",
+        "## Exec latency and the engine's overhead",
+        "",
+        "The same input runs through `Engine.exec` (store, audit chain, events) and through",
+        "a baseline, interleaved (engine, runtime, baseline, engine, ...) on one agent each,",
+        "so that machine noise falls on all paths alike. For pi the baseline is a bare JSONL",
+        "loop driving the same pi binary with the same flags (`prompt`, read to",
+        "`agent_end`, `get_state` until idle); for the others it is the runtime class alone.",
+        "",
+        *exec_rows(results["exec"]),
+        "",
+        "## Goals",
+        "",
+        f"- Engine overhead on a pi exec ≤ {EXEC_OVERHEAD_GOAL}x: "
+        f"**{'met' if met else 'not met'}** ({pi.overhead_ratio:.3f}x; the engine adds "
+        f"{(pi.engine_s.p50 - pi.direct_s.p50) * 1000:.1f} ms to a "
+        f"{pi.direct_s.p50 * 1000:.1f} ms exec).",
+    ]
+    if not met:
+        lines.append(
+            "  What the engine adds per exec: two SQLite transactions (the exec's start,"
+            " with its audit entry and the agent's status; its end, with output, usage,"
+            " audit and status), made through aiosqlite's worker thread, plus an event per"
+            " streamed piece. The scripted model answers in a few milliseconds; against a"
+            " real model (seconds per call) the same milliseconds are well under 1 %."
+        )
+    DOC.write_text("\n".join(lines) + "\n")
+    RAW.write_text(
+        json.dumps(
+            {
+                "when": when,
+                "machine": machine.model_dump(),
+                "spawn": [b.model_dump(mode="json") for b in results["spawn"]],
+                "exec": [b.model_dump(mode="json") for b in results["exec"]],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny counts (a smoke run)")
+    ap.add_argument("--no-write", action="store_true", help="print, do not update docs/")
+    args = ap.parse_args()
+    results = asyncio.run(run(args.quick))
+    machine = Machine.here()
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for b in results["spawn"] + results["exec"]:
+        print(b.model_dump_json())
+    if not args.no_write:
+        write(results, machine, when)
+        print(f"wrote {DOC}")
+    failures = sum(b.failures for b in results["spawn"] + results["exec"])
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

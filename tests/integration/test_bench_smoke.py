@@ -1,0 +1,22 @@
+"""`godel bench` runs end to end (a smoke run: it checks that figures come out, not speed)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Godel
+
+
+def test_bench_spawn_and_exec_produce_figures(godel: Godel) -> None:
+    r = godel.run("bench", "spawn", "--runtime", "shell", "--count", "2", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    spawn = json.loads(r.stdout)
+    assert spawn["failures"] == 0 and spawn["spawn_to_ready_s"]["n"] == 2
+    assert spawn["rss_mib_per_agent"]["p50"] > 0
+
+    r = godel.run("bench", "exec", "--runtime", "native", "--runs", "2", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    ex = json.loads(r.stdout)
+    assert ex["failures"] == 0 and ex["model"] == "scripted"
+    assert ex["engine_s"]["n"] == 2 and ex["overhead_ratio"] > 0
+    assert ex["direct_kind"] == "runtime alone"
