@@ -46,7 +46,7 @@ import psutil
 
 import core
 from core.errors import AgentUnavailable, InvalidInput, RuntimeFailure
-from core.llm.catalog_types import ResolvedModel
+from core.llm.catalog_types import ModelPrices, ResolvedModel
 from core.llm.prices import cost
 from core.models import (
     Agent,
@@ -711,7 +711,7 @@ class PiRuntime:
                     final_text = item.text
                     stop_reason, error = item.stop_reason, item.error_message
                     usage = _add(usage, item.usage)
-                    turn_cost = cost(item.usage, model.prices)
+                    turn_cost = _reported_cost(item.cost_total, item.usage, model.prices)
                     if total_cost is not None and turn_cost is not None:
                         total_cost += turn_cost
                     if item.usage.total_tokens:
@@ -1033,6 +1033,22 @@ class PiRuntime:
         reason = await recover_process(agent)
         await end_processes(tools)
         return reason
+
+
+def _reported_cost(
+    reported: float | None, usage: Usage, prices: ModelPrices | None
+) -> Decimal | None:
+    """pi's own cost report, preferred; tokens x price only if pi reported none.
+
+    pi computes cost in binary floats (0.00011999999999999999 for 0.00012); rounding to
+    1e-12 dollars restores the decimal figure. Without prices pi reports 0, which would
+    be a lie: the cost is unknown.
+    """
+    if prices is None:
+        return None
+    if reported is None:
+        return cost(usage, prices)
+    return Decimal(repr(reported)).quantize(Decimal("1e-12")).normalize()
 
 
 def _add(a: Usage, b: Usage) -> Usage:

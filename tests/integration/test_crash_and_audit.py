@@ -100,3 +100,42 @@ def test_verify_names_the_first_bad_entry_and_export_round_trips(godel: Godel) -
     )
     report = json.loads(godel.run("audit", "verify", "--json").stdout)
     assert report["first_bad_seq"] == 4 and report["ok"] is False
+
+
+def test_config_change_is_audited_and_events_are_recorded(godel: Godel) -> None:
+    agent_id = spawn(godel)
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text("[defaults]\nexec_timeout = 30\n")
+    r = godel.run("config", "reload", check=True)
+    assert r.stdout.startswith("Config reloaded")
+    shown = json.loads(godel.run("config", "show", "--daemon", "--json", check=True).stdout)
+    assert shown["config"]["defaults"]["exec_timeout"] == 30
+    changes = [
+        e
+        for e in json.loads(godel.run("audit", "list", "--json").stdout)
+        if e["action"] == "config.change"
+    ]
+    assert len(changes) == 1
+    assert changes[0]["payload"]["sources"] == [str(cfg / "config.toml")]
+    godel.run("config", "reload", check=True)  # unchanged: not audited again
+    changes = [
+        e
+        for e in json.loads(godel.run("audit", "list", "--json").stdout)
+        if e["action"] == "config.change"
+    ]
+    assert len(changes) == 1
+
+    godel.run("daemon", "stop", check=True)  # the recorder drains on stop
+    from core.events import read_recording
+
+    events = list(read_recording(godel.home / "events.jsonl"))
+    types = [e.type for e in events]
+    assert (
+        (types[0] == "daemon.started"
+        and types[-1] == "daemon.stopping")
+        or ("daemon.stopping" in types)
+    )
+    spawned = [e for e in events if e.type == "agent.spawned"]
+    assert [e.agent_id for e in spawned] == [agent_id]  # type: ignore[union-attr]
+    assert "config.changed" in types and "audit.appended" in types
