@@ -147,6 +147,7 @@ class Engine:
         await self._recover(actor)
         self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
         self._started = True
+        self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
         await self.store.append_audit(
             AuditDraft(
                 actor=actor,
@@ -160,7 +161,6 @@ class Engine:
                 },
             )
         )
-        self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
 
     async def stop(self, reason: str = "daemon stop", actor: str = "daemon") -> None:
         """Stop every live agent (no agent process outlives the daemon), then close."""
