@@ -163,6 +163,18 @@ class BudgetSettings(_Section):
         return v
 
 
+class QueueSettings(_Section):
+    """``[queue]``: capacities (backpressure) and how the dispatcher works."""
+
+    # Active tasks (queued, ready, running) in the default pool; a swarm sets its own.
+    default_capacity: Annotated[StrictInt, Field(ge=1)] = 10_000
+    # Active tasks in the whole queue.
+    capacity: Annotated[StrictInt, Field(ge=1)] = 100_000
+    lease_s: Seconds = 60.0
+    # Agents spawned at once when a swarm grows (pi takes ~1.3 CPU-s to start).
+    spawn_concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 8
+
+
 class AgentGroup(_Section):
     """One ``[[agents]]`` entry: ``count`` agents started alike."""
 
@@ -284,6 +296,7 @@ class GodelConfig(_Section):
     defaults: Defaults = Field(default_factory=Defaults)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)
@@ -357,6 +370,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "defaults": Defaults,
     "daemon": DaemonSettings,
     "budget": BudgetSettings,
+    "queue": QueueSettings,
     "agents": AgentGroup,
 }
 

@@ -21,7 +21,15 @@ from core import __version__
 from core.activity import activity_line
 from core.audit import VerifyReport, verify_chain
 from core.config import LoadedConfig, load_config
-from core.errors import AgentNotFound, AgentUnavailable, InvalidInput, RuntimeFailure
+from core.errors import (
+    AgentNotFound,
+    AgentUnavailable,
+    GodelError,
+    InvalidInput,
+    RuntimeFailure,
+    SwarmError,
+    TaskNotFound,
+)
 from core.events import (
     AgentActivity,
     AgentOutput,
@@ -34,8 +42,12 @@ from core.events import (
     EventBus,
     ExecFinished,
     ExecStarted,
+    QueuePressure,
     SubscriptionClosed,
+    TaskFinished,
+    TaskRouted,
 )
+from core.federation.dispatcher import Dispatcher, Routed
 from core.llm.catalog import ModelCatalog
 from core.llm.catalog_types import ResolvedModel
 from core.models import (
@@ -54,6 +66,11 @@ from core.models import (
     RuntimeInfo,
     StatusChange,
     StatusSource,
+    Swarm,
+    SwarmSpec,
+    Task,
+    TaskSpec,
+    TaskStatus,
     new_agent_id,
     new_id,
     utcnow,
@@ -64,7 +81,8 @@ from core.runtimes.registry import RuntimeRegistry
 
 if TYPE_CHECKING:
     from core.llm.scripted import ScriptedServer
-from core.store.base import AuditDraft, OutputRow, Store
+from core.store.base import AuditDraft, OutputRow
+from core.store.sqlite import SqliteStore
 
 log = logging.getLogger("godel.engine")
 
@@ -106,7 +124,7 @@ class Engine:
     def __init__(
         self,
         paths: GodelPaths,
-        store: Store,
+        store: SqliteStore,
         registry: RuntimeRegistry,
         config: LoadedConfig,
         bus: EventBus | None = None,
@@ -123,6 +141,7 @@ class Engine:
         self._scripted: ScriptedServer | None = None
         self._scripted_lock = asyncio.Lock()
         self.models = ModelCatalog(config.config, scripted_url=self._scripted_base_url)
+        self.dispatcher = Dispatcher(self, lease_s=config.config.queue.lease_s)
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""
@@ -146,6 +165,7 @@ class Engine:
             add_listener.append(self._on_audit)
         await self._recover(actor)
         self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
+        self.dispatcher.start()
         self._started = True
         self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
         await self.store.append_audit(
@@ -167,6 +187,7 @@ class Engine:
         if not self._started:
             return
         self.bus.publish(DaemonStopping(reason=reason))
+        await self.dispatcher.stop()
         for agent_id in list(self._live):
             with contextlib.suppress(Exception):
                 await self._stop_agent(
@@ -303,7 +324,7 @@ class Engine:
 
     # agents ------------------------------------------------------------------------
 
-    async def spawn_agent(self, spec: AgentSpec, actor: str) -> Agent:
+    async def spawn_agent(self, spec: AgentSpec, actor: str, *, swarm: str | None = None) -> Agent:
         runtime = self.registry.get(spec.runtime)  # raises UnknownRuntime
         # Resolve the model first: a missing key or unknown model fails before anything runs.
         model: ResolvedModel | None = None
@@ -332,6 +353,7 @@ class Engine:
             status_at=now,
             created_at=now,
             spec=spec,
+            swarm=swarm,
         )
         await self.store.insert_agent(agent)
         self.bus.publish(
@@ -422,6 +444,28 @@ class Engine:
                 payload={"pid": live.handle.pid, "exit_code": code},
             ),
         )
+        await self._requeue(live.agent.id, reason)
+
+    async def _requeue(self, agent_id: str, reason: str) -> None:
+        """Tasks leased to an agent that is gone go back to the queue."""
+        moved = await self.store.requeue_agent(agent_id, f"agent {agent_id}: {reason}", "daemon")
+        if moved:
+            log.info("requeued %s from %s", moved, agent_id)
+        self.dispatcher.wake()
+
+    def is_live(self, agent_id: str) -> bool:
+        live = self._live.get(agent_id)
+        return live is not None and not live.stopping
+
+    def pool_agents(self, pool: str | None) -> list[Agent]:
+        """The live agents of a swarm (or, for None, those in no swarm) that can work."""
+        return [
+            live.agent
+            for live in self._live.values()
+            if live.agent.swarm == pool
+            and not live.stopping
+            and live.agent.status in (AgentStatus.IDLE, AgentStatus.BUSY)
+        ]
 
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
         return await self.store.list_agents(include_ended=include_ended)
@@ -484,11 +528,19 @@ class Engine:
                 actor=actor, action=action, subject=agent_id, payload={"pid": live.handle.pid}
             ),
         )
+        if self.dispatcher is not None and not self.dispatcher.stopping:
+            await self._requeue(agent_id, reason)
 
     # exec ----------------------------------------------------------------------------
 
     async def exec(
-        self, agent_id: str, input: str, *, actor: str, timeout: float | None = None
+        self,
+        agent_id: str,
+        input: str,
+        *,
+        actor: str,
+        timeout: float | None = None,
+        task_id: str | None = None,
     ) -> AsyncIterator[RuntimeEvent]:
         """Run ``input`` on an agent; yields output chunks and ends with the ``ExecResult``.
 
@@ -532,7 +584,12 @@ class Engine:
                     action="agent.exec",
                     subject=live.agent.id,
                     result="started",
-                    payload={"exec_id": exec_id, "input": input, "timeout": timeout},
+                    payload={
+                        "exec_id": exec_id,
+                        "input": input,
+                        "timeout": timeout,
+                        "task_id": task_id,
+                    },
                 ),
                 status=busy,
             )
@@ -764,6 +821,237 @@ class Engine:
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
         agent = await self.get_agent(agent_id)
         return await self.store.list_execs(agent.id, limit)
+
+    # tasks ---------------------------------------------------------------------------
+
+    async def submit_tasks(self, specs: list[TaskSpec], actor: str) -> list[Task]:
+        if not specs:
+            raise InvalidInput("no tasks to submit")
+        swarm_name = specs[0].swarm
+        capacity = self.config.config.queue.default_capacity
+        if swarm_name is not None:
+            swarm = await self.store.get_swarm(swarm_name)
+            if swarm is None or swarm.status != "active":
+                raise SwarmError(f"swarm {swarm_name!r} not found", swarm=swarm_name)
+            capacity = swarm.capacity
+        self.store.overall_capacity = self.config.config.queue.capacity
+        tasks, fill = await self.store.submit_tasks(
+            specs, swarm_capacity=capacity, audit_actor=actor
+        )
+        if fill >= 0.9:
+            scope = f"swarm {swarm_name!r}" if swarm_name else "the default pool"
+            self.bus.publish(QueuePressure(scope=scope, fraction=round(fill, 4), capacity=capacity))
+        self.dispatcher.wake()
+        return tasks
+
+    async def get_task(self, task_id: str) -> Task:
+        task = await self.store.get_task(task_id)
+        if task is None:
+            raise TaskNotFound(f"task {task_id!r} not found", task_id=task_id)
+        return task
+
+    async def cancel_task(self, task_id: str, actor: str) -> Task:
+        prev, agent_id = await self.store.cancel_task(task_id, actor)
+        if prev is TaskStatus.RUNNING and agent_id is not None and self.is_live(agent_id):
+            live = self._live[agent_id]
+            with contextlib.suppress(Exception):
+                await live.runtime.abort(live.handle)
+        self.dispatcher.wake()
+        return await self.get_task(task_id)
+
+    async def retry_task(self, task_id: str, actor: str) -> Task:
+        task = await self.store.retry_task(task_id, actor)
+        self.dispatcher.wake()
+        return task
+
+    async def record_route(self, task: Task, routed: Routed) -> None:
+        """Every decision is an event; a decision that assigns the task is also audited."""
+        strategy = ""
+        if task.swarm is not None:
+            swarm = await self.store.get_swarm(task.swarm)
+            strategy = swarm.strategy if swarm else ""
+        self.bus.publish(
+            TaskRouted(
+                task_id=task.id,
+                agent_id=routed.agent_id,
+                swarm=task.swarm,
+                strategy=strategy,
+                reason=routed.reason,
+            )
+        )
+        if routed.agent_id is not None:
+            payload: dict[str, Any] = {"agent_id": routed.agent_id, "strategy": strategy}
+            if routed.explain is not None:
+                payload["explain"] = routed.explain
+            await self.store.append_audit(
+                AuditDraft(
+                    actor="dispatcher",
+                    action="task.route",
+                    subject=task.id,
+                    result=routed.agent_id,
+                    payload=payload,
+                )
+            )
+
+    def task_finished(
+        self, task: Task, agent_id: str, result: ExecResult, status: TaskStatus
+    ) -> None:
+        self.bus.publish(
+            TaskFinished(
+                task_id=task.id,
+                status=status.value,
+                agent_id=agent_id,
+                exec_id=result.exec_id,
+                reason=result.reason,
+            )
+        )
+
+    # swarms ----------------------------------------------------------------------------
+
+    async def create_swarm(
+        self, spec: SwarmSpec, actor: str
+    ) -> tuple[Swarm, list[Agent], list[str]]:
+        """Create a swarm and spawn its agents; returns (swarm, agents, spawn errors)."""
+        runtime = self.registry.get(spec.runtime)
+        if Capability.MODEL in runtime.capabilities:
+            await self.models.resolve(spec.model or self.config.config.defaults.model)
+        elif spec.model:
+            raise InvalidInput(f"the {spec.runtime} runtime does not use a model")
+        min_agents = spec.min_agents if spec.min_agents is not None else 0
+        max_agents = spec.max_agents if spec.max_agents is not None else max(spec.count, 1)
+        if not min_agents <= spec.count <= max_agents:
+            raise InvalidInput(
+                f"count {spec.count} must lie between --min {min_agents} and --max {max_agents}"
+            )
+        swarm = Swarm(
+            name=spec.name,
+            runtime=spec.runtime,
+            model=spec.model,
+            skills=spec.skills,
+            strategy=spec.strategy,
+            min_agents=min_agents,
+            max_agents=max_agents,
+            target_per_agent=spec.target_per_agent,
+            desired=spec.count,
+            capacity=spec.capacity,
+            status="active",
+            created_at=utcnow(),
+        )
+        await self.store.insert_swarm(
+            swarm,
+            audit=AuditDraft(
+                actor=actor,
+                action="swarm.create",
+                subject=spec.name,
+                payload=spec.model_dump(mode="json"),
+            ),
+        )
+        agents, errors = await self._grow(swarm, spec.count, actor)
+        return swarm, agents, errors
+
+    async def _grow(self, swarm: Swarm, n: int, actor: str) -> tuple[list[Agent], list[str]]:
+        """Spawn ``n`` agents into a swarm, a few at a time (spawns are CPU-heavy)."""
+        limit = asyncio.Semaphore(self.config.config.queue.spawn_concurrency)
+        agents: list[Agent] = []
+        errors: list[str] = []
+
+        async def one() -> None:
+            async with limit:
+                try:
+                    agents.append(
+                        await self.spawn_agent(
+                            AgentSpec(
+                                runtime=swarm.runtime, model=swarm.model, skills=swarm.skills
+                            ),
+                            actor,
+                            swarm=swarm.name,
+                        )
+                    )
+                except Exception as e:
+                    errors.append(str(e))
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        self.dispatcher.wake()
+        return agents, errors
+
+    async def _shrink(self, swarm: str, n: int, actor: str, reason: str) -> list[str]:
+        """Stop ``n`` agents of a swarm: idle ones first, then the newest."""
+        members = [live for live in self._live.values() if live.agent.swarm == swarm]
+        members.sort(key=lambda lv: (lv.exec_id is not None, -lv.agent.created_at.timestamp()))
+        stopped = []
+        for live in members[:n]:
+            await self._stop_agent(
+                live.agent.id,
+                actor=actor,
+                source=StatusSource.USER,
+                reason=reason,
+                action="agent.stop",
+            )
+            stopped.append(live.agent.id)
+        return stopped
+
+    async def get_swarm(self, name: str) -> Swarm:
+        swarm = await self.store.get_swarm(name)
+        if swarm is None or swarm.status != "active":
+            raise SwarmError(f"swarm {name!r} not found", swarm=name)
+        return swarm
+
+    async def scale_swarm(self, name: str, count: int, actor: str) -> tuple[Swarm, list[str]]:
+        swarm = await self.get_swarm(name)
+        if not swarm.min_agents <= count <= swarm.max_agents:
+            raise InvalidInput(
+                f"swarm {name} scales between {swarm.min_agents} and {swarm.max_agents} agents; "
+                f"{count} is outside",
+                swarm=name,
+            )
+        swarm = await self.store.update_swarm(
+            name,
+            desired=count,
+            audit=AuditDraft(
+                actor=actor,
+                action="swarm.scale",
+                subject=name,
+                payload={"from": swarm.desired, "to": count},
+            ),
+        )
+        current = len([lv for lv in self._live.values() if lv.agent.swarm == name])
+        errors: list[str] = []
+        if count > current:
+            _, errors = await self._grow(swarm, count - current, actor)
+        elif count < current:
+            await self._shrink(name, current - count, actor, f"scaled down by {actor}")
+        return swarm, errors
+
+    async def destroy_swarm(self, name: str, actor: str) -> tuple[list[str], int]:
+        """Stop every agent of the swarm and cancel its unfinished tasks."""
+        await self.get_swarm(name)
+        await self.store.update_swarm(
+            name,
+            status="destroyed",
+            audit=AuditDraft(actor=actor, action="swarm.destroy", subject=name),
+        )
+        stopped = await self._shrink(name, 1_000_000, actor, f"swarm destroyed by {actor}")
+        cancelled = 0
+        for status in (TaskStatus.QUEUED, TaskStatus.READY, TaskStatus.RUNNING):
+            for task in await self.store.list_tasks(swarm=name, status=status, limit=1_000_000):
+                with contextlib.suppress(GodelError):
+                    await self.store.cancel_task(task.id, actor)
+                    cancelled += 1
+        return stopped, cancelled
+
+    async def swarm_status(self, name: str) -> dict[str, Any]:
+        swarm = await self.get_swarm(name)
+        agents = [a for a in await self.store.list_agents(include_ended=False) if a.swarm == name]
+        by_status: dict[str, int] = {}
+        for a in agents:
+            by_status[a.status.value] = by_status.get(a.status.value, 0) + 1
+        return {
+            "swarm": swarm,
+            "agents": agents,
+            "agents_by_status": by_status,
+            "tasks": await self.store.count_tasks(name, any_swarm=False),
+            "ready_by_priority": await self.store.ready_by_priority(name),
+        }
 
     # audit ---------------------------------------------------------------------------
 

@@ -89,6 +89,25 @@ class LLMUnavailable(GodelError):
     kind = "llm_unavailable"
 
 
+class QueueFull(GodelError):
+    """Backpressure: the queue is at 95 % of its capacity. ``data`` names the capacity."""
+
+    code = -32012
+    kind = "queue_full"
+
+
+class TaskNotFound(GodelError):
+    code = -32013
+    kind = "task_not_found"
+
+
+class SwarmError(GodelError):
+    """A swarm does not exist, already exists, or cannot do what was asked."""
+
+    code = -32014
+    kind = "swarm_error"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -103,5 +122,8 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         AuditError,
         InvalidInput,
         LLMUnavailable,
+        QueueFull,
+        TaskNotFound,
+        SwarmError,
     )
 }

@@ -127,6 +127,56 @@ class AgentActivity(EventBase):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class TaskRouted(EventBase):
+    """A routing decision for a task (``agent_id`` None: nobody could take it now)."""
+
+    type: Literal["task.routed"] = "task.routed"
+    task_id: str
+    agent_id: str | None
+    swarm: str | None = None
+    strategy: str = ""
+    reason: str = ""
+
+
+class TaskFinished(EventBase):
+    type: Literal["task.finished"] = "task.finished"
+    task_id: str
+    status: str  # a TaskStatus value (ready when it will be retried)
+    agent_id: str | None = None
+    exec_id: str | None = None
+    reason: str = ""
+
+
+class QueuePressure(EventBase):
+    """The queue passed 90 % of a capacity (submits are refused above 95 %)."""
+
+    type: Literal["queue.pressure"] = "queue.pressure"
+    scope: str
+    fraction: float
+    capacity: int
+
+
+class Anomaly(EventBase):
+    """A runtime's failure rate spiked (``AnomalyDetector``); publishable on the bus.
+
+    ``clock`` is the detector clock value (the ``now`` passed in) at detection; ``at``
+    is wall time as for every event. ``baseline_rate`` is 0.0 with no baseline samples.
+    """
+
+    type: Literal["runtime.anomaly"] = "runtime.anomaly"
+    kind: Literal["failure_spike"] = "failure_spike"
+    runtime: str
+    window_s: float
+    failure_rate: float
+    baseline_rate: float
+    threshold: float
+    samples: int
+    failures: int
+    baseline_samples: int
+    clock: float
+    message: str
+
+
 class ExecStarted(EventBase):
     type: Literal["exec.started"] = "exec.started"
     agent_id: str
@@ -184,6 +234,10 @@ Event = Annotated[
     | AgentStatusChanged
     | AgentOutput
     | AgentActivity
+    | TaskRouted
+    | TaskFinished
+    | QueuePressure
+    | Anomaly
     | ExecStarted
     | ExecFinished
     | AuditAppended

@@ -106,6 +106,7 @@ class Agent(BaseModel):
     status_at: datetime
     created_at: datetime
     spec: AgentSpec
+    swarm: str | None = None
 
 
 class Usage(BaseModel):
@@ -256,32 +257,107 @@ class TaskPriority(StrEnum):
     NORMAL = "normal"
     LOW = "low"
 
+    @property
+    def rank(self) -> int:
+        """0 for critical ... 3 for low: the order tasks are claimed in."""
+        return list(TaskPriority).index(self)
+
 
 class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    READY = "ready"
-    RUNNING = "running"
+    QUEUED = "queued"  # waiting for its dependencies
+    READY = "ready"  # can be claimed (once its retry backoff has passed)
+    RUNNING = "running"  # leased to an agent
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    FAILED = "failed"  # will not run: a dependency failed for good, or it was refused
     CANCELLED = "cancelled"
-    DEAD = "dead"  # dead-lettered after the last attempt
+    DEAD = "dead"  # dead-lettered after its last attempt failed
+
+    @property
+    def is_final(self) -> bool:
+        return self in (
+            TaskStatus.SUCCEEDED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.DEAD,
+        )
 
 
-class Task(BaseModel):
-    """A unit of work for the swarm (queued and routed by the federation layer)."""
+class TaskSpec(BaseModel):
+    """What ``godel task submit`` asks for."""
 
-    id: str = Field(default_factory=lambda: new_id("task"))
-    input: str
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1)
     priority: TaskPriority = TaskPriority.NORMAL
     skills: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0)
     swarm: str | None = None
-    status: TaskStatus = TaskStatus.QUEUED
+
+
+class Task(BaseModel):
+    """A unit of work as the queue keeps it."""
+
+    id: str
+    input: str
+    priority: TaskPriority
+    skills: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    max_attempts: int
+    timeout_s: float | None = None
+    swarm: str | None = None
+    status: TaskStatus
     attempts: int = 0
+    deps_pending: int = 0
+    not_before: float = 0.0
+    lease_agent: str | None = None
+    lease_expires: float | None = None
+    exec_id: str | None = None
     result: ExecResult | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    error: str = ""
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class Lease(BaseModel):
+    """A claimed task: only the holder of ``token`` may complete or extend it."""
+
+    task: Task
+    token: str
+    agent_id: str
+    expires: float
+
+
+class SwarmSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    runtime: str
+    count: int = Field(default=1, ge=0, le=5000)
+    model: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    min_agents: int | None = Field(default=None, ge=0)
+    max_agents: int | None = Field(default=None, ge=1)
+    target_per_agent: int = Field(default=1, ge=1)
+    strategy: str = "balanced"
+    capacity: int = Field(default=10_000, ge=1)
+
+
+class Swarm(BaseModel):
+    name: str
+    runtime: str
+    model: str | None
+    skills: list[str]
+    strategy: str
+    min_agents: int
+    max_agents: int
+    target_per_agent: int
+    desired: int
+    capacity: int
+    status: Literal["active", "destroyed"]
+    created_at: datetime
 
 
 class RuntimeInfo(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
 from core.engine import Engine
-from core.models import AgentSpec, ExecResult
+from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
 
 
 class _Params(BaseModel):
@@ -49,6 +49,29 @@ class AuditListParams(_Params):
     after_seq: int = Field(default=0, ge=0)
     limit: int | None = Field(default=None, ge=1)
     subject: str | None = None
+
+
+class TaskRef(_Params):
+    id: str = Field(min_length=1)
+
+
+class TaskSubmitParams(_Params):
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
+
+
+class TaskListParams(_Params):
+    swarm: str | None = None
+    status: TaskStatus | None = None
+    limit: int = Field(default=100, ge=1, le=100_000)
+
+
+class SwarmRef(_Params):
+    name: str = Field(min_length=1)
+
+
+class SwarmScaleParams(_Params):
+    name: str = Field(min_length=1)
+    count: int = Field(ge=0, le=5000)
 
 
 class ConfigReloadParams(_Params):
@@ -144,6 +167,59 @@ def build_dispatcher(
             last = line.seq
             await emit(line)
         return {"last_seq": last}
+
+    @rpc.method("task.submit", TaskSubmitParams)
+    async def task_submit(p: TaskSubmitParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Queue tasks (one transaction); refused with -32012 when the queue is full."""
+        return await engine.submit_tasks(p.tasks, ctx.actor)
+
+    @rpc.method("task.list", TaskListParams)
+    async def task_list(p: TaskListParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Tasks, newest first."""
+        return await engine.store.list_tasks(swarm=p.swarm, status=p.status, limit=p.limit)
+
+    @rpc.method("task.get", TaskRef)
+    async def task_get(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
+        """One task with its last result."""
+        return await engine.get_task(p.id)
+
+    @rpc.method("task.cancel", TaskRef)
+    async def task_cancel(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Cancel a queued or running task (a running one is aborted on its agent)."""
+        return await engine.cancel_task(p.id, ctx.actor)
+
+    @rpc.method("task.retry", TaskRef)
+    async def task_retry(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Queue a dead, failed or cancelled task again with fresh attempts."""
+        return await engine.retry_task(p.id, ctx.actor)
+
+    @rpc.method("swarm.create", SwarmSpec)
+    async def swarm_create(p: SwarmSpec, ctx: CallContext, emit: Emit) -> JSON:
+        """Create a swarm and spawn its agents."""
+        swarm, agents, errors = await engine.create_swarm(p, ctx.actor)
+        return {"swarm": swarm, "agents": agents, "failures": errors}
+
+    @rpc.method("swarm.list")
+    async def swarm_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Active swarms with their agent and task counts."""
+        return [await engine.swarm_status(s.name) for s in await engine.store.list_swarms()]
+
+    @rpc.method("swarm.status", SwarmRef)
+    async def swarm_status(p: SwarmRef, ctx: CallContext, emit: Emit) -> JSON:
+        """A swarm, its agents, task counts, ready tasks by priority."""
+        return await engine.swarm_status(p.name)
+
+    @rpc.method("swarm.scale", SwarmScaleParams)
+    async def swarm_scale(p: SwarmScaleParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Spawn or stop agents until the swarm has ``count``."""
+        swarm, errors = await engine.scale_swarm(p.name, p.count, ctx.actor)
+        return {"swarm": swarm, "failures": errors}
+
+    @rpc.method("swarm.destroy", SwarmRef)
+    async def swarm_destroy(p: SwarmRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Stop every agent of the swarm and cancel its unfinished tasks."""
+        stopped, cancelled = await engine.destroy_swarm(p.name, ctx.actor)
+        return {"stopped": stopped, "cancelled_tasks": cancelled}
 
     @rpc.method("runtime.list")
     async def runtime_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:

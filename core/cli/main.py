@@ -7,79 +7,31 @@ exit code (124 on timeout, 130 when aborted). ``--json`` on every listing.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import click
 
 from core import __version__
-from core.api.client import DaemonClient, can_connect, connect, read_pid, start_daemon, stop_daemon
+from core.api.client import DaemonClient, can_connect, read_pid, start_daemon, stop_daemon
 from core.cli import render
+from core.cli.common import (
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    Ctx,
+    async_command,
+    call,
+    echo_json,
+    fail,
+    json_option,
+    pass_ctx,
+    run,
+)
+from core.cli.work import swarm, task
 from core.errors import GodelError
 from core.models import Agent, AuditEntry, ExecResult, LogLine, RuntimeInfo
-from core.paths import GodelPaths
-
-T = TypeVar("T")
-
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 3
-
-
-class Ctx:
-    def __init__(self, home: str | None) -> None:
-        self.paths = GodelPaths.resolve(home)
-
-
-pass_ctx = click.make_pass_decorator(Ctx)
-
-
-def fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(f"godel: {message}", err=True)
-    sys.exit(code)
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's async body; Godel errors become one line on stderr and exit 1."""
-    try:
-        return asyncio.run(coro)
-    except GodelError as e:
-        fail(e.message)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    raise AssertionError("unreachable")
-
-
-def async_command(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return run(fn(*args, **kwargs))  # type: ignore[arg-type]
-
-    return wrapper
-
-
-async def call(
-    ctx: Ctx,
-    method: str,
-    params: dict[str, Any] | None = None,
-    on_stream: Callable[[Any], None] | None = None,
-) -> Any:
-    client = await connect(ctx.paths)
-    try:
-        return await client.call(method, params, on_stream=on_stream)
-    finally:
-        await client.close()
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -675,6 +627,10 @@ def demo(ctx: Ctx, n_agents: int, keep: bool) -> None:
     from core.cli.demo import run_demo
 
     sys.exit(run(run_demo(ctx.paths, n_agents=n_agents, keep=keep)))
+
+
+cli.add_command(task)
+cli.add_command(swarm)
 
 
 def main() -> None:

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter, ValidationError
 
 from core.activity import activity_line
-from core.models import Agent, AuditEntry, ExecRecord, ExecResult, RuntimeEvent, RuntimeInfo
+from core.models import (
+    Agent,
+    AuditEntry,
+    ExecRecord,
+    ExecResult,
+    RuntimeEvent,
+    RuntimeInfo,
+    Swarm,
+    Task,
+)
 
 if TYPE_CHECKING:
     from core.bench import ExecBench, SpawnBench
@@ -206,4 +215,88 @@ def bench_exec_text(b: ExecBench) -> str:
             else ""
         )
         + f"  engine overhead vs {b.direct_kind}: {b.overhead_ratio:.3f}x"
+    )
+
+
+TASK_HEADERS = ("TASK", "STATUS", "PRIORITY", "SWARM", "AGENT", "TRIES", "AGE", "INPUT")
+
+
+def task_row(t: Task, now: datetime | None = None) -> tuple[str, ...]:
+    inp = t.input if len(t.input) <= 40 else t.input[:37] + "..."
+    agent = t.lease_agent or "-"
+    return (
+        t.id,
+        t.status.value,
+        t.priority.value,
+        t.swarm or "-",
+        agent,
+        f"{t.attempts}/{t.max_attempts}",
+        ago(t.created_at, now),
+        inp.replace("\n", " "),
+    )
+
+
+def task_detail(t: Task, now: datetime | None = None) -> str:
+    lines = [
+        f"ID:          {t.id}",
+        f"Status:      {t.status.value}" + (f" ({t.error})" if t.error else ""),
+        f"Priority:    {t.priority.value}",
+        f"Swarm:       {t.swarm or '-'}",
+        f"Skills:      {', '.join(t.skills) or '-'}",
+        f"Depends on:  {', '.join(t.depends_on) or '-'}"
+        + (f" ({t.deps_pending} pending)" if t.deps_pending else ""),
+        f"Attempts:    {t.attempts} of {t.max_attempts}",
+        f"Agent:       {t.lease_agent or '-'}"
+        + ("" if t.status.value == "running" or not t.lease_agent else " (last attempt)"),
+        f"Created:     {ago(t.created_at, now)} ago",
+        f"Input:       {t.input}",
+    ]
+    if t.result is not None:
+        r = t.result
+        lines += [
+            f"Last result: {r.status.value}, exit {r.exit_code}, {r.duration_s:.2f}s "
+            f"(exec {r.exec_id})",
+        ]
+        if r.output:
+            out = r.output if len(r.output) <= 400 else r.output[-400:]
+            lines += ["Output:", *("  " + ln for ln in out.splitlines())]
+    return "\n".join(lines)
+
+
+SWARM_HEADERS = ("SWARM", "RUNTIME", "STRATEGY", "AGENTS", "DESIRED", "READY", "RUNNING", "DONE")
+
+
+def swarm_row(status: dict[str, Any]) -> tuple[str, ...]:
+    s = Swarm.model_validate(status["swarm"])
+    tasks = status["tasks"]
+    live = sum(status["agents_by_status"].values())
+    return (
+        s.name,
+        s.runtime + (f" ({s.model})" if s.model else ""),
+        s.strategy,
+        str(live),
+        str(s.desired),
+        str(tasks.get("ready", 0)),
+        str(tasks.get("running", 0)),
+        str(tasks.get("succeeded", 0)),
+    )
+
+
+def swarm_detail(status: dict[str, Any]) -> str:
+    s = Swarm.model_validate(status["swarm"])
+    agents = ", ".join(f"{n} {k}" for k, n in sorted(status["agents_by_status"].items()))
+    tasks = ", ".join(f"{n} {k}" for k, n in sorted(status["tasks"].items()))
+    ready = ", ".join(f"{n} {k}" for k, n in status["ready_by_priority"].items())
+    return "\n".join(
+        [
+            f"Swarm:      {s.name}",
+            f"Runtime:    {s.runtime}" + (f", model {s.model}" if s.model else ""),
+            f"Skills:     {', '.join(s.skills) or '-'}",
+            f"Strategy:   {s.strategy}",
+            f"Agents:     {agents or 'none'} (desired {s.desired}, "
+            f"min {s.min_agents}, max {s.max_agents})",
+            f"Tasks:      {tasks or 'none'}",
+            f"Ready:      {ready or 'none'}",
+            f"Capacity:   {s.capacity} active tasks",
+        ]
     )

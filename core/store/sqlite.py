@@ -35,6 +35,7 @@ from core.models import (
     utcnow,
 )
 from core.store.base import AuditDraft, OutputRow
+from core.store.sqlite_tasks import TaskStoreMixin
 
 # "GODL": marks the file as ours, so a foreign SQLite file is refused, not migrated.
 APPLICATION_ID = 0x474F444C
@@ -67,7 +68,7 @@ def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s)
 
 
-class SqliteStore:
+class SqliteStore(TaskStoreMixin):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
@@ -209,6 +210,7 @@ class SqliteStore:
             status_at=_dt(row["status_at"]),
             created_at=_dt(row["created_at"]),
             spec=AgentSpec.model_validate_json(row["spec"]),
+            swarm=row["swarm"],
         )
 
     async def insert_agent(self, agent: Agent, audit: AuditDraft | None = None) -> None:
@@ -217,7 +219,7 @@ class SqliteStore:
                 await db.execute(
                     "INSERT INTO agents (id, runtime, name, model, skills, workspace, pid, "
                     "pid_started_at, status, status_source, status_reason, status_at, "
-                    "created_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "created_at, spec, swarm) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         agent.id,
                         agent.runtime,
@@ -233,6 +235,7 @@ class SqliteStore:
                         agent.status_at.isoformat(),
                         agent.created_at.isoformat(),
                         agent.spec.model_dump_json(),
+                        agent.swarm,
                     ),
                 )
             except sqlite3.IntegrityError as e:

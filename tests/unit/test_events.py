@@ -15,6 +15,7 @@ from core.events import (
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
+    Anomaly,
     AuditAppended,
     ConfigChanged,
     DaemonStarted,
@@ -25,7 +26,10 @@ from core.events import (
     EventsDropped,
     ExecFinished,
     ExecStarted,
+    QueuePressure,
     SubscriptionClosed,
+    TaskFinished,
+    TaskRouted,
     event_to_json,
     parse_event,
     read_recording,
@@ -36,6 +40,21 @@ T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 # One sample per event type; the round-trip test demands full coverage.
 SAMPLES: list[Event] = [
+    Anomaly(
+        runtime="pi",
+        window_s=60,
+        failure_rate=0.6,
+        baseline_rate=0.05,
+        threshold=0.2,
+        samples=20,
+        failures=12,
+        baseline_samples=300,
+        clock=1000.0,
+        message="pi: 60% of tasks failed in the last 60s (baseline 5%)",
+    ),
+    TaskRouted(task_id="task-1", agent_id="shell-1", swarm="s", strategy="balanced"),
+    TaskFinished(task_id="task-1", status="succeeded", agent_id="shell-1", exec_id="exec-1"),
+    QueuePressure(scope="swarm 's'", fraction=0.91, capacity=100),
     AgentActivity(
         agent_id="pi-3f9a1c",
         exec_id="exec-1",

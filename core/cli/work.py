@@ -1,0 +1,295 @@
+"""``godel task ...`` and ``godel swarm ...``: the queue and the swarms, from the CLI."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from typing import Any
+
+import click
+
+from core.cli import render
+from core.cli.common import Ctx, async_command, call, echo_json, fail, json_option, pass_ctx
+from core.models import Agent, Swarm, Task, TaskPriority, TaskStatus
+
+
+def _csv(value: str | None) -> list[str]:
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+@click.group()
+def task() -> None:
+    """Submit, inspect, cancel and retry queued tasks."""
+
+
+@task.command("submit")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--priority",
+    "-p",
+    type=click.Choice([p.value for p in TaskPriority]),
+    default="normal",
+    show_default=True,
+)
+@click.option("--skills", help="Skills an agent needs, comma-separated.")
+@click.option("--depends-on", help="Task ids that must succeed first, comma-separated.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per attempt.")
+@click.option("--swarm", help="Queue in this swarm (default: the default pool).")
+@json_option
+@pass_ctx
+@async_command
+async def task_submit(
+    ctx: Ctx,
+    inputs: tuple[str, ...],
+    priority: str,
+    skills: str | None,
+    depends_on: str | None,
+    max_attempts: int,
+    timeout: float | None,
+    swarm: str | None,
+    as_json: bool,
+) -> None:
+    """Queue one task per INPUT (a command for shell agents, a prompt for LLM agents)."""
+    specs: list[dict[str, Any]] = []
+    for text in inputs:
+        spec: dict[str, Any] = {
+            "input": text,
+            "priority": priority,
+            "skills": _csv(skills),
+            "depends_on": _csv(depends_on),
+            "max_attempts": max_attempts,
+            "swarm": swarm,
+        }
+        if timeout is not None:
+            spec["timeout_s"] = timeout
+        specs.append(spec)
+    result = await call(ctx, "task.submit", {"tasks": specs})
+    if as_json:
+        echo_json(result)
+        return
+    for t in result:
+        click.echo(f"Queued task: {t['id']} ({t['status']})")
+
+
+@task.command("list")
+@click.option("--swarm")
+@click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@json_option
+@pass_ctx
+@async_command
+async def task_list(
+    ctx: Ctx, swarm: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """List tasks, newest first."""
+    params: dict[str, Any] = {"limit": limit, "swarm": swarm}
+    if status:
+        params["status"] = status
+    result = await call(ctx, "task.list", params)
+    if as_json:
+        echo_json(result)
+        return
+    tasks = [Task.model_validate(t) for t in result]
+    if not tasks:
+        click.echo('No tasks. Queue one with `godel task submit "echo hi"`.')
+        return
+    click.echo(render.table(render.TASK_HEADERS, [render.task_row(t) for t in tasks]))
+
+
+@task.command("get")
+@click.argument("task_id")
+@json_option
+@pass_ctx
+@async_command
+async def task_get(ctx: Ctx, task_id: str, as_json: bool) -> None:
+    """Show a task, its attempts and its last result."""
+    result = await call(ctx, "task.get", {"id": task_id})
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(render.task_detail(Task.model_validate(result)))
+
+
+@task.command("cancel")
+@click.argument("task_id")
+@pass_ctx
+@async_command
+async def task_cancel(ctx: Ctx, task_id: str) -> None:
+    """Cancel a queued or running task (a running one is aborted on its agent)."""
+    result = await call(ctx, "task.cancel", {"id": task_id})
+    click.echo(f"Cancelled task: {result['id']}")
+
+
+@task.command("retry")
+@click.argument("task_id")
+@pass_ctx
+@async_command
+async def task_retry(ctx: Ctx, task_id: str) -> None:
+    """Queue a dead, failed or cancelled task again, with fresh attempts."""
+    result = await call(ctx, "task.retry", {"id": task_id})
+    click.echo(f"Requeued task: {result['id']} ({result['status']})")
+
+
+# swarms ---------------------------------------------------------------------------
+
+
+@click.group()
+def swarm() -> None:
+    """Create, scale, inspect and destroy swarms of agents."""
+
+
+def _swarm_options(fn: Any) -> Any:
+    for opt in reversed(
+        [
+            click.option("--runtime", "-r", default="shell", show_default=True),
+            click.option(
+                "--count", "-n", type=click.IntRange(0, 5000), default=1, show_default=True
+            ),
+            click.option("--model", help="Model for LLM runtimes (default: defaults.model)."),
+            click.option("--skills", help="Skills of every agent, comma-separated."),
+            click.option("--min", "min_agents", type=click.IntRange(0, 5000)),
+            click.option("--max", "max_agents", type=click.IntRange(1, 5000)),
+            click.option(
+                "--strategy",
+                default="balanced",
+                show_default=True,
+                help="Routing strategy (see docs/architecture.md#federation).",
+            ),
+            click.option(
+                "--capacity",
+                type=click.IntRange(1),
+                default=10_000,
+                show_default=True,
+                help="Active tasks the swarm's queue holds (refused above 95 %).",
+            ),
+            json_option,
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+async def _create(
+    ctx: Ctx,
+    name: str,
+    runtime: str,
+    count: int,
+    model: str | None,
+    skills: str | None,
+    min_agents: int | None,
+    max_agents: int | None,
+    strategy: str,
+    capacity: int,
+    as_json: bool,
+) -> None:
+    params: dict[str, Any] = {
+        "name": name,
+        "runtime": runtime,
+        "count": count,
+        "skills": _csv(skills),
+        "strategy": strategy,
+        "capacity": capacity,
+    }
+    for key, value in (("model", model), ("min_agents", min_agents), ("max_agents", max_agents)):
+        if value is not None:
+            params[key] = value
+    result = await call(ctx, "swarm.create", params)
+    if as_json:
+        echo_json(result)
+    else:
+        agents = [Agent.model_validate(a) for a in result["agents"]]
+        click.echo(
+            f"Created swarm {name}: {len(agents)} {runtime} agents, "
+            f"{len(result['failures'])} failures"
+        )
+        for err in result["failures"][:5]:
+            click.echo(f"  failed: {err}", err=True)
+    if result["failures"]:
+        sys.exit(1)
+
+
+@swarm.command("create")
+@click.argument("name")
+@_swarm_options
+@pass_ctx
+@async_command
+async def swarm_create(ctx: Ctx, name: str, **kw: Any) -> None:
+    """Create swarm NAME with --count agents on --runtime."""
+    await _create(ctx, name, **kw)
+
+
+@swarm.command("spawn")
+@_swarm_options
+@pass_ctx
+@async_command
+async def swarm_spawn(ctx: Ctx, **kw: Any) -> None:
+    """Create a swarm with a generated name (e.g. `godel swarm spawn --count 50`)."""
+    await _create(ctx, f"swarm-{secrets.token_hex(3)}", **kw)
+
+
+@swarm.command("scale")
+@click.argument("name")
+@click.argument("count", type=click.IntRange(0, 5000))
+@json_option
+@pass_ctx
+@async_command
+async def swarm_scale(ctx: Ctx, name: str, count: int, as_json: bool) -> None:
+    """Spawn or stop agents until swarm NAME has COUNT."""
+    result = await call(ctx, "swarm.scale", {"name": name, "count": count})
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"Scaled swarm {name} to {count} agents, {len(result['failures'])} failures")
+    if result["failures"]:
+        sys.exit(1)
+
+
+@swarm.command("status")
+@click.argument("name")
+@json_option
+@pass_ctx
+@async_command
+async def swarm_status(ctx: Ctx, name: str, as_json: bool) -> None:
+    """A swarm: its agents by status, its tasks by status, ready tasks by priority."""
+    result = await call(ctx, "swarm.status", {"name": name})
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(render.swarm_detail(result))
+
+
+@swarm.command("list")
+@json_option
+@pass_ctx
+@async_command
+async def swarm_list(ctx: Ctx, as_json: bool) -> None:
+    """Active swarms."""
+    result = await call(ctx, "swarm.list")
+    if as_json:
+        echo_json(result)
+        return
+    if not result:
+        click.echo("No swarms. Create one with `godel swarm create NAME --count 3`.")
+        return
+    click.echo(render.table(render.SWARM_HEADERS, [render.swarm_row(s) for s in result]))
+
+
+@swarm.command("destroy")
+@click.argument("name")
+@json_option
+@pass_ctx
+@async_command
+async def swarm_destroy(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Stop every agent of swarm NAME and cancel its unfinished tasks."""
+    result = await call(ctx, "swarm.destroy", {"name": name})
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"Destroyed swarm {name}: {len(result['stopped'])} agents stopped, "
+        f"{result['cancelled_tasks']} tasks cancelled"
+    )
+
+
+_ = (Swarm, fail)  # re-exported names used by other command modules

@@ -1,0 +1,219 @@
+"""Columnar state of a candidate pool: one numpy array per field, rows sorted by agent id.
+
+Strategies read these arrays and never write them (except their own state). Rows are
+sorted by agent id so that "lowest id" tie-breaks are a plain ``argmax`` (first
+maximum) and round-robin has a stable order. Adding or removing an agent re-sorts, so
+it is done in one batch (``rebuild``) rather than per insert; per-agent changes
+(in-flight, health, stats) write one row in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.federation.route_types import Candidate
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+U64 = NDArray[np.uint64]
+BoolA = NDArray[np.bool_]
+
+# Beta(1, 1) prior on success: (successes + 1) / (n + 2), so that one success out of one
+# (0.67) ranks below 99 out of 100 (0.98). An agent without data sits at the prior mean.
+PRIOR_SUCCESSES = 1.0
+PRIOR_FAILURES = 1.0
+
+_WORD = 64
+_LOG_SIZE = 64
+# Below every real key but finite, so "unknown" still beats "not eligible" (-inf).
+UNKNOWN_KEY = -1e300
+# Added to cost and latency before taking ratios, so that a free (0 USD) or instant
+# agent does not divide by zero; small enough not to change any real ranking.
+COST_EPS_USD = 1e-6
+LATENCY_EPS_S = 1e-3
+
+
+def agent_hash(agent_id: str) -> int:
+    """A stable 64-bit hash of an agent id (rendezvous hashing needs process-stable)."""
+    return int.from_bytes(hashlib.blake2b(agent_id.encode(), digest_size=8).digest(), "little")
+
+
+def smoothed_success(success_rate: float | None, completed: int) -> float:
+    if success_rate is None:
+        completed = 0
+        success_rate = 0.0
+    prior = PRIOR_SUCCESSES + PRIOR_FAILURES
+    return (success_rate * completed + PRIOR_SUCCESSES) / (completed + prior)
+
+
+def breaker_ok(c: Candidate) -> bool:
+    return c.breaker == "closed" or (c.breaker == "half_open" and c.trial_available)
+
+
+def row_ok(c: Candidate) -> bool:
+    """The filters that panic mode never lifts: capacity, budget, breaker."""
+    return c.in_flight < c.capacity and not c.over_budget and breaker_ok(c)
+
+
+def row_live(c: Candidate) -> bool:
+    """The filters that panic mode lifts: health and ejection."""
+    return c.healthy and not c.ejected
+
+
+@dataclass(slots=True)
+class SkillView:
+    """The candidates that have every skill of one required set (cached per set).
+
+    ``cache`` is free for strategies to keep per-set values in (e.g. normalised scores);
+    the view, and so its cache, is dropped when rows move or skills change."""
+
+    skills: frozenset[str]
+    match: BoolA
+    n_match: int
+    layout_version: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, name: str, stats_version: int, make: Callable[[], Any]) -> Any:
+        """A per-skill-set value that holds until the pool's stats change."""
+        hit = self.cache.get(name)
+        if hit is not None and hit[0] == stats_version:
+            return hit[1]
+        value = make()
+        self.cache[name] = (stats_version, value)
+        return value
+
+
+class Columns:
+    """The arrays. ``layout_version`` changes when rows move or an agent's skills change
+    (the owner bumps it then). ``stats_version`` counts writes of cost, latency, success or
+    weight; ``changed_since`` names the rows of the last few, so that a strategy can
+    repair a cached score row by row instead of recomputing it all."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.skill_bit: dict[str, int] = {}
+        self.words = 1
+        self.layout_version = 0
+        self.stats_version = 0
+        self._log: deque[int] = deque(maxlen=_LOG_SIZE)  # rows of the last stats writes
+        self.rebuild([])
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def rebuild(self, cands: Iterable[Candidate]) -> None:
+        rows = sorted(cands, key=lambda c: c.agent_id)
+        n = len(rows)
+        self.ids = [c.agent_id for c in rows]
+        self.index = {a: i for i, a in enumerate(self.ids)}
+        every = sorted({s for c in rows for s in c.skills})
+        self.skill_bit = {s: i for i, s in enumerate(every)}
+        # One spare word so that a few new skills can be added in place.
+        self.words = len(every) // _WORD + 1
+        self.masks: list[U64] = [np.zeros(n, np.uint64) for _ in range(self.words)]
+        self.nskills: I64 = np.zeros(n, np.int64)
+        self.in_flight: I64 = np.zeros(n, np.int64)
+        self.capacity: I64 = np.zeros(n, np.int64)
+        self.load: F64 = np.zeros(n, np.float64)  # in_flight / capacity (1 when capacity 0)
+        self.ok: BoolA = np.zeros(n, np.bool_)
+        self.live: BoolA = np.zeros(n, np.bool_)
+        self.cost: F64 = np.full(n, np.nan)  # NaN: unknown
+        self.latency: F64 = np.full(n, np.nan)
+        # -cost and -latency, unknown at UNKNOWN_KEY: "lowest first" as an argmax key.
+        self.cost_key: F64 = np.full(n, UNKNOWN_KEY)
+        self.latency_key: F64 = np.full(n, UNKNOWN_KEY)
+        # 1 / (value + eps), unknown at 0: "higher is better" and a ratio to the best
+        # is one division (the eps keeps a free or instant agent finite).
+        self.inv_cost: F64 = np.zeros(n, np.float64)
+        self.inv_latency: F64 = np.zeros(n, np.float64)
+        self.success: F64 = np.full(n, np.nan)
+        self.completed: I64 = np.zeros(n, np.int64)
+        self.reliability: F64 = np.full(n, 0.5)
+        self.weight: F64 = np.ones(n, np.float64)
+        self.hrw: U64 = np.array([agent_hash(a) for a in self.ids], dtype=np.uint64)
+        for i, c in enumerate(rows):
+            self.write(i, c)
+        self.layout_version += 1
+        self._log.clear()  # the rows changed wholesale: the layout version says so
+
+    def fits_skills(self, skills: frozenset[str]) -> bool:
+        """True when every skill already has a bit (else the caller must rebuild)."""
+        spare = self.words * _WORD - len(self.skill_bit)
+        return sum(1 for s in skills if s not in self.skill_bit) <= spare
+
+    def write(self, i: int, c: Candidate) -> None:
+        """Write every field of one row (the caller checked fits_skills)."""
+        words = [0] * self.words
+        for s in c.skills:
+            bit = self.skill_bit.get(s)
+            if bit is None:
+                bit = self.skill_bit[s] = len(self.skill_bit)
+            words[bit // _WORD] |= 1 << (bit % _WORD)
+        for w in range(self.words):
+            self.masks[w][i] = words[w]
+        self.nskills[i] = len(c.skills)
+        self.write_load(i, c)
+        self.write_health(i, c)
+        self.write_stats(i, c)
+
+    def write_load(self, i: int, c: Candidate) -> None:
+        self.in_flight[i] = c.in_flight
+        self.capacity[i] = c.capacity
+        self.load[i] = c.in_flight / c.capacity if c.capacity > 0 else 1.0
+        self.ok[i] = row_ok(c)
+
+    def write_health(self, i: int, c: Candidate) -> None:
+        self.ok[i] = row_ok(c)
+        self.live[i] = row_live(c)
+
+    def write_stats(self, i: int, c: Candidate) -> None:
+        cost, lat = c.cost_per_task, c.latency_s
+        self.cost[i] = np.nan if cost is None else cost
+        self.latency[i] = np.nan if lat is None else lat
+        self.cost_key[i] = UNKNOWN_KEY if cost is None else -cost
+        self.latency_key[i] = UNKNOWN_KEY if lat is None else -lat
+        self.inv_cost[i] = 0.0 if cost is None else 1.0 / (cost + COST_EPS_USD)
+        self.inv_latency[i] = 0.0 if lat is None else 1.0 / (lat + LATENCY_EPS_S)
+        self.success[i] = np.nan if c.success_rate is None else c.success_rate
+        self.completed[i] = c.completed
+        self.reliability[i] = smoothed_success(c.success_rate, c.completed)
+        self.weight[i] = c.weight
+        self.stats_version += 1
+        self._log.append(i)
+
+    def changed_since(self, version: int) -> list[int] | None:
+        """Rows whose stats were written after ``version`` (same layout); None if more
+        writes happened than the log remembers (recompute everything then)."""
+        k = self.stats_version - version
+        if k > len(self._log) or k < 0:
+            return None
+        return list(self._log)[len(self._log) - k :] if k else []
+
+    def required_words(self, skills: frozenset[str]) -> list[tuple[int, int]] | None:
+        """(word, bits) pairs for a skill set; None if some skill has no bit (no agent)."""
+        words: dict[int, int] = {}
+        for s in skills:
+            bit = self.skill_bit.get(s)
+            if bit is None:
+                return None
+            words[bit // _WORD] = words.get(bit // _WORD, 0) | (1 << (bit % _WORD))
+        return sorted(words.items())
+
+    def match(self, skills: frozenset[str]) -> BoolA:
+        req = self.required_words(skills)
+        if req is None:
+            return np.zeros(self.n, np.bool_)
+        out: BoolA = np.ones(self.n, np.bool_)
+        for w, bits in req:
+            b = np.uint64(bits)
+            out &= (self.masks[w] & b) == b
+        return out

@@ -1,0 +1,154 @@
+"""The queue, dispatcher and swarms through the real CLI, daemon and shell agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from tests.conftest import Godel, gone, wait_for
+
+
+def jrun(godel: Godel, *args: str) -> Any:
+    r = godel.run(*args, "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def tasks(godel: Godel, swarm: str) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in jrun(godel, "task", "list", "--swarm", swarm, "--limit", "5000")}
+
+
+def submit(godel: Godel, swarm: str, *inputs: str, **opts: str) -> list[str]:
+    extra = [x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v)]
+    return [t["id"] for t in jrun(godel, "task", "submit", "--swarm", swarm, *extra, *inputs)]
+
+
+def all_final(godel: Godel, swarm: str, n: int) -> bool:
+    ts = tasks(godel, swarm)
+    final = {"succeeded", "failed", "dead", "cancelled"}
+    return len(ts) == n and all(t["status"] in final for t in ts.values())
+
+
+def test_a_batch_of_500_tasks_completes_with_the_right_results(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "batch", "--count", "5")
+    inputs = [f"echo result-{i}" for i in range(500)]
+    ids = submit(godel, "batch", *inputs)
+    assert len(ids) == 500
+    assert wait_for(lambda: all_final(godel, "batch", 500), timeout=120, interval=0.5)
+    ts = tasks(godel, "batch")
+    for task_id, text in zip(ids, inputs, strict=True):
+        t = ts[task_id]
+        assert t["status"] == "succeeded", t
+        assert t["result"]["output"] == text.removeprefix("echo ") + "\n"
+    used = {t["lease_agent"] for t in ts.values()}
+    assert len(used) == 5  # the work was spread over the swarm
+    status = jrun(godel, "swarm", "status", "batch")
+    assert status["tasks"] == {"succeeded": 500}
+
+
+def test_a_task_whose_agent_dies_finishes_on_another_agent(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "pair", "--count", "2")
+    (task_id,) = submit(godel, "pair", "sleep 2; echo finished")
+    assert wait_for(lambda: tasks(godel, "pair")[task_id]["status"] == "running", timeout=20)
+    first = tasks(godel, "pair")[task_id]["lease_agent"]
+    agent = jrun(godel, "agent", "get", first)["agent"]
+    os.kill(agent["pid"], signal.SIGKILL)  # the agent's process dies mid-task
+    assert wait_for(lambda: tasks(godel, "pair")[task_id]["status"] == "succeeded", timeout=30)
+    t = tasks(godel, "pair")[task_id]
+    assert t["lease_agent"] != first
+    assert t["result"]["output"] == "finished\n"
+    assert t["attempts"] == 1  # the dead agent's attempt is not held against the task
+    audit = jrun(godel, "audit", "list", "--subject", task_id)
+    assert [e["action"] for e in audit].count("task.requeue") == 1
+    assert jrun(godel, "agent", "get", first)["agent"]["status"] == "failed"
+
+
+def test_priorities_then_fifo_and_dependencies(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "solo", "--count", "1")
+    (blocker,) = submit(godel, "solo", "sleep 4")
+    assert wait_for(lambda: tasks(godel, "solo")[blocker]["status"] == "running", timeout=20)
+    low = submit(godel, "solo", "echo low", priority="low")[0]
+    n1, n2 = submit(godel, "solo", "echo n1", "echo n2")
+    crit = submit(godel, "solo", "echo crit", priority="critical")[0]
+    dep = submit(godel, "solo", "echo after-low", depends_on=low, priority="critical")[0]
+    assert tasks(godel, "solo")[dep]["status"] == "queued"
+    assert wait_for(lambda: all_final(godel, "solo", 6), timeout=60)
+    ts = tasks(godel, "solo")
+    order = sorted([crit, n1, n2, low, dep], key=lambda i: ts[i]["finished_at"])
+    assert order == [crit, n1, n2, low, dep]
+
+
+def test_retries_then_dead_letter_and_failed_dependents(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "flaky", "--count", "1")
+    (bad,) = submit(godel, "flaky", "exit 3", max_attempts="2")
+    (child,) = submit(godel, "flaky", "echo never", depends_on=bad)
+    assert wait_for(lambda: all_final(godel, "flaky", 2), timeout=30)
+    ts = tasks(godel, "flaky")
+    assert ts[bad]["status"] == "dead" and ts[bad]["attempts"] == 2
+    assert ts[bad]["error"] == "failed: exit code 3"
+    assert ts[child]["status"] == "failed"
+    assert ts[child]["error"] == f"dependency {bad} failed for good"
+    r = godel.run("task", "retry", bad, check=True)
+    assert r.stdout.startswith(f"Requeued task: {bad}")
+
+
+def test_backpressure_refuses_with_the_capacity_named(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "tiny", "--count", "0", "--capacity", "20")
+    submit(godel, "tiny", *[f"echo {i}" for i in range(19)])
+    r = godel.run("task", "submit", "--swarm", "tiny", "echo one-too-many")
+    assert r.returncode == 1
+    assert "queue full" in r.stderr and "capacity of 20" in r.stderr and "retry" in r.stderr
+    godel.run("daemon", "stop", check=True)
+    from core.events import read_recording
+
+    pressure = [
+        e for e in read_recording(godel.home / "events.jsonl") if e.type == "queue.pressure"
+    ]
+    assert pressure and pressure[0].capacity == 20  # type: ignore[union-attr]
+
+
+def test_cancel_a_running_task(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "c", "--count", "1")
+    (t,) = submit(godel, "c", "sleep 30")
+    assert wait_for(lambda: tasks(godel, "c")[t]["status"] == "running", timeout=20)
+    agent = jrun(godel, "agent", "get", tasks(godel, "c")[t]["lease_agent"])["agent"]
+    sleeps = psutil.Process(agent["pid"]).children(recursive=True)
+    assert godel.run("task", "cancel", t, check=True).stdout.strip() == f"Cancelled task: {t}"
+    assert tasks(godel, "c")[t]["status"] == "cancelled"
+    assert wait_for(lambda: all(gone(p.pid) for p in sleeps), timeout=15)
+    (t2,) = submit(godel, "c", "echo still-works")
+    assert wait_for(lambda: tasks(godel, "c")[t2]["status"] == "succeeded", timeout=20)
+
+
+def test_swarm_scale_and_destroy_spawn_and_stop_real_agents(godel: Godel) -> None:
+    created = jrun(godel, "swarm", "create", "elastic", "--count", "2", "--max", "5")
+    assert len(created["agents"]) == 2
+    jrun(godel, "swarm", "scale", "elastic", "4")
+
+    def pids() -> list[int]:
+        return [a["pid"] for a in jrun(godel, "swarm", "status", "elastic")["agents"]]
+
+    assert len(pids()) == 4 and all(psutil.pid_exists(p) for p in pids())
+    before = pids()
+    jrun(godel, "swarm", "scale", "elastic", "1")
+    assert len(pids()) == 1
+    assert wait_for(lambda: sum(gone(p) for p in before) == 3, timeout=15)
+    r = godel.run("swarm", "scale", "elastic", "9")
+    assert r.returncode == 1 and "between 0 and 5" in r.stderr
+    out = jrun(godel, "swarm", "destroy", "elastic")
+    assert len(out["stopped"]) == 1
+    assert wait_for(lambda: all(gone(p) for p in before), timeout=15)
+    assert jrun(godel, "swarm", "list") == []
+    r = godel.run("swarm", "status", "elastic")
+    assert r.returncode == 1 and "swarm 'elastic' not found" in r.stderr
+
+
+def test_swarm_spawn_generates_a_name(godel: Godel) -> None:
+    out = jrun(godel, "swarm", "spawn", "--count", "3")
+    assert out["swarm"]["name"].startswith("swarm-") and len(out["agents"]) == 3
+    assert time.time() > 0
