@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from core.errors import ConfigError
+from core.federation.health import HealthSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -297,6 +298,7 @@ class GodelConfig(_Section):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)
@@ -371,6 +373,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "daemon": DaemonSettings,
     "budget": BudgetSettings,
     "queue": QueueSettings,
+    "health": HealthSettings,
     "agents": AgentGroup,
 }
 

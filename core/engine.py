@@ -48,6 +48,15 @@ from core.events import (
     TaskRouted,
 )
 from core.federation.dispatcher import Dispatcher, Routed
+from core.federation.health import (
+    BreakerState,
+    CircuitBreaker,
+    HealthTracker,
+    Prober,
+    ProbeResult,
+    RestartPolicy,
+)
+from core.federation.metrics import AnomalyDetector, Metrics
 from core.llm.catalog import ModelCatalog
 from core.llm.catalog_types import ResolvedModel
 from core.models import (
@@ -69,6 +78,7 @@ from core.models import (
     Swarm,
     SwarmSpec,
     Task,
+    TaskPriority,
     TaskSpec,
     TaskStatus,
     new_agent_id,
@@ -138,10 +148,17 @@ class Engine:
         self._output: list[OutputRow] = []
         self._flusher: asyncio.Task[None] | None = None
         self._started = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._scripted: ScriptedServer | None = None
         self._scripted_lock = asyncio.Lock()
         self.models = ModelCatalog(config.config, scripted_url=self._scripted_base_url)
         self.dispatcher = Dispatcher(self, lease_s=config.config.queue.lease_s)
+        self.metrics = Metrics()
+        self.anomalies = AnomalyDetector()
+        health = config.config.health
+        self.trackers: dict[str, HealthTracker] = {}
+        self.prober = Prober(self._probe, self._on_health_change, health)
+        self.restarts = RestartPolicy(health)
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""
@@ -166,6 +183,7 @@ class Engine:
         await self._recover(actor)
         self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
         self.dispatcher.start()
+        self.prober.start()
         self._started = True
         self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
         await self.store.append_audit(
@@ -188,6 +206,7 @@ class Engine:
             return
         self.bus.publish(DaemonStopping(reason=reason))
         await self.dispatcher.stop()
+        await self.prober.stop()
         for agent_id in list(self._live):
             with contextlib.suppress(Exception):
                 await self._stop_agent(
@@ -413,6 +432,7 @@ class Engine:
             update={"pid": handle.pid, "pid_started_at": handle.pid_started_at}
         )
         live.watcher = asyncio.create_task(self._watch_exit(live), name=f"watch-{agent_id}")
+        self._track(agent_id)
         self.bus.publish(
             AgentSpawned(
                 agent_id=agent_id,
@@ -444,7 +464,10 @@ class Engine:
                 payload={"pid": live.handle.pid, "exit_code": code},
             ),
         )
+        self._untrack(live.agent.id)
         await self._requeue(live.agent.id, reason)
+        if live.agent.swarm is not None:
+            self._schedule_replacement(live.agent.swarm, live.agent.id)
 
     async def _requeue(self, agent_id: str, reason: str) -> None:
         """Tasks leased to an agent that is gone go back to the queue."""
@@ -452,6 +475,136 @@ class Engine:
         if moved:
             log.info("requeued %s from %s", moved, agent_id)
         self.dispatcher.wake()
+
+    # health ------------------------------------------------------------------------------
+
+    def _track(self, agent_id: str) -> None:
+        """Probe the agent and give it a circuit breaker fed by its task results."""
+        settings = self.config.config.health
+
+        def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
+            self.bus.publish(
+                AgentActivity(
+                    agent_id=agent_id,
+                    exec_id="",
+                    kind="breaker",
+                    data={"from": old.value, "to": new.value, "reason": reason},
+                )
+            )
+            self._background(
+                self.store.append_audit(
+                    AuditDraft(
+                        actor="daemon",
+                        action="agent.breaker",
+                        subject=agent_id,
+                        result=new.value,
+                        payload={"from": old.value, "reason": reason},
+                    )
+                )
+            )
+
+        breaker = CircuitBreaker.from_settings(settings, on_transition=on_transition)
+        tracker = HealthTracker(agent_id, settings, breaker=breaker)
+        self.trackers[agent_id] = tracker
+        self.prober.add(agent_id, tracker)
+
+    def _untrack(self, agent_id: str) -> None:
+        self.prober.remove(agent_id)
+        self.trackers.pop(agent_id, None)
+        self.metrics.forget_agent(agent_id)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _probe(self, agent_id: str) -> ProbeResult:
+        live = self._live.get(agent_id)
+        if live is None or live.stopping:
+            return ProbeResult(ok=False, detail="not running", dead=True)
+        return ProbeResult.from_report(await live.runtime.health(live.handle))
+
+    async def _on_health_change(self, agent_id: str, healthy: bool, detail: str) -> None:
+        live = self._live.get(agent_id)
+        if live is None or live.stopping:
+            return
+        if healthy:
+            status = AgentStatus.BUSY if live.exec_id else AgentStatus.IDLE
+        else:
+            status = AgentStatus.UNHEALTHY
+        await self._set_status(
+            agent_id,
+            StatusChange(status=status, source=StatusSource.PROBE, reason=detail or "probe"),
+            audit=AuditDraft(
+                actor="daemon",
+                action="agent.health",
+                subject=agent_id,
+                result="healthy" if healthy else "unhealthy",
+                payload={"detail": detail},
+            ),
+        )
+        self.dispatcher.wake()
+
+    def admit(self, agent_id: str) -> bool:
+        """May a task go to this agent now? Consumes a half-open breaker's single trial."""
+        tracker = self.trackers.get(agent_id)
+        return tracker is None or tracker.breaker.allow()
+
+    def release_trial(self, agent_id: str) -> None:
+        tracker = self.trackers.get(agent_id)
+        if tracker is not None and tracker.breaker.state is BreakerState.HALF_OPEN:
+            tracker.breaker.release_trial()
+
+    def record_outcome(self, agent_id: str, ok: bool) -> None:
+        tracker = self.trackers.get(agent_id)
+        if tracker is not None:
+            tracker.record_task(ok)
+
+    def _schedule_replacement(self, swarm: str, dead_id: str) -> None:
+        """A swarm agent died: start a replacement after a backoff, unless it keeps dying."""
+        delay = self.restarts.next_delay(swarm)
+        if delay is None:
+            reason = self.restarts.give_up_reason(swarm)
+            log.warning("swarm %s: not replacing %s: %s", swarm, dead_id, reason)
+            self._background(
+                self.store.append_audit(
+                    AuditDraft(
+                        actor="daemon",
+                        action="swarm.restart",
+                        subject=swarm,
+                        result="gave up",
+                        payload={"dead_agent": dead_id, "reason": reason},
+                    )
+                )
+            )
+            return
+
+        async def replace() -> None:
+            await asyncio.sleep(delay)
+            swarm_rec = await self.store.get_swarm(swarm)
+            if swarm_rec is None or swarm_rec.status != "active" or not self._started:
+                return
+            members = sum(1 for lv in self._live.values() if lv.agent.swarm == swarm)
+            if members >= swarm_rec.desired:
+                return
+            self.restarts.record_restart(swarm)
+            agents, errors = await self._grow(swarm_rec, 1, "daemon")
+            await self.store.append_audit(
+                AuditDraft(
+                    actor="daemon",
+                    action="swarm.restart",
+                    subject=swarm,
+                    result="ok" if agents else "error",
+                    payload={
+                        "dead_agent": dead_id,
+                        "replacement": agents[0].id if agents else None,
+                        "delay_s": round(delay, 3),
+                        "errors": errors,
+                    },
+                )
+            )
+
+        self._background(replace())
 
     def is_live(self, agent_id: str) -> bool:
         live = self._live.get(agent_id)
@@ -465,7 +618,17 @@ class Engine:
             if live.agent.swarm == pool
             and not live.stopping
             and live.agent.status in (AgentStatus.IDLE, AgentStatus.BUSY)
+            and self._breaker_open_to_work(live.agent.id)
         ]
+
+    def _breaker_open_to_work(self, agent_id: str) -> bool:
+        tracker = self.trackers.get(agent_id)
+        if tracker is None:
+            return True
+        state = tracker.breaker.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and tracker.breaker.trial_available
+        )
 
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
         return await self.store.list_agents(include_ended=include_ended)
@@ -528,7 +691,8 @@ class Engine:
                 actor=actor, action=action, subject=agent_id, payload={"pid": live.handle.pid}
             ),
         )
-        if self.dispatcher is not None and not self.dispatcher.stopping:
+        self._untrack(agent_id)
+        if not self.dispatcher.stopping:
             await self._requeue(agent_id, reason)
 
     # exec ----------------------------------------------------------------------------
@@ -893,9 +1057,10 @@ class Engine:
                 )
             )
 
-    def task_finished(
+    async def task_finished(
         self, task: Task, agent_id: str, result: ExecResult, status: TaskStatus
     ) -> None:
+        """After the queue recorded an attempt: event, metrics, anomaly detection."""
         self.bus.publish(
             TaskFinished(
                 task_id=task.id,
@@ -905,6 +1070,49 @@ class Engine:
                 reason=result.reason,
             )
         )
+        live = self._live.get(agent_id)
+        runtime = live.agent.runtime if live else "unknown"
+        ok = status is TaskStatus.SUCCEEDED
+        m = self.metrics
+        m.inc_task(task.swarm, runtime, "retried" if status is TaskStatus.READY else status.value)
+        m.observe_task(task.swarm, runtime, result.duration_s)
+        m.observe_agent_task(agent_id, runtime, ok, result.duration_s)
+        if result.usage.total_tokens:
+            m.inc_tokens(
+                task.swarm,
+                runtime,
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+            )
+        if result.cost_usd is not None:
+            m.inc_cost(task.swarm, runtime, result.cost_usd)
+        anomaly = self.anomalies.record(runtime, ok, time.monotonic())
+        if anomaly is not None:
+            self.bus.publish(anomaly)
+            await self.store.append_audit(
+                AuditDraft(
+                    actor="daemon",
+                    action="runtime.anomaly",
+                    subject=runtime,
+                    result=anomaly.kind,
+                    payload=anomaly.model_dump(mode="json", exclude={"at", "seq", "type"}),
+                )
+            )
+
+    async def metrics_text(self) -> bytes:
+        """Prometheus exposition, with the gauges refreshed from the store first."""
+        agents = await self.store.list_agents(include_ended=False)
+        counts: dict[tuple[str | None, str], int] = {}
+        for a in agents:
+            counts[(a.swarm, a.status.value)] = counts.get((a.swarm, a.status.value), 0) + 1
+        pools: list[str | None] = [None, *[s.name for s in await self.store.list_swarms()]]
+        for pool in pools:
+            for st in AgentStatus:
+                self.metrics.set_agents(pool, st.value, counts.get((pool, st.value), 0))
+            ready = await self.store.ready_by_priority(pool)
+            for prio in TaskPriority:
+                self.metrics.set_queue_depth(pool, prio.value, ready.get(prio.value, 0))
+        return self.metrics.exposition()
 
     # swarms ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
 from core.engine import Engine
+from core.federation.metrics import CONTENT_TYPE
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
 
 
@@ -220,6 +221,11 @@ def build_dispatcher(
         """Stop every agent of the swarm and cancel its unfinished tasks."""
         stopped, cancelled = await engine.destroy_swarm(p.name, ctx.actor)
         return {"stopped": stopped, "cancelled_tasks": cancelled}
+
+    @rpc.method("metrics.get")
+    async def metrics_get(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Prometheus text exposition of the engine's metrics."""
+        return {"content_type": CONTENT_TYPE, "text": (await engine.metrics_text()).decode()}
 
     @rpc.method("runtime.list")
     async def runtime_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:

@@ -568,6 +568,15 @@ async def config_reload(ctx: Ctx) -> None:
     click.echo(f"Config reloaded (digest {result['digest'][:12]})")
 
 
+@cli.command("metrics")
+@pass_ctx
+@async_command
+async def metrics(ctx: Ctx) -> None:
+    """Print the engine's metrics (Prometheus text format)."""
+    result = await call(ctx, "metrics.get")
+    sys.stdout.write(result["text"])
+
+
 # bench -----------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ class Routed:
     agent_id: str | None
     reason: str = ""
     explain: object | None = None
+    strategy: str = "least-loaded"
 
 
 Choose = Callable[[str | None, Task, list[Agent], dict[str, int]], Routed]
@@ -128,13 +129,23 @@ class Dispatcher:
         ready = await store.ready_tasks(pool, free, time.time())
         pairs: list[tuple[str, str]] = []
         for task in ready:
+            t0 = time.perf_counter()
             routed = self.choose(pool, task, agents, in_flight)
+            self.engine.metrics.observe_route(
+                routed.strategy, time.perf_counter() - t0, routed.agent_id is not None
+            )
             await self.engine.record_route(task, routed)
             if routed.agent_id is None:
                 continue
+            if not self.engine.admit(routed.agent_id):
+                continue  # a half-open breaker's single trial is already out
             in_flight[routed.agent_id] = in_flight.get(routed.agent_id, 0) + 1
             pairs.append((task.id, routed.agent_id))
         leases = await store.claim(pairs, self.lease_s)
+        claimed = {lease.task.id for lease in leases}
+        for task_id, agent_id in pairs:
+            if task_id not in claimed:  # taken or cancelled meanwhile: give the trial back
+                self.engine.release_trial(agent_id)
         for lease in leases:
             self._running[lease.task.id] = asyncio.create_task(
                 self._run(lease), name=f"run-{lease.task.id}"
@@ -181,7 +192,8 @@ class Dispatcher:
                     task.id, lease.token, result, ok=ok, retryable=retryable
                 )
                 if status is not None:
-                    self.engine.task_finished(task, lease.agent_id, result, status)
+                    self.engine.record_outcome(lease.agent_id, ok)
+                    await self.engine.task_finished(task, lease.agent_id, result, status)
         finally:
             self.wake()
 

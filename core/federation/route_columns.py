@@ -23,6 +23,7 @@ from core.federation.route_types import Candidate
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
+I8 = NDArray[np.int8]
 BoolA = NDArray[np.bool_]
 
 # Beta(1, 1) prior on success: (successes + 1) / (n + 2), so that one success out of one
@@ -38,6 +39,7 @@ UNKNOWN_KEY = -1e300
 # agent does not divide by zero; small enough not to change any real ranking.
 COST_EPS_USD = 1e-6
 LATENCY_EPS_S = 1e-3
+FEATURE_LOAD, FEATURE_INV_COST, FEATURE_INV_LATENCY = 0, 1, 2
 
 
 def agent_hash(agent_id: str) -> int:
@@ -53,18 +55,41 @@ def smoothed_success(success_rate: float | None, completed: int) -> float:
     return (success_rate * completed + PRIOR_SUCCESSES) / (completed + prior)
 
 
-def breaker_ok(c: Candidate) -> bool:
-    return c.breaker == "closed" or (c.breaker == "half_open" and c.trial_available)
+# The filters, in the order they apply; a row's code is the first that excludes it.
+F_NONE, F_EJECTED, F_UNHEALTHY, F_BREAKER_OPEN, F_TRIAL_IN_USE, F_AT_CAPACITY, F_OVER_BUDGET = (
+    range(7)
+)
+FILTER_NAMES = (
+    "",
+    "ejected",
+    "unhealthy",
+    "breaker open",
+    "half-open trial in use",
+    "at capacity",
+    "over budget",
+)
 
 
-def row_ok(c: Candidate) -> bool:
-    """The filters that panic mode never lifts: capacity, budget, breaker."""
-    return c.in_flight < c.capacity and not c.over_budget and breaker_ok(c)
+def soft_filter(c: Candidate) -> int:
+    """Health and ejection: the filters that panic mode lifts (F_NONE if it passes)."""
+    if c.ejected:
+        return F_EJECTED
+    if not c.healthy:
+        return F_UNHEALTHY
+    return F_NONE
 
 
-def row_live(c: Candidate) -> bool:
-    """The filters that panic mode lifts: health and ejection."""
-    return c.healthy and not c.ejected
+def hard_filter(c: Candidate) -> int:
+    """Breaker, capacity, budget: the filters that hold even in panic mode."""
+    if c.breaker == "open":
+        return F_BREAKER_OPEN
+    if c.breaker == "half_open" and not c.trial_available:
+        return F_TRIAL_IN_USE
+    if c.in_flight >= c.capacity:
+        return F_AT_CAPACITY
+    if c.over_budget:
+        return F_OVER_BUDGET
+    return F_NONE
 
 
 @dataclass(slots=True)
@@ -78,7 +103,11 @@ class SkillView:
     match: BoolA
     n_match: int
     layout_version: int
+    matchf: F64 = field(init=False)  # match as 0.0 / 1.0, for products
     cache: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.matchf = self.match.astype(np.float64)
 
     def cached(self, name: str, stats_version: int, make: Callable[[], Any]) -> Any:
         """A per-skill-set value that holds until the pool's stats change."""
@@ -123,18 +152,22 @@ class Columns:
         self.nskills: I64 = np.zeros(n, np.int64)
         self.in_flight: I64 = np.zeros(n, np.int64)
         self.capacity: I64 = np.zeros(n, np.int64)
-        self.load: F64 = np.zeros(n, np.float64)  # in_flight / capacity (1 when capacity 0)
-        self.ok: BoolA = np.zeros(n, np.bool_)
-        self.live: BoolA = np.zeros(n, np.bool_)
+        # Rows of one matrix so that a weighted sum of them is one matrix-vector product:
+        # load = in_flight / capacity (1 when capacity is 0); inv_* = 1 / (value + eps),
+        # 0 when unknown, "higher is better" and a ratio to the best is one division.
+        self.features: F64 = np.zeros((3, n), np.float64)
+        self.load: F64 = self.features[FEATURE_LOAD]
+        self.inv_cost: F64 = self.features[FEATURE_INV_COST]
+        self.inv_latency: F64 = self.features[FEATURE_INV_LATENCY]
+        self.ok: BoolA = np.zeros(n, np.bool_)  # passes the hard filters
+        self.live: BoolA = np.zeros(n, np.bool_)  # passes the soft filters
+        self.code: I8 = np.zeros(n, np.int8)  # first filter that excludes the row
+        self.hard_code: I8 = np.zeros(n, np.int8)  # the same, soft filters lifted
         self.cost: F64 = np.full(n, np.nan)  # NaN: unknown
         self.latency: F64 = np.full(n, np.nan)
         # -cost and -latency, unknown at UNKNOWN_KEY: "lowest first" as an argmax key.
         self.cost_key: F64 = np.full(n, UNKNOWN_KEY)
         self.latency_key: F64 = np.full(n, UNKNOWN_KEY)
-        # 1 / (value + eps), unknown at 0: "higher is better" and a ratio to the best
-        # is one division (the eps keeps a free or instant agent finite).
-        self.inv_cost: F64 = np.zeros(n, np.float64)
-        self.inv_latency: F64 = np.zeros(n, np.float64)
         self.success: F64 = np.full(n, np.nan)
         self.completed: I64 = np.zeros(n, np.int64)
         self.reliability: F64 = np.full(n, 0.5)
@@ -169,11 +202,15 @@ class Columns:
         self.in_flight[i] = c.in_flight
         self.capacity[i] = c.capacity
         self.load[i] = c.in_flight / c.capacity if c.capacity > 0 else 1.0
-        self.ok[i] = row_ok(c)
+        self.write_health(i, c)
 
     def write_health(self, i: int, c: Candidate) -> None:
-        self.ok[i] = row_ok(c)
-        self.live[i] = row_live(c)
+        """The filter columns (capacity is among them: write_load calls this)."""
+        soft, hard = soft_filter(c), hard_filter(c)
+        self.ok[i] = hard == F_NONE
+        self.live[i] = soft == F_NONE
+        self.code[i] = soft or hard
+        self.hard_code[i] = hard
 
     def write_stats(self, i: int, c: Candidate) -> None:
         cost, lat = c.cost_per_task, c.latency_s

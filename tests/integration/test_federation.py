@@ -152,3 +152,59 @@ def test_swarm_spawn_generates_a_name(godel: Godel) -> None:
     out = jrun(godel, "swarm", "spawn", "--count", "3")
     assert out["swarm"]["name"].startswith("swarm-") and len(out["agents"]) == 3
     assert time.time() > 0
+
+
+def test_metrics_reflect_the_work_done(godel: Godel) -> None:
+    from core.federation.metrics import parse_exposition
+
+    jrun(godel, "swarm", "create", "m", "--count", "2")
+    submit(godel, "m", *[f"echo {i}" for i in range(6)], "exit 1")
+    assert wait_for(lambda: all_final(godel, "m", 7), timeout=60)
+    r = godel.run("metrics", check=True)
+    values = parse_exposition(r.stdout)
+    assert values['godel_tasks_total{runtime="shell",status="succeeded",swarm="m"}'] == 6
+    assert values['godel_tasks_total{runtime="shell",status="dead",swarm="m"}'] == 1
+    assert values['godel_agents{status="idle",swarm="m"}'] == 2
+    assert values['godel_queue_depth{priority="normal",swarm="m"}'] == 0
+    routed = [
+        v
+        for k, v in values.items()
+        if k.startswith("godel_route_decisions_total{") and 'outcome="routed"' in k
+    ]
+    assert sum(routed) >= 7
+
+
+def test_breaker_opens_then_lets_exactly_one_trial_through(godel: Godel) -> None:
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text(
+        "[health]\nfailure_threshold = 2\nopen_for_s = 2\nmax_open_s = 4\n"
+    )
+    jrun(godel, "swarm", "create", "br", "--count", "1")
+    agent_id = jrun(godel, "swarm", "status", "br")["agents"][0]["id"]
+    bad = submit(godel, "br", "exit 1", "exit 1", max_attempts="1")
+    assert wait_for(lambda: all_final(godel, "br", 2), timeout=30)
+    (good,) = submit(godel, "br", "echo recovered")
+    time.sleep(0.8)
+    assert tasks(godel, "br")[good]["status"] == "ready"  # the breaker is open
+    assert wait_for(lambda: tasks(godel, "br")[good]["status"] == "succeeded", timeout=20)
+    audit = jrun(godel, "audit", "list", "--subject", agent_id)
+    states = [e["result"] for e in audit if e["action"] == "agent.breaker"]
+    assert states == ["open", "half_open", "closed"]
+    assert len(bad) == 2
+
+
+def test_a_dead_swarm_agent_is_replaced(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "heal", "--count", "2")
+    first = jrun(godel, "swarm", "status", "heal")["agents"]
+    os.kill(first[0]["pid"], signal.SIGKILL)
+
+    def live_ids() -> set[str]:
+        agents = jrun(godel, "swarm", "status", "heal")["agents"]
+        return {a["id"] for a in agents if a["status"] in ("idle", "busy")}
+
+    assert wait_for(lambda: len(live_ids()) == 2 and first[0]["id"] not in live_ids(), timeout=20)
+    audit = jrun(godel, "audit", "list", "--subject", "heal")
+    restarts = [e for e in audit if e["action"] == "swarm.restart"]
+    assert restarts and restarts[0]["result"] == "ok"
+    assert restarts[0]["payload"]["dead_agent"] == first[0]["id"]
