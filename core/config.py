@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from core.errors import ConfigError
+from core.federation.autoscaler_settings import AutoscalerSettings
 from core.federation.health import HealthSettings
 
 __all__ = [
@@ -299,6 +300,7 @@ class GodelConfig(_Section):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)
@@ -374,6 +376,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "budget": BudgetSettings,
     "queue": QueueSettings,
     "health": HealthSettings,
+    "autoscaler": AutoscalerSettings,
     "agents": AgentGroup,
 }
 

@@ -47,6 +47,7 @@ from core.events import (
     TaskFinished,
     TaskRouted,
 )
+from core.federation.autoscaler import Autoscaler
 from core.federation.dispatcher import Dispatcher, Routed
 from core.federation.health import (
     BreakerState,
@@ -159,6 +160,7 @@ class Engine:
         self.trackers: dict[str, HealthTracker] = {}
         self.prober = Prober(self._probe, self._on_health_change, health)
         self.restarts = RestartPolicy(health)
+        self.autoscaler = Autoscaler(self, config.config.autoscaler)
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""
@@ -184,6 +186,7 @@ class Engine:
         self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
         self.dispatcher.start()
         self.prober.start()
+        self.autoscaler.start()
         self._started = True
         self.bus.publish(DaemonStarted(pid=os.getpid(), version=__version__))
         await self.store.append_audit(
@@ -205,6 +208,7 @@ class Engine:
         if not self._started:
             return
         self.bus.publish(DaemonStopping(reason=reason))
+        await self.autoscaler.stop()
         await self.dispatcher.stop()
         await self.prober.stop()
         for agent_id in list(self._live):
@@ -1197,6 +1201,20 @@ class Engine:
             )
             stopped.append(live.agent.id)
         return stopped
+
+    def swarm_members(self, swarm: str) -> list[Agent]:
+        return [
+            lv.agent for lv in self._live.values() if lv.agent.swarm == swarm and not lv.stopping
+        ]
+
+    async def resize_swarm(self, name: str, count: int, *, actor: str, reason: str) -> None:
+        """Spawn or stop agents so the swarm has ``count``; records the new desired size."""
+        swarm = await self.store.update_swarm(name, desired=count)
+        current = len(self.swarm_members(name))
+        if count > current:
+            await self._grow(swarm, count - current, actor)
+        elif count < current:
+            await self._shrink(name, current - count, actor, reason)
 
     async def get_swarm(self, name: str) -> Swarm:
         swarm = await self.store.get_swarm(name)

@@ -177,6 +177,16 @@ class Anomaly(EventBase):
     message: str
 
 
+class SwarmAutoscaled(EventBase):
+    """The autoscaler changed a swarm's size, and why."""
+
+    type: Literal["swarm.autoscaled"] = "swarm.autoscaled"
+    swarm: str
+    from_agents: int
+    to_agents: int
+    reason: str
+
+
 class ExecStarted(EventBase):
     type: Literal["exec.started"] = "exec.started"
     agent_id: str
@@ -238,6 +248,7 @@ Event = Annotated[
     | TaskFinished
     | QueuePressure
     | Anomaly
+    | SwarmAutoscaled
     | ExecStarted
     | ExecFinished
     | AuditAppended

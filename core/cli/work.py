@@ -157,6 +157,13 @@ def _swarm_options(fn: Any) -> Any:
                 help="Routing strategy (see docs/architecture.md#federation).",
             ),
             click.option(
+                "--target-per-agent",
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Ready or running tasks per agent the autoscaler aims for.",
+            ),
+            click.option(
                 "--capacity",
                 type=click.IntRange(1),
                 default=10_000,
@@ -180,6 +187,7 @@ async def _create(
     min_agents: int | None,
     max_agents: int | None,
     strategy: str,
+    target_per_agent: int,
     capacity: int,
     as_json: bool,
 ) -> None:
@@ -190,6 +198,7 @@ async def _create(
         "skills": _csv(skills),
         "strategy": strategy,
         "capacity": capacity,
+        "target_per_agent": target_per_agent,
     }
     for key, value in (("model", model), ("min_agents", min_agents), ("max_agents", max_agents)):
         if value is not None:

@@ -13,7 +13,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,6 +92,15 @@ def hard_filter(c: Candidate) -> int:
     return F_NONE
 
 
+class StatsChange(NamedTuple):
+    """One stats write, with the derived values as plain floats (cheap to read back)."""
+
+    row: int
+    inv_cost: float
+    inv_latency: float
+    reliability: float
+
+
 @dataclass(slots=True)
 class SkillView:
     """The candidates that have every skill of one required set (cached per set).
@@ -104,10 +113,12 @@ class SkillView:
     n_match: int
     layout_version: int
     matchf: F64 = field(init=False)  # match as 0.0 / 1.0, for products
+    member: bytes = field(init=False)  # match as bytes: ``member[row]`` is a fast Python test
     cache: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matchf = self.match.astype(np.float64)
+        self.member = self.match.tobytes()
 
     def cached(self, name: str, stats_version: int, make: Callable[[], Any]) -> Any:
         """A per-skill-set value that holds until the pool's stats change."""
@@ -132,7 +143,7 @@ class Columns:
         self.words = 1
         self.layout_version = 0
         self.stats_version = 0
-        self._log: deque[int] = deque(maxlen=_LOG_SIZE)  # rows of the last stats writes
+        self._log: deque[StatsChange] = deque(maxlen=_LOG_SIZE)  # the last stats writes
         self.rebuild([])
 
     @property
@@ -225,15 +236,24 @@ class Columns:
         self.reliability[i] = smoothed_success(c.success_rate, c.completed)
         self.weight[i] = c.weight
         self.stats_version += 1
-        self._log.append(i)
+        self._log.append(
+            StatsChange(
+                i,
+                float(self.inv_cost[i]),
+                float(self.inv_latency[i]),
+                float(self.reliability[i]),
+            )
+        )
 
-    def changed_since(self, version: int) -> list[int] | None:
-        """Rows whose stats were written after ``version`` (same layout); None if more
-        writes happened than the log remembers (recompute everything then)."""
+    def changed_since(self, version: int, limit: int = _LOG_SIZE) -> list[StatsChange] | None:
+        """The stats writes after ``version``, oldest first (same layout); None when more
+        than ``limit`` writes happened (past a few, a vectorised recompute is cheaper
+        than a row-by-row repair) or the log no longer reaches back that far."""
         k = self.stats_version - version
-        if k > len(self._log) or k < 0:
+        if k > min(limit, len(self._log)) or k < 0:
             return None
-        return list(self._log)[len(self._log) - k :] if k else []
+        log = self._log
+        return [log[j] for j in range(len(log) - k, len(log))]
 
     def required_words(self, skills: frozenset[str]) -> list[tuple[int, int]] | None:
         """(word, bits) pairs for a skill set; None if some skill has no bit (no agent)."""

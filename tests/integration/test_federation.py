@@ -208,3 +208,30 @@ def test_a_dead_swarm_agent_is_replaced(godel: Godel) -> None:
     restarts = [e for e in audit if e["action"] == "swarm.restart"]
     assert restarts and restarts[0]["result"] == "ok"
     assert restarts[0]["payload"]["dead_agent"] == first[0]["id"]
+
+
+def test_the_autoscaler_spawns_and_stops_real_agents(godel: Godel) -> None:
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text("[autoscaler]\ninterval_s = 0.2\nscale_down_window_s = 1.5\n")
+    jrun(godel, "swarm", "create", "auto", "--count", "0", "--min", "0", "--max", "3")
+
+    def members() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in jrun(godel, "swarm", "status", "auto")["agents"]
+            if a["status"] in ("idle", "busy")
+        ]
+
+    submit(godel, "auto", *["sleep 2" for _ in range(5)])
+    assert wait_for(lambda: len(members()) == 3, timeout=20)  # clamped at --max 3
+    pids = [a["pid"] for a in members()]
+    assert all(psutil.pid_exists(p) for p in pids)
+    assert wait_for(lambda: all_final(godel, "auto", 5), timeout=60)
+    assert wait_for(lambda: members() == [], timeout=20)  # after the window, back to 0
+    assert wait_for(lambda: all(gone(p) for p in pids), timeout=15)
+    audit = jrun(godel, "audit", "list", "--subject", "auto")
+    decisions = [e for e in audit if e["action"] == "swarm.autoscale"]
+    assert decisions[0]["result"] == "0->3"
+    assert "5 ready or running tasks" in decisions[0]["payload"]["reason"]
+    assert decisions[-1]["result"].endswith("->0")

@@ -28,6 +28,7 @@ from core.events import (
     ExecStarted,
     QueuePressure,
     SubscriptionClosed,
+    SwarmAutoscaled,
     TaskFinished,
     TaskRouted,
     event_to_json,
@@ -40,6 +41,7 @@ T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 # One sample per event type; the round-trip test demands full coverage.
 SAMPLES: list[Event] = [
+    SwarmAutoscaled(swarm="s", from_agents=1, to_agents=3, reason="6 ready tasks"),
     Anomaly(
         runtime="pi",
         window_s=60,
