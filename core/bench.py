@@ -393,3 +393,85 @@ def _ok(result: Any) -> bool:
 
 def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class DispatchBench(BaseModel):
+    runtime: str
+    agents: int
+    tasks: int
+    failures: int
+    submit_s: float
+    total_s: float  # first submit to last completion
+    tasks_per_s: float
+
+
+class SwarmBench(BaseModel):
+    runtime: str
+    model: str | None
+    count: int
+    failures: int
+    all_ready_s: float
+    spawn_concurrency: int
+
+
+async def _wait_final(engine: Engine, swarm: str, n: int, timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await engine.store.count_tasks(swarm, any_swarm=False)
+        done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "dead", "cancelled"))
+        if done >= n or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.02)
+
+
+async def bench_dispatch(runtime: str, tasks: int, agents: int = 8) -> DispatchBench:
+    """Submit ``tasks`` (in batches of 1,000) to a swarm and time submit → all complete."""
+    from core.models import SwarmSpec, TaskSpec
+
+    text = {"shell": "true", "noop": "noop"}.get(runtime, DEFAULT_INPUT.get(runtime, "true"))
+    async with bench_engine() as engine:
+        await engine.create_swarm(
+            SwarmSpec(name="bench", runtime=runtime, count=agents, capacity=tasks * 2 + 10),
+            actor="bench",
+        )
+        t0 = time.perf_counter()
+        for start in range(0, tasks, 1000):
+            batch = [
+                TaskSpec(input=text, swarm="bench", max_attempts=1)
+                for _ in range(min(1000, tasks - start))
+            ]
+            await engine.submit_tasks(batch, actor="bench")
+        t_submit = time.perf_counter() - t0
+        counts = await _wait_final(engine, "bench", tasks, timeout=600)
+        total = time.perf_counter() - t0
+        ok = counts.get("succeeded", 0)
+        return DispatchBench(
+            runtime=runtime,
+            agents=agents,
+            tasks=tasks,
+            failures=tasks - ok,
+            submit_s=round(t_submit, 4),
+            total_s=round(total, 4),
+            tasks_per_s=round(ok / total, 1) if total else 0.0,
+        )
+
+
+async def bench_swarm(runtime: str, count: int, model: str | None = None) -> SwarmBench:
+    """Create a swarm of ``count`` agents; time until every one is ready."""
+    from core.models import SwarmSpec
+
+    async with bench_engine() as engine:
+        t0 = time.perf_counter()
+        _, agents, errors = await engine.create_swarm(
+            SwarmSpec(name="bench", runtime=runtime, count=count, model=model, max_agents=count),
+            actor="bench",
+        )
+        elapsed = time.perf_counter() - t0
+        return SwarmBench(
+            runtime=runtime,
+            model=agents[0].model if agents else model,
+            count=count,
+            failures=len(errors),
+            all_ready_s=round(elapsed, 3),
+            spawn_concurrency=engine.config.config.queue.spawn_concurrency,
+        )

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pwd
+import resource
 import signal
 import socket
 import struct
@@ -195,6 +196,14 @@ def _setup_logging(paths: GodelPaths) -> None:
     )
 
 
+def _raise_fd_limit() -> None:
+    """Each agent holds a few pipes; 1,000 agents need more than a default 1,024 fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core.daemon", description=__doc__)
     ap.add_argument("--home", default=None)
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = GodelPaths.resolve(args.home)
     paths.ensure()
     _setup_logging(paths)
+    _raise_fd_limit()
     lock: IO[str] = open(paths.lockfile, "a+")  # noqa: SIM115 - held for the process lifetime
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

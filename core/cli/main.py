@@ -624,6 +624,57 @@ def bench_exec_cmd(
         sys.exit(EXIT_ERROR)
 
 
+@bench.command("dispatch")
+@click.option(
+    "--runtime",
+    "-r",
+    default="noop",
+    show_default=True,
+    help="noop measures Godel alone; shell runs `true` in real shells.",
+)
+@click.option(
+    "--tasks", "n_tasks", type=click.IntRange(1, 1_000_000), default=2000, show_default=True
+)
+@click.option("--agents", type=click.IntRange(1, 1000), default=8, show_default=True)
+@json_option
+def bench_dispatch_cmd(runtime: str, n_tasks: int, agents: int, as_json: bool) -> None:
+    """Queue throughput: submit N tasks to a swarm and time until all complete."""
+    from core.bench import bench_dispatch
+
+    result = run(bench_dispatch(runtime, n_tasks, agents))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+    else:
+        click.echo(
+            f"dispatch {runtime}: {result.tasks} tasks on {result.agents} agents, "
+            f"{result.failures} failures; {result.tasks_per_s:.0f} tasks/s "
+            f"(submit {result.submit_s:.2f}s, all done {result.total_s:.2f}s)"
+        )
+    if result.failures:
+        sys.exit(EXIT_ERROR)
+
+
+@bench.command("swarm")
+@click.option("--runtime", "-r", default="shell", show_default=True)
+@click.option("--count", type=click.IntRange(1, 5000), default=100, show_default=True)
+@click.option("--model", help="Model for LLM runtimes (default: defaults.model).")
+@json_option
+def bench_swarm_cmd(runtime: str, count: int, model: str | None, as_json: bool) -> None:
+    """Spawn a swarm of COUNT agents: time until all are ready, and failures."""
+    from core.bench import bench_swarm
+
+    result = run(bench_swarm(runtime, count, model))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+    else:
+        click.echo(
+            f"swarm {runtime}: {result.count} agents ready in {result.all_ready_s:.2f}s, "
+            f"{result.failures} failures (spawn concurrency {result.spawn_concurrency})"
+        )
+    if result.failures:
+        sys.exit(EXIT_ERROR)
+
+
 # demo ------------------------------------------------------------------------------
 
 

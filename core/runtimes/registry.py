@@ -19,6 +19,7 @@ from core.errors import RuntimeFailure, UnknownRuntime
 from core.models import RuntimeInfo
 from core.runtimes.base import AgentRuntime, Capability, RuntimeContext
 from core.runtimes.native import NativeRuntime
+from core.runtimes.noop import NoopRuntime
 from core.runtimes.pi import PiRuntime
 from core.runtimes.shell import ShellRuntime
 
@@ -33,6 +34,7 @@ _BUILTINS: dict[str, tuple[RuntimeFactory, str]] = {
     "shell": (ShellRuntime, "core.runtimes.shell:ShellRuntime"),
     "native": (NativeRuntime, "core.runtimes.native:NativeRuntime"),
     "pi": (PiRuntime, "core.runtimes.pi:PiRuntime"),
+    "noop": (NoopRuntime, "core.runtimes.noop:NoopRuntime"),
 }
 
 _ASYNC_METHODS = ("spawn", "steer", "abort", "kill", "health", "wait_exit", "recover")

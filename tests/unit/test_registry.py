@@ -69,7 +69,7 @@ def test_known_runtime_names_lists_the_builtins() -> None:
 
 def test_builtins_only(tmp_path: Path) -> None:
     reg = RuntimeRegistry.load(lambda name: RuntimeContext(home=tmp_path), plugins=False)
-    assert reg.names() == ["native", "pi", "shell"]
+    assert reg.names() == ["native", "noop", "pi", "shell"]
 
 
 PLUGIN = """
