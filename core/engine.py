@@ -1032,34 +1032,33 @@ class Engine:
         self.dispatcher.wake()
         return task
 
-    async def record_route(self, task: Task, routed: Routed) -> None:
-        """Every decision is an event; a decision that assigns the task is also audited."""
-        strategy = ""
-        if task.swarm is not None:
-            swarm = await self.store.get_swarm(task.swarm)
-            strategy = swarm.strategy if swarm else ""
+    def publish_route(self, task: Task, routed: Routed) -> None:
+        """Every routing decision is an event (the assigning ones are audited too)."""
         self.bus.publish(
             TaskRouted(
                 task_id=task.id,
                 agent_id=routed.agent_id,
                 swarm=task.swarm,
-                strategy=strategy,
+                strategy=routed.strategy,
                 reason=routed.reason,
             )
         )
-        if routed.agent_id is not None:
-            payload: dict[str, Any] = {"agent_id": routed.agent_id, "strategy": strategy}
-            if routed.explain is not None:
-                payload["explain"] = routed.explain
-            await self.store.append_audit(
-                AuditDraft(
-                    actor="dispatcher",
-                    action="task.route",
-                    subject=task.id,
-                    result=routed.agent_id,
-                    payload=payload,
-                )
-            )
+
+    def route_audit(self, task: Task, routed: Routed) -> AuditDraft:
+        payload: dict[str, Any] = {
+            "agent_id": routed.agent_id,
+            "strategy": routed.strategy,
+            "reason": routed.reason,
+        }
+        if routed.explain is not None:
+            payload["explain"] = routed.explain
+        return AuditDraft(
+            actor="dispatcher",
+            action="task.route",
+            subject=task.id,
+            result=routed.agent_id or "unroutable",
+            payload=payload,
+        )
 
     async def task_finished(
         self, task: Task, agent_id: str, result: ExecResult, status: TaskStatus

@@ -26,6 +26,7 @@ from core.models import (
     Lease,
     Task,
 )
+from core.store.base import AuditDraft
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -34,6 +35,7 @@ log = logging.getLogger("godel.dispatcher")
 
 DEFAULT_LEASE_S = 60.0
 POLL_S = 0.25
+RESCUE_EVERY_S = 1.0
 AGENT_CAPACITY = 1  # an agent runs one exec at a time
 
 
@@ -73,6 +75,7 @@ class Dispatcher:
     _loop_task: asyncio.Task[None] | None = None
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # task id -> runner
     stopping: bool = False
+    _last_rescue: float = 0.0
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="godel-dispatcher")
@@ -109,8 +112,11 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """One round over every pool; returns how many tasks were started."""
         store = self.engine.store
-        for task_id in await store.rescue_expired(time.time()):
-            log.info("lease of %s expired; rescued", task_id)
+        now = time.monotonic()
+        if now - self._last_rescue >= RESCUE_EVERY_S:  # leases last a minute: no need per round
+            self._last_rescue = now
+            for task_id in await store.rescue_expired(time.time()):
+                log.info("lease of %s expired; rescued", task_id)
         pools: list[str | None] = [None, *[s.name for s in await store.list_swarms()]]
         started = 0
         for pool in pools:
@@ -128,20 +134,23 @@ class Dispatcher:
             return 0
         ready = await store.ready_tasks(pool, free, time.time())
         pairs: list[tuple[str, str]] = []
+        audits: list[AuditDraft | None] = []
         for task in ready:
             t0 = time.perf_counter()
             routed = self.choose(pool, task, agents, in_flight)
             self.engine.metrics.observe_route(
                 routed.strategy, time.perf_counter() - t0, routed.agent_id is not None
             )
-            await self.engine.record_route(task, routed)
+            self.engine.publish_route(task, routed)
             if routed.agent_id is None:
                 continue
             if not self.engine.admit(routed.agent_id):
                 continue  # a half-open breaker's single trial is already out
             in_flight[routed.agent_id] = in_flight.get(routed.agent_id, 0) + 1
             pairs.append((task.id, routed.agent_id))
-        leases = await store.claim(pairs, self.lease_s)
+            audits.append(self.engine.route_audit(task, routed))
+        # Each routing decision is audited in the same transaction as its claim.
+        leases = await store.claim(pairs, self.lease_s, audits)
         claimed = {lease.task.id for lease in leases}
         for task_id, agent_id in pairs:
             if task_id not in claimed:  # taken or cancelled meanwhile: give the trial back

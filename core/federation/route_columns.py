@@ -10,10 +10,9 @@ it is done in one batch (``rebuild``) rather than per insert; per-agent changes
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,14 +31,20 @@ PRIOR_SUCCESSES = 1.0
 PRIOR_FAILURES = 1.0
 
 _WORD = 64
-_LOG_SIZE = 64
 # Below every real key but finite, so "unknown" still beats "not eligible" (-inf).
 UNKNOWN_KEY = -1e300
 # Added to cost and latency before taking ratios, so that a free (0 USD) or instant
 # agent does not divide by zero; small enough not to change any real ranking.
 COST_EPS_USD = 1e-6
 LATENCY_EPS_S = 1e-3
-FEATURE_LOAD, FEATURE_INV_COST, FEATURE_INV_LATENCY = 0, 1, 2
+# Rows of Columns.features, in this order.
+FEATURE_LOAD = 0  # in_flight / capacity (1 when capacity is 0)
+FEATURE_INV_COST = 1  # 1 / (cost + eps); 0 when unknown
+FEATURE_INV_LATENCY = 2  # 1 / (latency + eps); 0 when unknown
+FEATURE_RELIABILITY = 3  # smoothed success
+FEATURE_COST_UNKNOWN = 4  # 1.0 when the cost is unknown
+FEATURE_LATENCY_UNKNOWN = 5  # 1.0 when the latency is unknown
+N_FEATURES = 6
 
 
 def agent_hash(agent_id: str) -> int:
@@ -92,15 +97,6 @@ def hard_filter(c: Candidate) -> int:
     return F_NONE
 
 
-class StatsChange(NamedTuple):
-    """One stats write, with the derived values as plain floats (cheap to read back)."""
-
-    row: int
-    inv_cost: float
-    inv_latency: float
-    reliability: float
-
-
 @dataclass(slots=True)
 class SkillView:
     """The candidates that have every skill of one required set (cached per set).
@@ -113,12 +109,10 @@ class SkillView:
     n_match: int
     layout_version: int
     matchf: F64 = field(init=False)  # match as 0.0 / 1.0, for products
-    member: bytes = field(init=False)  # match as bytes: ``member[row]`` is a fast Python test
     cache: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matchf = self.match.astype(np.float64)
-        self.member = self.match.tobytes()
 
     def cached(self, name: str, stats_version: int, make: Callable[[], Any]) -> Any:
         """A per-skill-set value that holds until the pool's stats change."""
@@ -132,9 +126,8 @@ class SkillView:
 
 class Columns:
     """The arrays. ``layout_version`` changes when rows move or an agent's skills change
-    (the owner bumps it then). ``stats_version`` counts writes of cost, latency, success or
-    weight; ``changed_since`` names the rows of the last few, so that a strategy can
-    repair a cached score row by row instead of recomputing it all."""
+    (the owner bumps it then); ``stats_version`` counts writes of cost, latency, success
+    or weight (a strategy may cache what it derives from them until either changes)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -143,7 +136,8 @@ class Columns:
         self.words = 1
         self.layout_version = 0
         self.stats_version = 0
-        self._log: deque[StatsChange] = deque(maxlen=_LOG_SIZE)  # the last stats writes
+        self._best: dict[int, tuple[float, int]] = {}  # feature → (best value, its row)
+        self._best_stale = True
         self.rebuild([])
 
     @property
@@ -163,13 +157,14 @@ class Columns:
         self.nskills: I64 = np.zeros(n, np.int64)
         self.in_flight: I64 = np.zeros(n, np.int64)
         self.capacity: I64 = np.zeros(n, np.int64)
-        # Rows of one matrix so that a weighted sum of them is one matrix-vector product:
-        # load = in_flight / capacity (1 when capacity is 0); inv_* = 1 / (value + eps),
-        # 0 when unknown, "higher is better" and a ratio to the best is one division.
-        self.features: F64 = np.zeros((3, n), np.float64)
+        # Rows of one matrix so that a weighted sum of them is one matrix-vector product
+        # (the balanced strategy). inv_* are "higher is better", and a ratio to the best
+        # is one division.
+        self.features: F64 = np.zeros((N_FEATURES, n), np.float64)
         self.load: F64 = self.features[FEATURE_LOAD]
         self.inv_cost: F64 = self.features[FEATURE_INV_COST]
         self.inv_latency: F64 = self.features[FEATURE_INV_LATENCY]
+        self.reliability: F64 = self.features[FEATURE_RELIABILITY]
         self.ok: BoolA = np.zeros(n, np.bool_)  # passes the hard filters
         self.live: BoolA = np.zeros(n, np.bool_)  # passes the soft filters
         self.code: I8 = np.zeros(n, np.int8)  # first filter that excludes the row
@@ -181,13 +176,12 @@ class Columns:
         self.latency_key: F64 = np.full(n, UNKNOWN_KEY)
         self.success: F64 = np.full(n, np.nan)
         self.completed: I64 = np.zeros(n, np.int64)
-        self.reliability: F64 = np.full(n, 0.5)
         self.weight: F64 = np.ones(n, np.float64)
         self.hrw: U64 = np.array([agent_hash(a) for a in self.ids], dtype=np.uint64)
         for i, c in enumerate(rows):
             self.write(i, c)
+        self._best_stale = True
         self.layout_version += 1
-        self._log.clear()  # the rows changed wholesale: the layout version says so
 
     def fits_skills(self, skills: frozenset[str]) -> bool:
         """True when every skill already has a bit (else the caller must rebuild)."""
@@ -231,29 +225,36 @@ class Columns:
         self.latency_key[i] = UNKNOWN_KEY if lat is None else -lat
         self.inv_cost[i] = 0.0 if cost is None else 1.0 / (cost + COST_EPS_USD)
         self.inv_latency[i] = 0.0 if lat is None else 1.0 / (lat + LATENCY_EPS_S)
+        self.features[FEATURE_COST_UNKNOWN, i] = cost is None
+        self.features[FEATURE_LATENCY_UNKNOWN, i] = lat is None
         self.success[i] = np.nan if c.success_rate is None else c.success_rate
         self.completed[i] = c.completed
         self.reliability[i] = smoothed_success(c.success_rate, c.completed)
         self.weight[i] = c.weight
         self.stats_version += 1
-        self._log.append(
-            StatsChange(
-                i,
-                float(self.inv_cost[i]),
-                float(self.inv_latency[i]),
-                float(self.reliability[i]),
-            )
-        )
+        self._track_best(i)
 
-    def changed_since(self, version: int, limit: int = _LOG_SIZE) -> list[StatsChange] | None:
-        """The stats writes after ``version``, oldest first (same layout); None when more
-        than ``limit`` writes happened (past a few, a vectorised recompute is cheaper
-        than a row-by-row repair) or the log no longer reaches back that far."""
-        k = self.stats_version - version
-        if k > min(limit, len(self._log)) or k < 0:
-            return None
-        log = self._log
-        return [log[j] for j in range(len(log) - k, len(log))]
+    def _track_best(self, i: int) -> None:
+        """Keep the pool's best inv_cost / inv_latency current in O(1): a rescan is only
+        needed when the row holding a best got worse."""
+        if self._best_stale:
+            return
+        for f in (FEATURE_INV_COST, FEATURE_INV_LATENCY):
+            v = float(self.features[f, i])
+            best, row = self._best[f]
+            if v > best:
+                self._best[f] = (v, i)
+            elif i == row and v < best:
+                self._best_stale = True
+
+    def best(self, feature: int) -> float:
+        """The pool's highest value of an inv_* feature (0 when nobody's is known)."""
+        if self._best_stale:
+            for f in (FEATURE_INV_COST, FEATURE_INV_LATENCY):
+                row = int(self.features[f].argmax()) if self.n else -1
+                self._best[f] = (float(self.features[f, row]) if self.n else 0.0, row)
+            self._best_stale = False
+        return self._best[feature][0]
 
     def required_words(self, skills: frozenset[str]) -> list[tuple[int, int]] | None:
         """(word, bits) pairs for a skill set; None if some skill has no bit (no agent)."""
@@ -264,6 +265,13 @@ class Columns:
                 return None
             words[bit // _WORD] = words.get(bit // _WORD, 0) | (1 << (bit % _WORD))
         return sorted(words.items())
+
+    def held(self, skill: str) -> bool:
+        """Does any agent have ``skill``? (Bits are only reclaimed by a rebuild.)"""
+        bit = self.skill_bit.get(skill)
+        if bit is None:
+            return False
+        return bool((self.masks[bit // _WORD] & np.uint64(1 << (bit % _WORD))).any())
 
     def match(self, skills: frozenset[str]) -> BoolA:
         req = self.required_words(skills)

@@ -8,14 +8,21 @@ than the routing itself. ``to_dict()`` gives a JSON-ready view for the API and t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from core.models import Task
+from typing import Literal, Protocol
 
 BreakerName = Literal["closed", "open", "half_open"]
 BREAKER_STATES: tuple[str, ...] = ("closed", "open", "half_open")
+
+
+class TaskLike(Protocol):
+    """What ``RouteRequest.for_task`` reads from a task (``core.models.Task`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def skills(self) -> Iterable[str]: ...
 
 
 class RouterError(ValueError):
@@ -87,7 +94,7 @@ class RouteRequest:
     strategy: str | None = None  # None: the pool's current strategy
 
     @classmethod
-    def for_task(cls, task: Task, strategy: str | None = None) -> RouteRequest:
+    def for_task(cls, task: TaskLike, strategy: str | None = None) -> RouteRequest:
         return cls(task_id=task.id, skills=frozenset(task.skills), strategy=strategy)
 
 

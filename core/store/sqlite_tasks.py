@@ -373,33 +373,44 @@ class TaskStoreMixin:
         )
         return [self._task(r) for r in rows]
 
-    async def claim(self, pairs: Sequence[tuple[str, str]], lease_s: float) -> list[Lease]:
-        """Lease each (task, agent) pair whose task is still ready; one transaction."""
+    async def claim(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        lease_s: float,
+        audits: Sequence[AuditDraft | None] = (),
+    ) -> list[Lease]:
+        """Lease each (task, agent) pair whose task is still ready; one transaction.
+
+        ``audits`` (one per pair, e.g. the routing decision) commit with their claim.
+        """
         if not pairs:
             return []
 
-        async def fn(db: aiosqlite.Connection) -> list[tuple[str, str, str, float]]:
+        async def fn(db: aiosqlite.Connection) -> list[Lease]:
             now = time.time()
             out = []
-            for task_id, agent_id in pairs:
+            for i, (task_id, agent_id) in enumerate(pairs):
                 token = secrets.token_hex(8)
                 expires = now + lease_s
-                cur = await db.execute(
-                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
-                    "lease_token = ?, lease_agent = ?, lease_expires = ?, updated_at = ? "
-                    "WHERE id = ? AND status = 'ready'",
-                    (token, agent_id, expires, utcnow().isoformat(), task_id),
+                rows = list(
+                    await db.execute_fetchall(
+                        "UPDATE tasks SET status = 'running', attempts = attempts + 1, "
+                        "lease_token = ?, lease_agent = ?, lease_expires = ?, updated_at = ? "
+                        "WHERE id = ? AND status = 'ready' RETURNING *",
+                        (token, agent_id, expires, utcnow().isoformat(), task_id),
+                    )
                 )
-                if cur.rowcount == 1:
-                    out.append((task_id, agent_id, token, expires))
+                if not rows:
+                    continue
+                draft = audits[i] if i < len(audits) else None
+                if draft is not None:
+                    await self._append_audit(db, draft)
+                out.append(
+                    Lease(task=self._task(rows[0]), token=token, agent_id=agent_id, expires=expires)
+                )
             return out
 
-        leased = await self._write(fn)
-        leases = []
-        for task_id, agent_id, token, expires in leased:
-            task = await self.get_task(task_id)
-            assert task is not None
-            leases.append(Lease(task=task, token=token, agent_id=agent_id, expires=expires))
+        leases: list[Lease] = await self._write(fn)
         return leases
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
