@@ -58,6 +58,7 @@ from core.federation.health import (
     RestartPolicy,
 )
 from core.federation.metrics import AnomalyDetector, Metrics
+from core.federation.routing import Routing, check_strategy
 from core.llm.catalog import ModelCatalog
 from core.llm.catalog_types import ResolvedModel
 from core.models import (
@@ -161,6 +162,7 @@ class Engine:
         self.prober = Prober(self._probe, self._on_health_change, health)
         self.restarts = RestartPolicy(health)
         self.autoscaler = Autoscaler(self, config.config.autoscaler)
+        self.routing = Routing(self.metrics, self.trackers)
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""
@@ -1119,11 +1121,43 @@ class Engine:
 
     # swarms ----------------------------------------------------------------------------
 
+    async def set_strategy(self, swarm: str, strategy: str, actor: str) -> Swarm:
+        """Change a swarm's routing strategy at run time (audited)."""
+        check_strategy(strategy)
+        old = await self.get_swarm(swarm)
+        updated = await self.store.update_swarm(
+            swarm,
+            strategy=strategy,
+            audit=AuditDraft(
+                actor=actor,
+                action="swarm.strategy",
+                subject=swarm,
+                payload={"from": old.strategy, "to": strategy},
+            ),
+        )
+        self.routing.pool(swarm, strategy)
+        return updated
+
+    async def explain_route(self, task_id: str) -> dict[str, Any]:
+        """How the router would place this task now, every candidate scored, and how it
+        was placed before (from the audit log)."""
+        task = await self.get_task(task_id)
+        strategy = None
+        if task.swarm is not None:
+            strategy = (await self.get_swarm(task.swarm)).strategy
+        agents = self.pool_agents(task.swarm)
+        in_flight = await self.store.in_flight([a.id for a in agents])
+        pool = self.routing.sync(task.swarm, strategy, agents, in_flight)
+        decision = self.routing.explain(pool, task)
+        past = [e for e in await self.store.list_audit(subject=task_id) if e.action == "task.route"]
+        return {"task": task, "now": decision.to_dict(), "past": past}
+
     async def create_swarm(
         self, spec: SwarmSpec, actor: str
     ) -> tuple[Swarm, list[Agent], list[str]]:
         """Create a swarm and spawn its agents; returns (swarm, agents, spawn errors)."""
         runtime = self.registry.get(spec.runtime)
+        check_strategy(spec.strategy)
         if Capability.MODEL in runtime.capabilities:
             await self.models.resolve(spec.model or self.config.config.defaults.model)
         elif spec.model:

@@ -14,6 +14,7 @@ from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
 from core.engine import Engine
 from core.federation.metrics import CONTENT_TYPE
+from core.federation.strategies import strategy_names
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
 
 
@@ -64,6 +65,11 @@ class TaskListParams(_Params):
     swarm: str | None = None
     status: TaskStatus | None = None
     limit: int = Field(default=100, ge=1, le=100_000)
+
+
+class SwarmStrategyParams(_Params):
+    name: str = Field(min_length=1)
+    strategy: str = Field(min_length=1)
 
 
 class SwarmRef(_Params):
@@ -215,6 +221,21 @@ def build_dispatcher(
         """Spawn or stop agents until the swarm has ``count``."""
         swarm, errors = await engine.scale_swarm(p.name, p.count, ctx.actor)
         return {"swarm": swarm, "failures": errors}
+
+    @rpc.method("swarm.strategy", SwarmStrategyParams)
+    async def swarm_strategy(p: SwarmStrategyParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Change a swarm's routing strategy now."""
+        return await engine.set_strategy(p.name, p.strategy, ctx.actor)
+
+    @rpc.method("route.explain", TaskRef)
+    async def route_explain(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
+        """Every candidate's score breakdown for a task, now; and its past decisions."""
+        return await engine.explain_route(p.id)
+
+    @rpc.method("route.strategies")
+    async def route_strategies(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """The routing strategies this engine knows."""
+        return strategy_names()
 
     @rpc.method("swarm.destroy", SwarmRef)
     async def swarm_destroy(p: SwarmRef, ctx: CallContext, emit: Emit) -> JSON:

@@ -29,7 +29,7 @@ from core.cli.common import (
     pass_ctx,
     run,
 )
-from core.cli.work import swarm, task
+from core.cli.work import route, swarm, task
 from core.errors import GodelError
 from core.models import Agent, AuditEntry, ExecResult, LogLine, RuntimeInfo
 
@@ -691,6 +691,7 @@ def demo(ctx: Ctx, n_agents: int, keep: bool) -> None:
 
 cli.add_command(task)
 cli.add_command(swarm)
+cli.add_command(route)
 
 
 def main() -> None:

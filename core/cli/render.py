@@ -300,3 +300,31 @@ def swarm_detail(status: dict[str, Any]) -> str:
             f"Capacity:   {s.capacity} active tasks",
         ]
     )
+
+
+def route_explain_text(result: dict[str, Any]) -> str:
+    now = result["now"]
+    lines = [
+        f"Task {result['task']['id']} ({result['task']['status']}), skills "
+        f"{', '.join(result['task']['skills']) or '-'}",
+        f"Now: strategy {now['strategy']}: "
+        + (f"would choose {now['chosen']}" if now["chosen"] else "no agent")
+        + f" ({now['reason']})",
+    ]
+    rows = []
+    for c in now.get("candidates") or []:
+        parts = " ".join(f"{k}={v:.3f}" for k, v in sorted(c["parts"].items()))
+        score = "-" if c["score"] is None else f"{c['score']:.4f}"
+        mark = "*" if c["agent_id"] == now["chosen"] else " "
+        rows.append((mark + c["agent_id"], score, parts or "-", c["excluded"] or "-"))
+    if rows:
+        lines += ["", table(("AGENT", "SCORE", "PARTS", "EXCLUDED"), rows)]
+    past = result.get("past") or []
+    if past:
+        lines += ["", "Past decisions:"]
+        for e in past:
+            p = e["payload"]
+            lines.append(
+                f"  {e['ts'][:19]}  {e['result']}  ({p.get('strategy', '')}: {p.get('reason', '')})"
+            )
+    return "\n".join(lines)

@@ -284,6 +284,17 @@ async def swarm_list(ctx: Ctx, as_json: bool) -> None:
     click.echo(render.table(render.SWARM_HEADERS, [render.swarm_row(s) for s in result]))
 
 
+@swarm.command("strategy")
+@click.argument("name")
+@click.argument("strategy")
+@pass_ctx
+@async_command
+async def swarm_strategy(ctx: Ctx, name: str, strategy: str) -> None:
+    """Change swarm NAME's routing STRATEGY now (see `godel route strategies`)."""
+    await call(ctx, "swarm.strategy", {"name": name, "strategy": strategy})
+    click.echo(f"Swarm {name} now routes with {strategy}")
+
+
 @swarm.command("destroy")
 @click.argument("name")
 @json_option
@@ -302,3 +313,35 @@ async def swarm_destroy(ctx: Ctx, name: str, as_json: bool) -> None:
 
 
 _ = (Swarm, fail)  # re-exported names used by other command modules
+
+
+@click.group()
+def route() -> None:
+    """Explain routing decisions and list strategies."""
+
+
+@route.command("explain")
+@click.argument("task_id")
+@json_option
+@pass_ctx
+@async_command
+async def route_explain(ctx: Ctx, task_id: str, as_json: bool) -> None:
+    """Score every candidate agent for TASK_ID now, and show how it was routed before."""
+    result = await call(ctx, "route.explain", {"id": task_id})
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(render.route_explain_text(result))
+
+
+@route.command("strategies")
+@json_option
+@pass_ctx
+@async_command
+async def route_strategies(ctx: Ctx, as_json: bool) -> None:
+    """List the routing strategies."""
+    result = await call(ctx, "route.strategies")
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo("\n".join(result))

@@ -14,17 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.errors import AgentNotFound, AgentUnavailable, GodelError
 from core.models import (
-    Agent,
     ExecResult,
     ExecStatus,
     Lease,
-    Task,
 )
 from core.store.base import AuditDraft
 
@@ -49,28 +46,10 @@ class Routed:
     strategy: str = "least-loaded"
 
 
-Choose = Callable[[str | None, Task, list[Agent], dict[str, int]], Routed]
-
-
-def least_loaded(
-    pool: str | None, task: Task, agents: list[Agent], in_flight: dict[str, int]
-) -> Routed:
-    """Fallback routing: an agent with the skills and a free slot, fewest in flight."""
-    need = set(task.skills)
-    fit = [a for a in agents if need <= set(a.skills)]
-    if not fit:
-        return Routed(None, f"no agent has skills {','.join(sorted(need))}")
-    free = [a for a in fit if in_flight.get(a.id, 0) < AGENT_CAPACITY]
-    if not free:
-        return Routed(None, f"all {len(fit)} candidates at capacity")
-    return Routed(min(free, key=lambda a: (in_flight.get(a.id, 0), a.id)).id)
-
-
 @dataclass
 class Dispatcher:
     engine: Engine
     lease_s: float = DEFAULT_LEASE_S
-    choose: Choose = least_loaded
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _loop_task: asyncio.Task[None] | None = None
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # task id -> runner
@@ -117,13 +96,16 @@ class Dispatcher:
             self._last_rescue = now
             for task_id in await store.rescue_expired(time.time()):
                 log.info("lease of %s expired; rescued", task_id)
-        pools: list[str | None] = [None, *[s.name for s in await store.list_swarms()]]
+        pools: list[tuple[str | None, str | None]] = [
+            (None, None),
+            *[(s.name, s.strategy) for s in await store.list_swarms()],
+        ]
         started = 0
-        for pool in pools:
-            started += await self._dispatch_pool(pool)
+        for pool, strategy in pools:
+            started += await self._dispatch_pool(pool, strategy)
         return started
 
-    async def _dispatch_pool(self, pool: str | None) -> int:
+    async def _dispatch_pool(self, pool: str | None, strategy: str | None) -> int:
         store = self.engine.store
         agents = self.engine.pool_agents(pool)
         if not agents:
@@ -133,11 +115,14 @@ class Dispatcher:
         if free == 0:
             return 0
         ready = await store.ready_tasks(pool, free, time.time())
+        if not ready:
+            return 0
+        candidates = self.engine.routing.sync(pool, strategy, agents, in_flight)
         pairs: list[tuple[str, str]] = []
         audits: list[AuditDraft | None] = []
         for task in ready:
             t0 = time.perf_counter()
-            routed = self.choose(pool, task, agents, in_flight)
+            routed = self.engine.routing.choose(candidates, task)
             self.engine.metrics.observe_route(
                 routed.strategy, time.perf_counter() - t0, routed.agent_id is not None
             )
@@ -145,6 +130,7 @@ class Dispatcher:
             if routed.agent_id is None:
                 continue
             if not self.engine.admit(routed.agent_id):
+                candidates.release(routed.agent_id)
                 continue  # a half-open breaker's single trial is already out
             in_flight[routed.agent_id] = in_flight.get(routed.agent_id, 0) + 1
             pairs.append((task.id, routed.agent_id))

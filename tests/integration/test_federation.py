@@ -178,15 +178,16 @@ def test_breaker_opens_then_lets_exactly_one_trial_through(godel: Godel) -> None
     cfg = godel.cwd / ".godel"
     cfg.mkdir()
     (cfg / "config.toml").write_text(
-        "[health]\nfailure_threshold = 2\nopen_for_s = 2\nmax_open_s = 4\n"
+        "[health]\nfailure_threshold = 2\nopen_for_s = 6\nmax_open_s = 12\n"
     )
     jrun(godel, "swarm", "create", "br", "--count", "1")
     agent_id = jrun(godel, "swarm", "status", "br")["agents"][0]["id"]
     bad = submit(godel, "br", "exit 1", "exit 1", max_attempts="1")
     assert wait_for(lambda: all_final(godel, "br", 2), timeout=30)
     (good,) = submit(godel, "br", "echo recovered")
-    time.sleep(0.8)
     assert tasks(godel, "br")[good]["status"] == "ready"  # the breaker is open
+    time.sleep(1)
+    assert tasks(godel, "br")[good]["status"] == "ready"
     assert wait_for(lambda: tasks(godel, "br")[good]["status"] == "succeeded", timeout=20)
     audit = jrun(godel, "audit", "list", "--subject", agent_id)
     states = [e["result"] for e in audit if e["action"] == "agent.breaker"]
@@ -235,3 +236,41 @@ def test_the_autoscaler_spawns_and_stops_real_agents(godel: Godel) -> None:
     assert decisions[0]["result"] == "0->3"
     assert "5 ready or running tasks" in decisions[0]["payload"]["reason"]
     assert decisions[-1]["result"].endswith("->0")
+
+
+def test_route_explain_and_strategy_change_at_run_time(godel: Godel) -> None:
+    jrun(godel, "swarm", "create", "rt", "--count", "3", "--skills", "python")
+    (stuck,) = submit(godel, "rt", "echo gpu", skills="gpu")
+    (done,) = submit(godel, "rt", "echo ok", skills="python")
+    assert wait_for(lambda: tasks(godel, "rt")[done]["status"] == "succeeded", timeout=20)
+
+    explained = jrun(godel, "route", "explain", stuck)
+    assert explained["now"]["chosen"] is None
+    assert explained["now"]["reason"] == "no agent has skills gpu"
+    rows = explained["now"]["candidates"]
+    assert len(rows) == 3 and all(r["excluded"] == "missing skills: gpu" for r in rows)
+    assert tasks(godel, "rt")[stuck]["status"] == "ready"
+
+    ok = jrun(godel, "route", "explain", done)
+    assert [p["result"] for p in ok["past"]] == [tasks(godel, "rt")[done]["lease_agent"]]
+    assert ok["past"][0]["payload"]["strategy"] == "balanced"
+    scored = [r for r in ok["now"]["candidates"] if r["score"] is not None]
+    assert len(scored) == 3 and all(r["parts"] for r in scored)
+    text = godel.run("route", "explain", done, check=True).stdout
+    assert "AGENT" in text and "SCORE" in text and "Past decisions:" in text
+
+    r = godel.run("swarm", "strategy", "rt", "teleport")
+    assert r.returncode == 1 and "unknown routing strategy 'teleport'" in r.stderr
+    godel.run("swarm", "strategy", "rt", "round-robin", check=True)
+    ids = submit(godel, "rt", *[f"echo {i}" for i in range(6)], skills="python")
+    assert wait_for(
+        lambda: all(tasks(godel, "rt")[i]["status"] == "succeeded" for i in ids), timeout=30
+    )
+    routes = [
+        e
+        for e in jrun(godel, "audit", "list")
+        if e["action"] == "task.route" and e["subject"] in ids
+    ]
+    assert {e["payload"]["strategy"] for e in routes} == {"round-robin"}
+    assert len({e["result"] for e in routes}) == 3  # round-robin used every agent
+    assert "round-robin" in jrun(godel, "route", "strategies")
