@@ -473,5 +473,8 @@ async def bench_swarm(runtime: str, count: int, model: str | None = None) -> Swa
             count=count,
             failures=len(errors),
             all_ready_s=round(elapsed, 3),
-            spawn_concurrency=engine.config.config.queue.spawn_concurrency,
+            spawn_concurrency=min(
+                engine.config.config.queue.spawn_concurrency,
+                int(getattr(engine.registry.get(runtime), "max_parallel_spawns", 1 << 30)),
+            ),
         )

@@ -52,6 +52,7 @@ from core.federation.dispatcher import Dispatcher, Routed
 from core.federation.health import (
     BreakerState,
     CircuitBreaker,
+    EjectionPolicy,
     HealthTracker,
     Prober,
     ProbeResult,
@@ -161,8 +162,11 @@ class Engine:
         self.trackers: dict[str, HealthTracker] = {}
         self.prober = Prober(self._probe, self._on_health_change, health)
         self.restarts = RestartPolicy(health)
+        self.ejection = EjectionPolicy.from_settings(health)
+        # Agents whose breaker is open but which work on because of the ejection cap.
+        self.cap_overrides: set[str] = set()
         self.autoscaler = Autoscaler(self, config.config.autoscaler)
-        self.routing = Routing(self.metrics, self.trackers)
+        self.routing = Routing(self.metrics, self.trackers, self.cap_overrides)
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""
@@ -515,6 +519,7 @@ class Engine:
         self.prober.add(agent_id, tracker)
 
     def _untrack(self, agent_id: str) -> None:
+        self.cap_overrides.discard(agent_id)
         self.prober.remove(agent_id)
         self.trackers.pop(agent_id, None)
         self.metrics.forget_agent(agent_id)
@@ -553,6 +558,8 @@ class Engine:
 
     def admit(self, agent_id: str) -> bool:
         """May a task go to this agent now? Consumes a half-open breaker's single trial."""
+        if agent_id in self.cap_overrides:
+            return True
         tracker = self.trackers.get(agent_id)
         return tracker is None or tracker.breaker.allow()
 
@@ -617,21 +624,41 @@ class Engine:
         return live is not None and not live.stopping
 
     def pool_agents(self, pool: str | None) -> list[Agent]:
-        """The live agents of a swarm (or, for None, those in no swarm) that can work."""
-        return [
+        """The live agents of a swarm (or, for None, those in no swarm) that can work.
+
+        An agent whose breaker is open is left out, but only up to the ejection cap
+        (``[health] max_ejection_percent``, at least one): past it, the agents whose
+        breakers opened last keep working, so a bad spell never empties a pool.
+        """
+        members = [
             live.agent
             for live in self._live.values()
             if live.agent.swarm == pool
             and not live.stopping
             and live.agent.status in (AgentStatus.IDLE, AgentStatus.BUSY)
-            and self._breaker_open_to_work(live.agent.id)
         ]
+        self.cap_overrides.difference_update(a.id for a in members)  # recomputed each round
+        ejected = [a for a in members if not self._breaker_open_to_work(a.id)]
+        cap = self.ejection.max_ejected(len(members))
+        if len(ejected) > cap:
+
+            def opened(a: Agent) -> float:
+                tracker = self.trackers.get(a.id)
+                return (tracker.breaker.opened_at if tracker else None) or 0.0
+
+            kept_out = sorted(ejected, key=opened)[:cap]  # the earliest opened stay out
+            self.cap_overrides.update(a.id for a in ejected if a not in kept_out)
+            ejected = kept_out
+        out = {a.id for a in ejected}
+        return [a for a in members if a.id not in out]
 
     def _breaker_open_to_work(self, agent_id: str) -> bool:
         tracker = self.trackers.get(agent_id)
         if tracker is None:
             return True
         state = tracker.breaker.state
+        if state is not BreakerState.OPEN:
+            self.cap_overrides.discard(agent_id)
         return state is BreakerState.CLOSED or (
             state is BreakerState.HALF_OPEN and tracker.breaker.trial_available
         )
@@ -1196,7 +1223,13 @@ class Engine:
 
     async def _grow(self, swarm: Swarm, n: int, actor: str) -> tuple[list[Agent], list[str]]:
         """Spawn ``n`` agents into a swarm, a few at a time (spawns are CPU-heavy)."""
-        limit = asyncio.Semaphore(self.config.config.queue.spawn_concurrency)
+        runtime = self.registry.get(swarm.runtime)
+        # A runtime whose start is CPU-heavy may ask for fewer parallel spawns.
+        parallel = min(
+            self.config.config.queue.spawn_concurrency,
+            int(getattr(runtime, "max_parallel_spawns", 1 << 30)),
+        )
+        limit = asyncio.Semaphore(parallel)
         agents: list[Agent] = []
         errors: list[str] = []
 

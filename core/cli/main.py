@@ -624,6 +624,45 @@ def bench_exec_cmd(
         sys.exit(EXIT_ERROR)
 
 
+@bench.command("route")
+@click.option(
+    "--agents",
+    type=click.IntRange(1, 100_000),
+    multiple=True,
+    default=(10, 50, 1000),
+    show_default=True,
+    help="Pool sizes (repeat the option for several).",
+)
+@click.option(
+    "--strategy", "strategies", multiple=True, help="Strategies to measure (default: every one)."
+)
+@click.option(
+    "--decisions", type=click.IntRange(100, 10_000_000), default=20_000, show_default=True
+)
+@json_option
+def bench_route_cmd(
+    agents: tuple[int, ...], strategies: tuple[str, ...], decisions: int, as_json: bool
+) -> None:
+    """Routing decision latency (p50/p99 in microseconds) per strategy and pool size."""
+    from core.federation.route_bench import bench_route
+    from core.federation.routing import check_strategy
+    from core.federation.strategies import strategy_names
+
+    try:
+        names = [check_strategy(s) for s in strategies] or strategy_names()
+    except GodelError as e:
+        fail(e.message)
+    results = [bench_route(n, decisions=decisions, strategy=name) for name in names for n in agents]
+    if as_json:
+        echo_json([r.model_dump(mode="json") for r in results])
+        return
+    rows = [
+        (r.strategy, str(r.agents), f"{r.p50_us:.1f}", f"{r.p99_us:.1f}", f"{r.max_us:.1f}")
+        for r in results
+    ]
+    click.echo(render.table(("STRATEGY", "AGENTS", "P50 µs", "P99 µs", "MAX µs"), rows))
+
+
 @bench.command("dispatch")
 @click.option(
     "--runtime",

@@ -8,6 +8,7 @@ from counters), then asks it for one decision per ready task.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from core.errors import InvalidInput
@@ -37,6 +38,8 @@ def check_strategy(name: str) -> str:
 class Routing:
     metrics: Metrics
     trackers: Mapping[str, HealthTracker]
+    # Open breakers kept in service by the ejection cap: routed as closed.
+    cap_overrides: AbstractSet[str] = frozenset()
     pools: dict[str | None, CandidatePool] = field(default_factory=dict)
 
     def pool(self, name: str | None, strategy: str | None = None) -> CandidatePool:
@@ -63,6 +66,8 @@ class Routing:
             stats = self.metrics.agent_stats(a.id)
             tracker = self.trackers.get(a.id)
             breaker = tracker.breaker.state if tracker else BreakerState.CLOSED
+            if a.id in self.cap_overrides:
+                breaker = BreakerState.CLOSED
             trial = bool(tracker and tracker.breaker.trial_available)
             cand = Candidate(
                 agent_id=a.id,

@@ -94,10 +94,10 @@ def _route_benches(quick: bool) -> list[Any]:
         from core.federation.route_bench import bench_route
     except ImportError:  # the router is not in this build
         return []
-    from core.federation.strategies import STRATEGIES
+    from core.federation.strategies import strategy_names
 
     out = []
-    for strategy in sorted(STRATEGIES):
+    for strategy in strategy_names():
         for agents in (10, 50, 1000):
             out.append(bench_route(agents, decisions=2000 if quick else 20000, strategy=strategy))
     return out
@@ -232,10 +232,11 @@ def _federation_goals(results: dict[str, Any]) -> list[str]:
     )
     if noop.tasks_per_s < 5000:
         out.append(
-            "  What limits it: each task is four write transactions (route audit, exec start,"
-            " exec end with output and usage, queue completion), each with its own audit entry"
-            " and aiosqlite thread hops, and an agent runs one task at a time. Batching"
-            " completions and audit entries across tasks is the next step."
+            "  What limits it: every task is durable and audited at each step: its claim (with"
+            " the routing decision's audit entry, batched per round), the exec's start, the"
+            " exec's end (output, usage, status) and the queue's completion, each a SQLite"
+            " transaction through aiosqlite's worker thread; and an agent runs one task at a"
+            " time. Batching completions and audit entries across tasks is the next step."
         )
     shell = next(b for b in results["swarm"] if b.runtime == "shell")
     out.append(

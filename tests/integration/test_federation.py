@@ -274,3 +274,25 @@ def test_route_explain_and_strategy_change_at_run_time(godel: Godel) -> None:
     assert {e["payload"]["strategy"] for e in routes} == {"round-robin"}
     assert len({e["result"] for e in routes}) == 3  # round-robin used every agent
     assert "round-robin" in jrun(godel, "route", "strategies")
+
+
+def test_the_ejection_cap_keeps_a_pool_working(godel: Godel) -> None:
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text(
+        "[health]\nfailure_threshold = 1\nopen_for_s = 60\nmax_open_s = 60\n"
+        "max_ejection_percent = 10\n"
+    )
+    jrun(godel, "swarm", "create", "cap", "--count", "2")
+    agents = [a["id"] for a in jrun(godel, "swarm", "status", "cap")["agents"]]
+    submit(godel, "cap", "exit 1", "exit 1", max_attempts="1")  # one failure on each agent
+    assert wait_for(lambda: all_final(godel, "cap", 2), timeout=30)
+    opened = [
+        e["subject"]
+        for e in jrun(godel, "audit", "list")
+        if e["action"] == "agent.breaker" and e["result"] == "open"
+    ]
+    assert sorted(opened) == sorted(agents)  # both breakers are open...
+    (good,) = submit(godel, "cap", "echo served")
+    # ...but at most 10 % (at least one) of the pool may be out: the other still serves.
+    assert wait_for(lambda: tasks(godel, "cap")[good]["status"] == "succeeded", timeout=15)
