@@ -119,34 +119,17 @@ class RawPi:
 
     @classmethod
     async def start(cls, engine: Engine, model_name: str, workspace: Path) -> RawPi:
-        from core.runtimes.pi import PiRuntime, write_config
-        from core.runtimes.pi_protocol import PROVIDER, settings_json
+        from core.runtimes.pi import PiRuntime, pi_command, write_config
+        from core.runtimes.pi_protocol import settings_json
 
         model = await engine.models.resolve(model_name)
         rt = engine.registry.get("pi")
         assert isinstance(rt, PiRuntime)
         agent_dir = engine.paths.home / "raw-pi"
         write_config(agent_dir, model, settings_json())
-        env = {
-            **os.environ,
-            "PI_CODING_AGENT_DIR": str(agent_dir),
-            "PI_OFFLINE": "1",
-            "HOME": str(agent_dir / "home"),
-            model.api_key_env: model.api_key or "no-key",
-        }
+        env, args = pi_command(rt.find_pi(), agent_dir, model, {})
         proc = await asyncio.create_subprocess_exec(
-            rt.find_pi(),
-            "--mode",
-            "rpc",
-            "--no-session",
-            "--provider",
-            PROVIDER,
-            "--model",
-            model.upstream_id,
-            "--no-skills",
-            "--no-prompt-templates",
-            "--no-themes",
-            "--no-extensions",
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

@@ -166,7 +166,9 @@ class Engine:
         # Agents whose breaker is open but which work on because of the ejection cap.
         self.cap_overrides: set[str] = set()
         self.autoscaler = Autoscaler(self, config.config.autoscaler)
-        self.routing = Routing(self.metrics, self.trackers, self.cap_overrides)
+        self.routing = Routing(
+            self.metrics, self.trackers, self.cap_overrides, health.panic_threshold
+        )
 
     async def _scripted_base_url(self) -> str:
         """Start Godel's scripted model server on first use (``--model scripted``)."""

@@ -40,12 +40,15 @@ class Routing:
     trackers: Mapping[str, HealthTracker]
     # Open breakers kept in service by the ejection cap: routed as closed.
     cap_overrides: AbstractSet[str] = frozenset()
+    panic_threshold: float = 0.5  # [health] panic_threshold
     pools: dict[str | None, CandidatePool] = field(default_factory=dict)
 
     def pool(self, name: str | None, strategy: str | None = None) -> CandidatePool:
         pool = self.pools.get(name)
         if pool is None:
-            pool = self.pools[name] = CandidatePool(strategy=strategy or DEFAULT_STRATEGY)
+            pool = self.pools[name] = CandidatePool(
+                strategy=strategy or DEFAULT_STRATEGY, panic_threshold=self.panic_threshold
+            )
         elif strategy is not None and pool.strategy != strategy:
             pool.strategy = strategy
         return pool

@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -419,6 +419,46 @@ def bundled_pi_bin() -> Path:
     )
 
 
+def pi_command(
+    pi_bin: str,
+    agent_dir: Path,
+    model: ResolvedModel,
+    extra_env: dict[str, str],
+    *,
+    allow_workspace_extensions: bool = False,
+    extra_args: Sequence[str] = (),
+) -> tuple[dict[str, str], list[str]]:
+    """The environment and argv of one ``pi --mode rpc`` agent (also used by the bench)."""
+    env = dict(os.environ)
+    env.update(extra_env)
+    env.update(
+        {
+            "PI_CODING_AGENT_DIR": str(agent_dir),
+            "PI_OFFLINE": "1",
+            "HOME": str(agent_dir / "home"),
+            # Never empty: pi would then send the variable's name as the key.
+            model.api_key_env: model.api_key or "no-key",
+        }
+    )
+    args = [
+        pi_bin,
+        "--mode",
+        "rpc",
+        "--no-session",
+        "--provider",
+        PROVIDER,
+        "--model",
+        model.upstream_id,
+        "--no-skills",
+        "--no-prompt-templates",
+        "--no-themes",
+    ]
+    if not allow_workspace_extensions:
+        args.append("--no-extensions")
+    args.extend(extra_args)
+    return env, args
+
+
 def write_config(agent_dir: Path, model: ResolvedModel, settings: dict[str, Any]) -> None:
     """Write the agent's pi config dir: ``models.json``, ``settings.json``, scratch HOME."""
     agent_dir.mkdir(parents=True, exist_ok=True)
@@ -521,34 +561,16 @@ class PiRuntime:
                 f"cannot write pi's config in {agent_dir}: {e}", agent_id=agent_id
             ) from e
 
-        env = dict(os.environ)
-        env.update(spec.env)
-        env.update(
-            {
-                "GODEL_AGENT_ID": agent_id,
-                "PI_CODING_AGENT_DIR": str(agent_dir),
-                "PI_OFFLINE": "1",
-                "HOME": str(agent_dir / "home"),
-                # Never empty: pi would then send the variable's name as the key.
-                model.api_key_env: model.api_key or "no-key",
-            }
-        )
-        args = [
+        env, args = pi_command(
             pi_bin,
-            "--mode",
-            "rpc",
-            "--no-session",
-            "--provider",
-            PROVIDER,
-            "--model",
-            model.upstream_id,
-            "--no-skills",
-            "--no-prompt-templates",
-            "--no-themes",
-        ]
-        if not self._ctx.options.get("allow_workspace_extensions", False):
-            args.append("--no-extensions")
-        args.extend(self._extra_args)
+            agent_dir,
+            model,
+            {**spec.env, "GODEL_AGENT_ID": agent_id},
+            allow_workspace_extensions=bool(
+                self._ctx.options.get("allow_workspace_extensions", False)
+            ),
+            extra_args=self._extra_args,
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *args,
