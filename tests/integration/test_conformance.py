@@ -186,7 +186,7 @@ async def test_steer(runtime_name: str, tmp_path: Path, scripted_server: Any) ->
     if Capability.STEER not in rt.capabilities:
         pytest.skip(f"{runtime_name} does not declare steer")
     events: list[RuntimeEvent] = []
-    task = await start_long(rt, handle, "run: sleep 1", events)
+    task = await start_long(rt, handle, "run: sleep 3", events)
     assert await rt.steer(handle, "please also say banana") is True
     await asyncio.wait_for(task, 30)
     assert any("please also say banana" in str(r.body) for r in scripted_server.requests)

@@ -53,12 +53,12 @@ def test_a_batch_of_500_tasks_completes_with_the_right_results(godel: Godel) -> 
 
 def test_a_task_whose_agent_dies_finishes_on_another_agent(godel: Godel) -> None:
     jrun(godel, "swarm", "create", "pair", "--count", "2")
-    (task_id,) = submit(godel, "pair", "sleep 2; echo finished")
+    (task_id,) = submit(godel, "pair", "sleep 10; echo finished")  # long enough to kill mid-way
     assert wait_for(lambda: tasks(godel, "pair")[task_id]["status"] == "running", timeout=20)
     first = tasks(godel, "pair")[task_id]["lease_agent"]
     agent = jrun(godel, "agent", "get", first)["agent"]
     os.kill(agent["pid"], signal.SIGKILL)  # the agent's process dies mid-task
-    assert wait_for(lambda: tasks(godel, "pair")[task_id]["status"] == "succeeded", timeout=30)
+    assert wait_for(lambda: tasks(godel, "pair")[task_id]["status"] == "succeeded", timeout=60)
     t = tasks(godel, "pair")[task_id]
     assert t["lease_agent"] != first
     assert t["result"]["output"] == "finished\n"
@@ -70,6 +70,10 @@ def test_a_task_whose_agent_dies_finishes_on_another_agent(godel: Godel) -> None
 
 def test_priorities_then_fifo_and_dependencies(godel: Godel) -> None:
     # No agent yet: everything is queued before anything runs, so the order is the queue's.
+    # (The autoscaler would start one on its own: it is off here.)
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text("[autoscaler]\nenabled = false\n")
     jrun(godel, "swarm", "create", "solo", "--count", "0", "--max", "1")
     low = submit(godel, "solo", "echo low", priority="low")[0]
     n1, n2 = submit(godel, "solo", "echo n1", "echo n2")
@@ -178,7 +182,7 @@ def test_breaker_opens_then_lets_exactly_one_trial_through(godel: Godel) -> None
     cfg = godel.cwd / ".godel"
     cfg.mkdir()
     (cfg / "config.toml").write_text(
-        "[health]\nfailure_threshold = 2\nopen_for_s = 6\nmax_open_s = 12\n"
+        "[health]\nfailure_threshold = 2\nopen_for_s = 12\nmax_open_s = 24\n"
     )
     jrun(godel, "swarm", "create", "br", "--count", "1")
     agent_id = jrun(godel, "swarm", "status", "br")["agents"][0]["id"]
@@ -188,7 +192,7 @@ def test_breaker_opens_then_lets_exactly_one_trial_through(godel: Godel) -> None
     assert tasks(godel, "br")[good]["status"] == "ready"  # the breaker is open
     time.sleep(1)
     assert tasks(godel, "br")[good]["status"] == "ready"
-    assert wait_for(lambda: tasks(godel, "br")[good]["status"] == "succeeded", timeout=20)
+    assert wait_for(lambda: tasks(godel, "br")[good]["status"] == "succeeded", timeout=45)
     audit = jrun(godel, "audit", "list", "--subject", agent_id)
     states = [e["result"] for e in audit if e["action"] == "agent.breaker"]
     assert states == ["open", "half_open", "closed"]
