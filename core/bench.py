@@ -374,10 +374,6 @@ def _ok(result: Any) -> bool:
     return isinstance(result, ExecResult) and result.status is ExecStatus.SUCCEEDED
 
 
-def run_sync(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
 class DispatchBench(BaseModel):
     runtime: str
     agents: int

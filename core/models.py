@@ -313,7 +313,7 @@ class Task(BaseModel):
     not_before: float = 0.0
     lease_agent: str | None = None
     lease_expires: float | None = None
-    exec_id: str | None = None
+    exec_id: str | None = None  # the exec of the last attempt
     result: ExecResult | None = None
     error: str = ""
     created_at: datetime

@@ -73,10 +73,6 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     async def _loop(self) -> None:
         while not self.stopping:
             with contextlib.suppress(TimeoutError):

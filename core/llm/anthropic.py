@@ -149,14 +149,8 @@ class AnthropicClient:
         the stream has started ends it with ``Finish(stop_reason="error")``. Close it
         early with ``contextlib.aclosing`` (or cancel the task) to hang up at once.
         """
-        response = await self._endpoint.open(build_anthropic_body(request))
-        try:
-            # aclosing: close the parser generators now, not whenever GC finalizes them.
-            async with contextlib.aclosing(self._events(response)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            await response.aclose()
+        async for event in self._endpoint.stream(build_anthropic_body(request), self._events):
+            yield event
 
     async def _events(self, response: httpx.Response) -> AsyncGenerator[LLMEvent, None]:
         blocks: dict[int, _Block] = {}

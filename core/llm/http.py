@@ -8,6 +8,7 @@ calls the agent loop already acted on.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -25,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core.llm.types import LLMError
+from core.llm.types import LLMError, LLMEvent
 
 log = logging.getLogger("godel.llm")
 
@@ -205,6 +206,24 @@ class StreamingEndpoint:
             api=self.api,
             retryable=False,
         )
+
+    async def stream(
+        self,
+        body: dict[str, Any],
+        parse: Callable[[httpx.Response], AsyncGenerator[LLMEvent, None]],
+    ) -> AsyncGenerator[LLMEvent, None]:
+        """Open the response (with retries), then yield what ``parse`` makes of it.
+
+        The response is closed as soon as the consumer stops, so a cancelled exec hangs
+        up at once; ``aclosing`` closes the parser generators now, not at GC time.
+        """
+        response = await self.open(body)
+        try:
+            async with contextlib.aclosing(parse(response)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            await response.aclose()
 
     async def open(self, body: dict[str, Any]) -> httpx.Response:
         """The 200 response, body not yet read; the caller must ``aclose()`` it."""

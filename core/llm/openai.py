@@ -169,14 +169,8 @@ class OpenAIClient:
         early with ``contextlib.aclosing`` (or cancel the task) to hang up at once.
         """
         body = build_openai_body(request, self.max_tokens_field)
-        response = await self._endpoint.open(body)
-        try:
-            # aclosing: close the parser generators now, not whenever GC finalizes them.
-            async with contextlib.aclosing(self._events(response)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            await response.aclose()
+        async for event in self._endpoint.stream(body, self._events):
+            yield event
 
     async def _events(self, response: httpx.Response) -> AsyncGenerator[LLMEvent, None]:
         calls: dict[int, _PartialCall] = {}

@@ -182,17 +182,6 @@ class TaskStoreMixin:
 
     # submit ---------------------------------------------------------------------------
 
-    async def queue_load(self, swarm: str | None) -> tuple[int, int]:
-        """(active tasks in this swarm, active tasks overall)."""
-        rows = list(
-            await self.db.execute_fetchall(
-                "SELECT count(*) AS n, sum(swarm IS ?) AS s FROM tasks "
-                "WHERE status IN ('queued','ready','running')",
-                (swarm,),
-            )
-        )
-        return int(rows[0]["s"] or 0), int(rows[0]["n"] or 0)
-
     async def submit_tasks(
         self,
         specs: Sequence[TaskSpec],
@@ -435,14 +424,6 @@ class TaskStoreMixin:
 
         return bool(await self._write(fn))
 
-    async def set_task_exec(self, task_id: str, token: str, exec_id: str) -> None:
-        await self._write(
-            lambda db: db.execute(
-                "UPDATE tasks SET exec_id = ? WHERE id = ? AND lease_token = ?",
-                (exec_id, task_id, token),
-            )
-        )
-
     async def complete(
         self,
         task_id: str,
@@ -480,11 +461,12 @@ class TaskStoreMixin:
             not_before = time.time() + retry_delay(attempts) if status is TaskStatus.READY else 0
             # lease_agent stays: it names the agent that ran the last attempt.
             await db.execute(
-                "UPDATE tasks SET status = ?, result = ?, error = ?, not_before = ?, "
+                "UPDATE tasks SET status = ?, exec_id = ?, result = ?, error = ?, not_before = ?, "
                 "lease_token = NULL, lease_expires = NULL, updated_at = ?, "
                 "finished_at = ? WHERE id = ?",
                 (
                     status.value,
+                    result.exec_id or None,
                     result.model_dump_json(),
                     "" if ok else _failure_text(result),
                     not_before,
