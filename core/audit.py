@@ -4,7 +4,8 @@ Each entry's hash is SHA-256 over the canonical JSON of all its fields plus the
 previous entry's hash, so editing, deleting, inserting or reordering rows in the
 database breaks the chain at the first changed entry. A separate head record (the
 last seq and hash, written in the same transaction as every append) catches a
-truncated tail. Appending is the store's job; this module owns the maths.
+truncated tail. This module owns the maths (``seal`` makes the next entry from a draft);
+a store backend only persists what ``seal`` returns, so every backend chains alike.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,17 @@ from pydantic import BaseModel
 from core.models import AuditEntry
 
 GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An audit entry before the store gives it a seq and hashes."""
+
+    actor: str
+    action: str
+    subject: str
+    result: str = "ok"
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -55,6 +68,47 @@ def compute_entry_hash(
         "prev_hash": prev_hash,
     }
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def seal(draft: AuditDraft, *, seq: int, prev_hash: str, ts: datetime) -> AuditEntry:
+    """The entry that follows ``prev_hash`` at ``seq``: payload made JSON-plain, hashed."""
+    return seal_json(draft, seq=seq, prev_hash=prev_hash, ts=ts)[0]
+
+
+def seal_json(
+    draft: AuditDraft, *, seq: int, prev_hash: str, ts: datetime
+) -> tuple[AuditEntry, str]:
+    """``seal``, and the payload's canonical JSON (what a backend stores).
+
+    On the write path of every transaction, so the payload is encoded once and spliced
+    into the hashed body; ``tests/unit/test_audit.py`` checks the hash equals
+    ``compute_entry_hash``'s, which ``verify_chain`` uses.
+    """
+    payload_json = canonical_json(draft.payload).decode("utf-8")
+    ts_text = format_ts(ts)
+    dump = json.dumps
+    body = (
+        f'{{"action":{dump(draft.action, ensure_ascii=False)},'
+        f'"actor":{dump(draft.actor, ensure_ascii=False)},'
+        f'"payload":{payload_json},'
+        f'"prev_hash":{dump(prev_hash, ensure_ascii=False)},'
+        f'"result":{dump(draft.result, ensure_ascii=False)},'
+        f'"seq":{int(seq)},'
+        f'"subject":{dump(draft.subject, ensure_ascii=False)},'
+        f'"ts":{dump(ts_text, ensure_ascii=False)}}}'
+    )
+    entry = AuditEntry.model_construct(
+        seq=seq,
+        ts=ts,
+        actor=draft.actor,
+        action=draft.action,
+        subject=draft.subject,
+        payload=json.loads(payload_json),
+        result=draft.result,
+        prev_hash=prev_hash,
+        entry_hash=hashlib.sha256(body.encode("utf-8")).hexdigest(),
+    )
+    return entry, payload_json
 
 
 class AuditHead(BaseModel):

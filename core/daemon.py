@@ -24,26 +24,21 @@ import socket
 import struct
 import sys
 import time
-from typing import IO, Any
+from typing import IO
 
-from core.api.jsonrpc import JSON, Dispatcher
-from core.api.methods import build_dispatcher
+from core.api.jsonrpc import EXIT_ALREADY_RUNNING, JSON, MAX_MESSAGE, RpcMethods
+from core.api.methods import build_methods
 from core.config import load_config
-from core.engine import Engine
+from core.engine import Engine, build_engine
 from core.errors import GodelError
 from core.events import EventBus, EventRecorder
 from core.paths import GodelPaths
-from core.runtimes.base import RuntimeContext
-from core.runtimes.registry import RuntimeRegistry, known_runtime_names
-from core.store.sqlite import SqliteStore
+from core.runtimes.registry import known_runtime_names
 
 log = logging.getLogger("godel.daemon")
 
-EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: another daemon holds the lock; clients just connect
 EXIT_CONFIG = 78  # EX_CONFIG
 EXIT_STORE = 74  # EX_IOERR
-
-MAX_MESSAGE = 64 * 1024 * 1024
 
 
 def peer_actor(sock: socket.socket | None) -> str:
@@ -62,14 +57,6 @@ def peer_actor(sock: socket.socket | None) -> str:
     return f"{user}(uid={uid}) pid={pid} via unix socket"
 
 
-def build_registry(
-    paths: GodelPaths, runtime_options: dict[str, dict[str, Any]]
-) -> RuntimeRegistry:
-    return RuntimeRegistry.load(
-        lambda name: RuntimeContext(home=paths.home, options=dict(runtime_options.get(name, {})))
-    )
-
-
 class Daemon:
     def __init__(self, paths: GodelPaths) -> None:
         self.paths = paths
@@ -80,7 +67,7 @@ class Daemon:
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self.engine: Engine | None = None
-        self.rpc: Dispatcher | None = None
+        self.rpc: RpcMethods | None = None
 
     def request_stop(self, reason: str, actor: str) -> None:
         self._stop_reason = reason
@@ -90,17 +77,13 @@ class Daemon:
     async def run(self) -> None:
         paths = self.paths
         loaded = load_config(known_runtime_names())
-        registry = build_registry(paths, loaded.config.runtimes)
         bus = EventBus()
         recorder = EventRecorder(bus, paths.events)
-        store = SqliteStore(paths.db)
-        engine = Engine(paths, store, registry, loaded, bus)
+        engine = build_engine(paths, config=loaded, bus=bus)
         self.engine = engine
         recorder.start()
         await engine.start(actor="daemon")
-        self.rpc = build_dispatcher(
-            engine, started_at=self.started_at, request_stop=self.request_stop
-        )
+        self.rpc = build_methods(engine, started_at=self.started_at, request_stop=self.request_stop)
         sock_path = paths.socket
         with contextlib.suppress(FileNotFoundError):
             sock_path.unlink()  # stale: we hold the lock, so no daemon is serving it

@@ -330,6 +330,11 @@ class Lease(BaseModel):
     expires: float
 
 
+# The routing strategy of a swarm that names none (one definition: the router, the CLI
+# and the API all read it from here).
+DEFAULT_STRATEGY = "balanced"
+
+
 class SwarmSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -341,7 +346,7 @@ class SwarmSpec(BaseModel):
     min_agents: int | None = Field(default=None, ge=0)
     max_agents: int | None = Field(default=None, ge=1)
     target_per_agent: int = Field(default=1, ge=1)
-    strategy: str = "balanced"
+    strategy: str = DEFAULT_STRATEGY
     capacity: int = Field(default=10_000, ge=1)
 
 

@@ -11,17 +11,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from core.api.jsonrpc import STREAM_METHOD
-from core.daemon import EXIT_ALREADY_RUNNING, MAX_MESSAGE
+from core.api.jsonrpc import EXIT_ALREADY_RUNNING, MAX_MESSAGE, STREAM_METHOD
 from core.errors import ERRORS_BY_CODE, DaemonError, GodelError
 from core.paths import GodelPaths
 
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 30.0
+# A safety net only: a daemon whose pid still exists is stopping its agents, which takes
+# as long as they take; the CLI waits for it.
+STOP_LIMIT = 600.0
+STOP_NOTICE_AFTER = 2.0
 
 OnStream = Callable[[Any], Awaitable[None] | None]
 
@@ -168,9 +171,9 @@ def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
         )
 
 
-def _gone(pid: int) -> bool:
+def _process_gone(proc: psutil.Process) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
 
@@ -225,16 +228,56 @@ def read_pid(paths: GodelPaths) -> int | None:
         return None
 
 
-async def stop_daemon(paths: GodelPaths, timeout: float = STOP_TIMEOUT) -> int | None:
-    """Ask the daemon to stop and wait until it has; returns its pid or None if none ran."""
+async def request_stop(paths: GodelPaths) -> int | None:
+    """Ask the daemon to stop; returns its pid, or None if no daemon serves ``paths``."""
     if not await can_connect(paths):
         return None
     async with DaemonClient(paths) as client:
         reply = await client.call("daemon.stop")
-    pid = int(reply["pid"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _gone(pid):
-            return pid
+    return int(reply["pid"])
+
+
+async def wait_daemon_gone(
+    pid: int,
+    *,
+    limit: float = STOP_LIMIT,
+    on_slow: Callable[[], None] | None = None,
+    slow_after: float = STOP_NOTICE_AFTER,
+    log: Path | None = None,
+) -> None:
+    """Wait while process ``pid`` (a stopping daemon) exists; ``on_slow`` once, if it is slow.
+
+    Raises DaemonError only after ``limit`` seconds, a safety net: while its pid exists
+    the daemon is still stopping its agents.
+    """
+    try:
+        # Held from the start: psutil then notices if the pid is reused while we wait.
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    started = time.monotonic()
+    noticed = on_slow is None
+    while not _process_gone(proc):
+        waited = time.monotonic() - started
+        if not noticed and waited >= slow_after:
+            noticed = True
+            assert on_slow is not None
+            on_slow()
+        if waited >= limit:
+            where = f" (log: {log})" if log is not None else ""
+            raise DaemonError(
+                f"the daemon (pid {pid}) is still stopping after {limit:.0f}s; "
+                f"it keeps stopping in the background{where}",
+                pid=pid,
+            )
         await asyncio.sleep(0.05)
-    raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:.0f}s", pid=pid)
+
+
+async def stop_daemon(
+    paths: GodelPaths, limit: float = STOP_LIMIT, on_slow: Callable[[], None] | None = None
+) -> int | None:
+    """Ask the daemon to stop and wait until it has; returns its pid or None if none ran."""
+    pid = await request_stop(paths)
+    if pid is not None:
+        await wait_daemon_gone(pid, limit=limit, on_slow=on_slow, log=paths.log)
+    return pid

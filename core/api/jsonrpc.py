@@ -30,6 +30,12 @@ INTERNAL_ERROR = -32603
 
 STREAM_METHOD = "stream"
 
+# The largest message either side accepts (one JSON per line).
+MAX_MESSAGE = 64 * 1024 * 1024
+# The daemon's exit code when another daemon already serves the home: the client that
+# started it just connects to that one. (EX_TEMPFAIL)
+EXIT_ALREADY_RUNNING = 75
+
 JSON = Any
 Emit = Callable[[JSON], Awaitable[None]]
 
@@ -85,7 +91,7 @@ def _validation_data(e: ValidationError) -> list[dict[str, JSON]]:
     ]
 
 
-class Dispatcher:
+class RpcMethods:
     def __init__(self) -> None:
         self.methods: dict[str, Method] = {}
 

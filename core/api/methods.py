@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import __version__
-from core.api.jsonrpc import JSON, CallContext, Dispatcher, Emit, NoParams
+from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
 from core.engine import Engine
 from core.federation.metrics import CONTENT_TYPE
-from core.federation.strategies import strategy_names
+from core.federation.routing import strategy_names
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
 
 
@@ -85,10 +85,10 @@ class ConfigReloadParams(_Params):
     cwd: str | None = None
 
 
-def build_dispatcher(
+def build_methods(
     engine: Engine, *, started_at: float, request_stop: Callable[[str, str], None]
-) -> Dispatcher:
-    rpc = Dispatcher()
+) -> RpcMethods:
+    rpc = RpcMethods()
 
     @rpc.method("daemon.status")
     async def daemon_status(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -154,7 +154,7 @@ def build_dispatcher(
     @rpc.method("model.list")
     async def model_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
         """Configured models: provider, API, upstream id, prices, whether the key is set."""
-        return engine.models.info()
+        return engine.model_info()
 
     @rpc.method("agent.kill", AgentRef)
     async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
@@ -183,7 +183,7 @@ def build_dispatcher(
     @rpc.method("task.list", TaskListParams)
     async def task_list(p: TaskListParams, ctx: CallContext, emit: Emit) -> JSON:
         """Tasks, newest first."""
-        return await engine.store.list_tasks(swarm=p.swarm, status=p.status, limit=p.limit)
+        return await engine.list_tasks(swarm=p.swarm, status=p.status, limit=p.limit)
 
     @rpc.method("task.get", TaskRef)
     async def task_get(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
@@ -209,7 +209,7 @@ def build_dispatcher(
     @rpc.method("swarm.list")
     async def swarm_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
         """Active swarms with their agent and task counts."""
-        return [await engine.swarm_status(s.name) for s in await engine.store.list_swarms()]
+        return await engine.list_swarms()
 
     @rpc.method("swarm.status", SwarmRef)
     async def swarm_status(p: SwarmRef, ctx: CallContext, emit: Emit) -> JSON:
@@ -267,7 +267,7 @@ def build_dispatcher(
     async def audit_export(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
         """Stream every audit entry (for JSON lines export); the export itself is audited."""
         n = 0
-        async for entry in engine.store.iter_audit():
+        async for entry in engine.audit_entries():
             await emit(entry)
             n += 1
         await engine.record(ctx.actor, "audit.export", "audit", entries=n)
@@ -280,9 +280,9 @@ def build_dispatcher(
 
     @rpc.method("config.reload", ConfigReloadParams)
     async def config_reload(p: ConfigReloadParams, ctx: CallContext, emit: Emit) -> JSON:
-        """Reload config files; a change is audited."""
-        await engine.reload_config(ctx.actor, cwd=Path(p.cwd) if p.cwd else None)
-        return _config(engine)
+        """Reload config files and apply what changed; lists what needs a restart."""
+        reload = await engine.reload_config(ctx.actor, cwd=Path(p.cwd) if p.cwd else None)
+        return {**_config(engine), "reload": reload}
 
     @rpc.method("rpc.discover")
     async def discover(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:

@@ -10,7 +10,7 @@ import click
 
 from core.cli import render
 from core.cli.common import Ctx, async_command, call, echo_json, fail, json_option, pass_ctx
-from core.models import Agent, Swarm, Task, TaskPriority, TaskStatus
+from core.models import DEFAULT_STRATEGY, Agent, Swarm, Task, TaskPriority, TaskStatus
 
 
 def _csv(value: str | None) -> list[str]:
@@ -152,7 +152,7 @@ def _swarm_options(fn: Any) -> Any:
             click.option("--max", "max_agents", type=click.IntRange(1, 5000)),
             click.option(
                 "--strategy",
-                default="balanced",
+                default=DEFAULT_STRATEGY,
                 show_default=True,
                 help="Routing strategy (see docs/architecture.md#federation).",
             ),

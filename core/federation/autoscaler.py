@@ -15,18 +15,16 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
+from core.audit import AuditDraft
+from core.clock import Clock, SystemClock
+from core.config import AutoscalerSettings
 from core.events import SwarmAutoscaled
-from core.federation.autoscaler_settings import AutoscalerSettings
+from core.federation.ports import SwarmScaler
 from core.models import Swarm
-from core.store.base import AuditDraft
-
-if TYPE_CHECKING:
-    from core.engine import Engine
+from core.store.base import Store
+from core.store.journal import Journal
 
 log = logging.getLogger("godel.autoscaler")
 
@@ -52,16 +50,26 @@ def desired_agents(work: int, target_per_agent: int, min_agents: int, max_agents
     return max(min_agents, min(max_agents, math.ceil(work / target_per_agent)))
 
 
-@dataclass
 class Autoscaler:
-    engine: Engine
-    settings: AutoscalerSettings
-    clock: Callable[[], float] = time.monotonic
-    _windows: dict[str, _Window] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
+    def __init__(
+        self,
+        *,
+        store: Store,
+        journal: Journal,
+        swarms: SwarmScaler,
+        settings: AutoscalerSettings,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.swarms = swarms
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._windows: dict[str, _Window] = {}
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self.settings.enabled:
+        if self.settings.enabled and self._task is None:
             self._task = asyncio.create_task(self._loop(), name="godel-autoscaler")
 
     async def stop(self) -> None:
@@ -69,26 +77,43 @@ class Autoscaler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+
+    async def apply_settings(self, settings: AutoscalerSettings) -> None:
+        """New ``[autoscaler]`` settings (config reload): take effect at once."""
+        self.settings = settings
+        await self.stop()
+        self.start()
+
+    def forget(self, swarm: str) -> None:
+        """A destroyed swarm leaves no scale-down window behind."""
+        self._windows.pop(swarm, None)
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.interval_s)
+            await self.clock.sleep(self.settings.interval_s)
             try:
-                for swarm in await self.engine.store.list_swarms():
+                for swarm in await self.store.list_swarms():
                     await self.evaluate(swarm)
             except Exception:
                 log.exception("autoscaler round failed")
 
     async def evaluate(self, swarm: Swarm) -> Decision | None:
+        # A round's list of swarms may be stale: one destroyed since is left alone.
+        current_record = await self.store.get_swarm(swarm.name)
+        if current_record is None or current_record.status != "active":
+            self.forget(swarm.name)
+            return None
+        swarm = current_record
         if swarm.min_agents == swarm.max_agents:
             return None
-        counts = await self.engine.store.count_tasks(swarm.name, any_swarm=False)
+        counts = await self.store.count_tasks(swarm.name, any_swarm=False)
         work = counts.get("ready", 0) + counts.get("running", 0)
         desired = desired_agents(work, swarm.target_per_agent, swarm.min_agents, swarm.max_agents)
-        members = self.engine.swarm_members(swarm.name)
+        members = self.swarms.members(swarm.name)
         current = len(members)
         window = self._windows.setdefault(swarm.name, _Window())
-        now = self.clock()
+        now = self.clock.monotonic()
         if desired >= current:
             window.since = None
             if desired == current:
@@ -120,17 +145,19 @@ class Autoscaler:
         self, swarm: Swarm, current: int, desired: int, target: int, reason: str
     ) -> Decision:
         decision = Decision(swarm.name, current, desired, target, reason)
-        self.engine.bus.publish(
-            SwarmAutoscaled(swarm=swarm.name, from_agents=current, to_agents=target, reason=reason)
-        )
-        await self.engine.store.append_audit(
+        await self.journal.audit(
             AuditDraft(
                 actor="autoscaler",
                 action="swarm.autoscale",
                 subject=swarm.name,
                 result=f"{current}->{target}",
                 payload={"desired": desired, "reason": reason},
-            )
+            ),
+            events=[
+                SwarmAutoscaled(
+                    swarm=swarm.name, from_agents=current, to_agents=target, reason=reason
+                )
+            ],
         )
-        await self.engine.resize_swarm(swarm.name, target, actor="autoscaler", reason=reason)
+        await self.swarms.resize(swarm.name, target, actor="autoscaler", reason=reason)
         return decision

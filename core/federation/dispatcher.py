@@ -1,11 +1,11 @@
 """The dispatcher: claims ready tasks in priority order, routes each to an agent, runs it
-through ``Engine.exec`` under a lease with heartbeats, and records the outcome.
+through the ``Executor`` under a lease with heartbeats, and records the outcome.
 
 A pool is a swarm (or the default pool: live agents in no swarm). Per pool and per round:
 rescue expired leases → read in-flight counts from the leases → take the ready tasks
-that fit → ask the router for an agent per task → claim the (task, agent) pairs in one
-transaction → run each claimed task in its own asyncio task. Submits, finished tasks and
-agents that come or go wake it up; otherwise it polls.
+that fit → ask the routing table for an agent per task → claim the (task, agent) pairs
+in one transaction → run each claimed task in its own asyncio task. Submits, finished
+tasks and agents that come or go wake it up; otherwise it polls.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
+from core.audit import AuditDraft
+from core.clock import Clock, SystemClock
 from core.errors import AgentNotFound, AgentUnavailable, GodelError
-from core.models import (
-    ExecResult,
-    ExecStatus,
-    Lease,
-)
-from core.store.base import AuditDraft
-
-if TYPE_CHECKING:
-    from core.engine import Engine
+from core.federation.ports import AgentPool, DispatchObserver, Executor
+from core.federation.routing.table import Routed, RoutingTable
+from core.models import ExecResult, ExecStatus, Lease, Task
+from core.store import ops
+from core.store.base import Store
+from core.store.journal import Journal
 
 log = logging.getLogger("godel.dispatcher")
 
@@ -36,25 +34,50 @@ RESCUE_EVERY_S = 1.0
 AGENT_CAPACITY = 1  # an agent runs one exec at a time
 
 
-@dataclass
-class Routed:
-    """The router's answer for one task."""
+def route_audit(task: Task, routed: Routed) -> AuditDraft:
+    """The audit entry of a decision that placed a task (it commits with the claim)."""
+    payload: dict[str, Any] = {
+        "agent_id": routed.agent_id,
+        "strategy": routed.strategy,
+        "reason": routed.reason,
+    }
+    if routed.explain is not None:
+        payload["explain"] = routed.explain
+    return AuditDraft(
+        actor="dispatcher",
+        action="task.route",
+        subject=task.id,
+        result=routed.agent_id or "unroutable",
+        payload=payload,
+    )
 
-    agent_id: str | None
-    reason: str = ""
-    explain: object | None = None
-    strategy: str = "least-loaded"
 
-
-@dataclass
 class Dispatcher:
-    engine: Engine
-    lease_s: float = DEFAULT_LEASE_S
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _loop_task: asyncio.Task[None] | None = None
-    _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # task id -> runner
-    stopping: bool = False
-    _last_rescue: float = 0.0
+    def __init__(
+        self,
+        *,
+        store: Store,
+        journal: Journal,
+        agents: AgentPool,
+        executor: Executor,
+        observer: DispatchObserver,
+        routing: RoutingTable,
+        clock: Clock | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.agents = agents
+        self.executor = executor
+        self.observer = observer
+        self.routing = routing
+        self.clock = clock or SystemClock()
+        self.lease_s = lease_s
+        self.stopping = False
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[None]] = {}  # task id -> its runner
+        self._last_rescue = float("-inf")
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="godel-dispatcher")
@@ -73,28 +96,32 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def running(self) -> int:
+        """Tasks being run now."""
+        return len(self._running)
+
     async def _loop(self) -> None:
         while not self.stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            await self.clock.wait(self._wake, POLL_S)
             self._wake.clear()
             try:
                 await self.dispatch_once()
             except Exception:
                 log.exception("dispatch round failed")
-                await asyncio.sleep(POLL_S)
+                await self.clock.sleep(POLL_S)
 
     async def dispatch_once(self) -> int:
         """One round over every pool; returns how many tasks were started."""
-        store = self.engine.store
-        now = time.monotonic()
-        if now - self._last_rescue >= RESCUE_EVERY_S:  # leases last a minute: no need per round
+        now = self.clock.monotonic()
+        if now - self._last_rescue >= RESCUE_EVERY_S:  # leases last a minute: not every round
             self._last_rescue = now
-            for task_id in await store.rescue_expired(time.time()):
+            rescued = await self.journal.commit(ops.RescueExpired(now=self.clock.time()))
+            for task_id in rescued:
                 log.info("lease of %s expired; rescued", task_id)
         pools: list[tuple[str | None, str | None]] = [
             (None, None),
-            *[(s.name, s.strategy) for s in await store.list_swarms()],
+            *[(s.name, s.strategy) for s in await self.store.list_swarms()],
         ]
         started = 0
         for pool, strategy in pools:
@@ -102,41 +129,39 @@ class Dispatcher:
         return started
 
     async def _dispatch_pool(self, pool: str | None, strategy: str | None) -> int:
-        store = self.engine.store
-        agents = self.engine.pool_agents(pool)
+        agents = self.agents.workers(pool)
         if not agents:
             return 0
-        in_flight = await store.in_flight([a.id for a in agents])
+        in_flight = await self.store.in_flight([a.id for a in agents])
         free = sum(max(0, AGENT_CAPACITY - in_flight[a.id]) for a in agents)
         if free == 0:
             return 0
-        ready = await store.ready_tasks(pool, free, time.time())
+        ready = await self.store.ready_tasks(pool, free, self.clock.time())
         if not ready:
             return 0
-        candidates = self.engine.routing.sync(pool, strategy, agents, in_flight)
-        pairs: list[tuple[str, str]] = []
-        audits: list[AuditDraft | None] = []
+        candidates = self.routing.sync(pool, strategy, agents, in_flight)
+        claims: list[ops.Claim] = []
         for task in ready:
             t0 = time.perf_counter()
-            routed = self.engine.routing.choose(candidates, task)
-            self.engine.metrics.observe_route(
-                routed.strategy, time.perf_counter() - t0, routed.agent_id is not None
-            )
-            self.engine.publish_route(task, routed)
+            routed = self.routing.choose(candidates, task)
+            self.observer.routed(task, routed, time.perf_counter() - t0)
             if routed.agent_id is None:
                 continue
-            if not self.engine.admit(routed.agent_id):
+            if not self.agents.admit(routed.agent_id):
                 candidates.release(routed.agent_id)
                 continue  # a half-open breaker's single trial is already out
             in_flight[routed.agent_id] = in_flight.get(routed.agent_id, 0) + 1
-            pairs.append((task.id, routed.agent_id))
-            audits.append(self.engine.route_audit(task, routed))
-        # Each routing decision is audited in the same transaction as its claim.
-        leases = await store.claim(pairs, self.lease_s, audits)
+            # Each routing decision is audited in the same transaction as its claim.
+            claims.append(ops.Claim(task.id, routed.agent_id, route_audit(task, routed)))
+        if not claims:
+            return 0
+        leases = await self.journal.commit(
+            ops.ClaimTasks(tuple(claims), lease_s=self.lease_s, now=self.clock.time())
+        )
         claimed = {lease.task.id for lease in leases}
-        for task_id, agent_id in pairs:
-            if task_id not in claimed:  # taken or cancelled meanwhile: give the trial back
-                self.engine.release_trial(agent_id)
+        for c in claims:
+            if c.task_id not in claimed:  # taken or cancelled meanwhile: give the trial back
+                self.agents.release_trial(c.agent_id)
         for lease in leases:
             self._running[lease.task.id] = asyncio.create_task(
                 self._run(lease), name=f"run-{lease.task.id}"
@@ -144,12 +169,12 @@ class Dispatcher:
         return len(leases)
 
     async def _run(self, lease: Lease) -> None:
-        task, store = lease.task, self.engine.store
+        task = lease.task
         beat = asyncio.create_task(self._heartbeat(lease))
         result: ExecResult | None = None
         requeue = ""
         try:
-            async for ev in self.engine.exec(
+            async for ev in self.executor.exec(
                 lease.agent_id,
                 task.input,
                 actor=f"dispatcher (task {task.id})",
@@ -171,25 +196,34 @@ class Dispatcher:
             if (
                 result is not None
                 and result.status is ExecStatus.INTERRUPTED
-                and not self.engine.is_live(lease.agent_id)
+                and not self.agents.is_live(lease.agent_id)
             ):
                 requeue = f"agent {lease.agent_id} ended mid-task ({result.reason})"
             if requeue:
-                await store.requeue_agent(lease.agent_id, requeue, "dispatcher")
+                await self.journal.commit(
+                    ops.RequeueAgent(lease.agent_id, requeue, actor="dispatcher")
+                )
             elif result is not None:
                 ok = result.status is ExecStatus.SUCCEEDED
-                retryable = result.status is not ExecStatus.ABORTED
-                status = await store.complete(
-                    task.id, lease.token, result, ok=ok, retryable=retryable
+                status = await self.journal.commit(
+                    ops.CompleteTask(
+                        task.id,
+                        lease.token,
+                        result,
+                        ok=ok,
+                        now=self.clock.time(),
+                        retryable=result.status is not ExecStatus.ABORTED,
+                    )
                 )
                 if status is not None:
-                    self.engine.record_outcome(lease.agent_id, ok)
-                    await self.engine.task_finished(task, lease.agent_id, result, status)
+                    self.agents.record_outcome(lease.agent_id, ok)
+                    await self.observer.finished(task, lease.agent_id, result, status)
         finally:
             self.wake()
 
     async def _heartbeat(self, lease: Lease) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
-            if not await self.engine.store.heartbeat(lease.task.id, lease.token, self.lease_s):
+            await self.clock.sleep(self.lease_s / 3)
+            beat = ops.Heartbeat(lease.task.id, lease.token, self.lease_s, self.clock.time())
+            if not await self.journal.commit(beat):
                 return  # the lease is gone (cancelled or rescued): stop extending it

@@ -49,11 +49,10 @@ from core.runtimes.base import (
     RuntimeContext,
 )
 from core.runtimes.process import (
-    descendants,
     process_started_at,
     recover_process,
+    terminate_descendants,
     terminate_group,
-    terminate_processes,
     wait_process_exit,
 )
 
@@ -555,9 +554,7 @@ class ShellRuntime:
         for _ in range(40):
             if run.finished.is_set() or st.proc.returncode is not None:
                 return
-            procs = descendants(st.pid)
-            if procs:
-                await terminate_processes(procs, _STOP_GRACE_S)
+            await terminate_descendants(st.pid, _STOP_GRACE_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.finished.wait(), 0.25)
                 return
@@ -596,8 +593,13 @@ class ShellRuntime:
         await asyncio.shield(st.kill_task)
 
     async def _kill(self, st: _ShellAgent) -> None:
+        # An idle bash has no children (each exec's subshell ends with the exec, what it
+        # left behind was re-parented away and is in the group), so only a running exec
+        # needs its tree looked up.
         with contextlib.suppress(ValueError):
-            await terminate_group(st.pid, _KILL_GRACE_S, started_at=st.started_at)
+            await terminate_group(
+                st.pid, _KILL_GRACE_S, started_at=st.started_at, tree=st.run is not None
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(st.exited.wait(), 5.0)
         if st.proc.stdin is not None:

@@ -1,6 +1,7 @@
-"""Durable records: the ``Store`` protocol and its implementations (SQLite by default)."""
+"""Durable records: the ``Store`` protocol, its ops, the journal, and the SQLite backend."""
 
-from core.store.base import AuditDraft, Store
+from core.store.base import AuditDraft, Committed, OutputRow, Store
+from core.store.journal import Journal
 from core.store.sqlite import SqliteStore
 
-__all__ = ["AuditDraft", "SqliteStore", "Store"]
+__all__ = ["AuditDraft", "Committed", "Journal", "OutputRow", "SqliteStore", "Store"]

@@ -1,49 +1,44 @@
 """The ``Store`` protocol: everything durable goes through it.
 
-Writes that belong together (an agent row and the audit entry for its spawn) take an
-optional ``AuditDraft`` and commit in one transaction, so a crash never leaves an
-action without its audit entry or the other way round.
+A store has one way to change state, ``commit(op, audit)``: the backend applies the
+operation (``core.store.ops``) and appends the audit entries in ONE transaction, run as
+one synchronous unit (for SQLite: one call to its database thread), so a crash never
+leaves an action without its audit entry or the other way round. Only the journal
+(``core.store.journal``) calls ``commit``; everything else reads.
+
+A second backend implements the same reads and one handler per op, and reuses the
+audit chain's maths from ``core.audit`` (``seal``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Generic, Protocol, TypeVar
 
-from core.audit import AuditHead
+from core.audit import AuditDraft, AuditHead
 from core.models import (
     Agent,
-    AgentStatus,
     AuditEntry,
     ExecRecord,
-    ExecStatus,
     LogLine,
-    StatusChange,
-    Usage,
+    Swarm,
+    Task,
+    TaskStatus,
 )
+from core.store.ops import Op, OutputRow
+
+__all__ = ["AuditDraft", "Committed", "OutputRow", "Store"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class AuditDraft:
-    """An audit entry before the store gives it a seq and hashes."""
+class Committed(Generic[T]):
+    """What a committed op returned, and the audit entries it appended (in order)."""
 
-    actor: str
-    action: str
-    subject: str
-    result: str = "ok"
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputRow:
-    agent_id: str
-    exec_id: str | None
-    stream: Literal["stdout", "stderr", "system"]
-    at: datetime
-    data: str
+    value: T
+    entries: list[AuditEntry] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -52,60 +47,45 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
-    # agents
-    async def insert_agent(self, agent: Agent, audit: AuditDraft | None = None) -> None: ...
+    async def commit(self, op: Op[T], audit: Sequence[AuditDraft] = ()) -> Committed[T]:
+        """Apply ``op`` and append ``audit`` in one transaction; raise and change
+        nothing if any part fails."""
+        ...
+
+    # agents, execs, output
     async def get_agent(self, agent_id: str) -> Agent | None: ...
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]: ...
-    async def set_agent_status(
-        self,
-        agent_id: str,
-        change: StatusChange,
-        *,
-        pid: int | None = None,
-        pid_started_at: float | None = None,
-        audit: AuditDraft | None = None,
-    ) -> AgentStatus | None:
-        """Record a status change; returns the previous status (None if no such agent)."""
-        ...
-
-    # execs and output
-    async def insert_exec(
-        self,
-        record: ExecRecord,
-        audit: AuditDraft | None = None,
-        *,
-        status: StatusChange | None = None,
-    ) -> AgentStatus | None:
-        """Insert a running exec; with ``status``, set its agent's status in the same
-        transaction and return the previous status."""
-        ...
-
-    async def finish_exec(
-        self,
-        exec_id: str,
-        status: ExecStatus,
-        exit_code: int | None,
-        reason: str,
-        finished_at: datetime,
-        audit: AuditDraft | None = None,
-        *,
-        usage: Usage | None = None,
-        cost_usd: Decimal | None = None,
-        output: Sequence[OutputRow] = (),
-        agent_status: tuple[str, StatusChange] | None = None,
-    ) -> AgentStatus | None:
-        """End an exec; ``output`` rows and an (agent id, status) change commit with it."""
-        ...
-
     async def running_execs(self) -> list[ExecRecord]: ...
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]: ...
-    async def append_output(self, rows: Sequence[OutputRow]) -> None: ...
     async def read_output(
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> list[LogLine]: ...
 
+    # swarms and the queue
+    async def get_swarm(self, name: str) -> Swarm | None: ...
+    async def list_swarms(self, *, include_destroyed: bool = False) -> list[Swarm]: ...
+    async def get_task(self, task_id: str) -> Task | None: ...
+    async def list_tasks(
+        self,
+        *,
+        swarm: str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 1000,
+        any_swarm: bool = True,
+    ) -> list[Task]: ...
+    async def count_tasks(
+        self, swarm: str | None = None, any_swarm: bool = True
+    ) -> dict[str, int]: ...
+    async def ready_by_priority(self, swarm: str | None) -> dict[str, int]: ...
+    async def ready_tasks(self, swarm: str | None, limit: int, now: float) -> list[Task]:
+        """Ready tasks in claim order: priority, then age (FIFO within a priority)."""
+        ...
+
+    async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Running leases per agent: the only source of in-flight counts."""
+        ...
+
     # audit
-    async def append_audit(self, draft: AuditDraft) -> AuditEntry: ...
     async def list_audit(
         self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None
     ) -> list[AuditEntry]: ...

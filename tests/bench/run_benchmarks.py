@@ -20,10 +20,12 @@ from core.bench import (
     ExecBench,
     Machine,
     SpawnBench,
+    StopBench,
     SwarmBench,
     bench_dispatch,
     bench_exec,
     bench_spawn,
+    bench_stop,
     bench_swarm,
 )
 
@@ -85,16 +87,24 @@ async def run(quick: bool) -> dict[str, Any]:
     execs = [await bench_exec(rt, n) for rt, n in n_exec.items()]
     dispatch = [await bench_dispatch(rt, n) for rt, n in n_dispatch.items()]
     swarms = [await bench_swarm(rt, n) for rt, n in n_swarm.items()]
+    stops = [await bench_stop("shell", 3 if quick else 1000)]
     routes = _route_benches(quick)
-    return {"spawn": spawns, "exec": execs, "dispatch": dispatch, "swarm": swarms, "route": routes}
+    return {
+        "spawn": spawns,
+        "exec": execs,
+        "dispatch": dispatch,
+        "swarm": swarms,
+        "stop": stops,
+        "route": routes,
+    }
 
 
 def _route_benches(quick: bool) -> list[Any]:
     try:
-        from core.federation.route_bench import bench_route
+        from core.federation.routing.bench import bench_route
     except ImportError:  # the router is not in this build
         return []
-    from core.federation.strategies import strategy_names
+    from core.federation.routing.strategies import strategy_names
 
     out = []
     for strategy in strategy_names():
@@ -125,6 +135,21 @@ def swarm_rows(results: list[SwarmBench]) -> list[str]:
         rows.append(
             f"| `{b.runtime}` | {b.count} | {b.failures} | **{b.all_ready_s:.1f} s** | "
             f"{b.spawn_concurrency} |"
+        )
+    return rows
+
+
+def stop_rows(results: list[StopBench]) -> list[str]:
+    rows = [
+        "| runtime | agents | daemon threads (before → with agents) | daemon memory per agent "
+        "| process tree per agent | destroy_swarm | engine stop | left running |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in results:
+        rows.append(
+            f"| `{b.runtime}` | {b.count} | {b.threads_before} → {b.threads_with_agents} | "
+            f"{b.daemon_kib_per_agent:.0f} KiB | {b.tree_mib_per_agent:.1f} MiB RSS | "
+            f"**{b.destroy_s:.2f} s** | **{b.stop_s:.2f} s** | {b.left_running} |"
         )
     return rows
 
@@ -185,6 +210,16 @@ def write(results: dict[str, Any], machine: Machine, when: str) -> None:
         "",
         *swarm_rows(results["swarm"]),
         "",
+        "## Many agents: threads, memory and stopping (`godel bench stop`)",
+        "",
+        "A swarm of live agents: the daemon's OS threads and resident memory before and with",
+        "them (child exits are watched through pidfds, not a thread per child), then the time",
+        "`destroy_swarm` takes to stop them all; a second swarm stays running and the engine",
+        "stops with it. Stopping signals each agent's process group and waits on pidfds:",
+        "nothing walks the process table per agent.",
+        "",
+        *stop_rows(results["stop"]),
+        "",
         "## Routing decisions (`core/federation/route_bench.py`)",
         "",
         *(route_rows(results["route"]) or ["(the router is not in this build)"]),
@@ -205,6 +240,7 @@ def write(results: dict[str, Any], machine: Machine, when: str) -> None:
             " real model (seconds per call) the same milliseconds are well under 1 %."
         )
     lines += _federation_goals(results)
+    lines += _stop_goals(results["stop"])
     DOC.write_text("\n".join(lines) + "\n")
     RAW.write_text(
         json.dumps(
@@ -215,12 +251,28 @@ def write(results: dict[str, Any], machine: Machine, when: str) -> None:
                 "exec": [b.model_dump(mode="json") for b in results["exec"]],
                 "dispatch": [b.model_dump(mode="json") for b in results["dispatch"]],
                 "swarm": [b.model_dump(mode="json") for b in results["swarm"]],
+                "stop": [b.model_dump(mode="json") for b in results["stop"]],
                 "route": [b.model_dump(mode="json") for b in results["route"]],
             },
             indent=1,
         )
         + "\n"
     )
+
+
+def _stop_goals(results: list[StopBench]) -> list[str]:
+    out = []
+    for b in results:
+        slowest = max(b.destroy_s, b.stop_s)
+        extra_threads = b.threads_with_agents - b.threads_before
+        met = slowest < 10 and extra_threads < b.count / 10 and not b.left_running
+        out.append(
+            f"- {b.count} {b.runtime} agents stopped in < 10 s, without a thread per agent, "
+            f"none left running: **{'met' if met else 'not met'}** (destroy "
+            f"{b.destroy_s:.2f} s, engine stop {b.stop_s:.2f} s; {extra_threads:+d} threads; "
+            f"{b.left_running} left running)."
+        )
+    return out
 
 
 def _federation_goals(results: dict[str, Any]) -> list[str]:
@@ -270,13 +322,16 @@ def main() -> int:
     results = asyncio.run(run(args.quick))
     machine = Machine.here()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    for key in ("spawn", "exec", "dispatch", "swarm", "route"):
+    for key in ("spawn", "exec", "dispatch", "swarm", "stop", "route"):
         for b in results[key]:
             print(b.model_dump_json())
     if not args.no_write:
         write(results, machine, when)
         print(f"wrote {DOC}")
-    failures = sum(b.failures for k in ("spawn", "exec", "dispatch", "swarm") for b in results[k])
+    failures = sum(
+        b.failures for k in ("spawn", "exec", "dispatch", "swarm", "stop") for b in results[k]
+    )
+    failures += sum(b.left_running for b in results["stop"])
     return 1 if failures else 0
 
 

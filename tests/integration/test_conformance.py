@@ -156,6 +156,7 @@ async def test_spawn_exec_health(runtime_name: str, tmp_path: Path, scripted_ser
 async def test_abort(runtime_name: str, tmp_path: Path, scripted_server: Any) -> None:
     rt, handle = await spawn(runtime_name, tmp_path, scripted_server)
     if Capability.ABORT not in rt.capabilities:
+        await rt.kill(handle)  # a skip must not leave the agent's process behind
         pytest.skip(f"{runtime_name} does not declare abort")
     events: list[RuntimeEvent] = []
     task = await start_long(rt, handle, INPUTS[runtime_name][1], events)
@@ -173,10 +174,14 @@ async def test_abort(runtime_name: str, tmp_path: Path, scripted_server: Any) ->
 async def test_timeout(runtime_name: str, tmp_path: Path, scripted_server: Any) -> None:
     rt, handle = await spawn(runtime_name, tmp_path, scripted_server)
     if Capability.TIMEOUT not in rt.capabilities:
+        await rt.kill(handle)  # a skip must not leave the agent's process behind
         pytest.skip(f"{runtime_name} does not declare timeout")
     _, result = await collect(rt, handle, INPUTS[runtime_name][1], timeout=1.5)
     assert (result.status, result.exit_code) == (ExecStatus.TIMED_OUT, 124)
-    await asyncio.sleep(0.2)
+    for _ in range(250):  # until the command's processes are gone (they were killed)
+        if not _sleeps():
+            break
+        await asyncio.sleep(0.02)
     assert not _sleeps()
     await rt.kill(handle)
 
@@ -184,6 +189,7 @@ async def test_timeout(runtime_name: str, tmp_path: Path, scripted_server: Any) 
 async def test_steer(runtime_name: str, tmp_path: Path, scripted_server: Any) -> None:
     rt, handle = await spawn(runtime_name, tmp_path, scripted_server)
     if Capability.STEER not in rt.capabilities:
+        await rt.kill(handle)  # a skip must not leave the agent's process behind
         pytest.skip(f"{runtime_name} does not declare steer")
     events: list[RuntimeEvent] = []
     task = await start_long(rt, handle, "run: sleep 3", events)

@@ -135,14 +135,22 @@ async def test_abort_kills_the_running_tool(tmp_path: Path, scripted_server: Any
             events.append(ev)
 
     task = asyncio.create_task(consume())
-    for _ in range(200):
-        if any(isinstance(e, ToolCallStarted) for e in events):
+
+    def running_sleeps() -> list[psutil.Process]:
+        out = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "sleep" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    for _ in range(500):  # until the tool's command runs
+        if any(isinstance(e, ToolCallStarted) for e in events) and running_sleeps():
             break
         await asyncio.sleep(0.02)
-    await asyncio.sleep(0.2)
-    sleeps = [
-        p for p in psutil.Process().children(recursive=True) if "sleep" in " ".join(p.cmdline())
-    ]
+    sleeps = running_sleeps()
     assert sleeps
     assert await rt.abort(handle) is True
     await asyncio.wait_for(task, 10)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,9 +38,9 @@ from core.models import (
     ToolCallStarted,
     TurnUsage,
 )
-from core.runtimes import pi as pi_module
 from core.runtimes.base import AgentHandle, HealthState, RuntimeContext
 from core.runtimes.pi import PiRuntime
+from core.runtimes.pi import runtime as pi_runtime_module
 from tests.conftest import gone
 
 
@@ -142,6 +142,14 @@ async def wait_child(pi_pid: int, name: str = "sleep", timeout: float = 5.0) -> 
     raise AssertionError(f"no {name} process under pi {pi_pid}")
 
 
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
 async def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -195,7 +203,7 @@ async def test_missing_pi_binary_says_make_setup(
     # Nothing configured and nothing installed: the bundled path and PATH are tried.
     monkeypatch.delenv("GODEL_PI_BIN", raising=False)
     monkeypatch.setenv("PATH", str(harness.tmp / "empty"))
-    monkeypatch.setattr(pi_module, "bundled_pi_bin", lambda: harness.tmp / "none" / "pi")
+    monkeypatch.setattr(pi_runtime_module, "bundled_pi_bin", lambda: harness.tmp / "none" / "pi")
     with pytest.raises(RuntimeFailure, match="make setup"):
         await harness.spawn(harness.runtime())
 
@@ -399,7 +407,8 @@ async def test_pi_dying_mid_exec_interrupts_it(harness: Harness) -> None:
 
     task = asyncio.create_task(run())
     sleeper = await wait_child(handle.pid or 0)
-    await asyncio.sleep(0.6)  # the runtime records tool processes while tools run
+    # SIGKILL only once the runtime has recorded the tool process (it scans while tools run).
+    await wait_until(lambda: sleeper.pid in handle.state["pi"].tools_seen)
     os.kill(handle.pid or 0, signal.SIGKILL)
     await asyncio.wait_for(task, 10)
     result = events[-1]

@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from core.audit import GENESIS_HASH, canonical_json, verify_chain
-from core.store import AuditDraft, SqliteStore
+from core.events import EventBus
+from core.store import AuditDraft, Journal, SqliteStore
 
 N = 8
 
@@ -14,8 +15,9 @@ N = 8
 async def build(db: Path, n: int = N) -> None:
     s = SqliteStore(db)
     await s.open()
+    journal = Journal(s, EventBus())
     for i in range(1, n + 1):
-        await s.append_audit(
+        await journal.audit(
             AuditDraft(
                 actor="alice(uid=1000)",
                 action="agent.exec",
@@ -55,10 +57,21 @@ async def test_intact_chain_verifies(tmp_path: Path) -> None:
     assert await verify(tmp_path / "g.db") == (True, None, "")
 
 
+async def test_the_chain_continues_across_a_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    await build(db, 3)
+    await build(db, 4)  # a new store object reads the chain head from the file
+    assert await verify(db) == (True, None, "")
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT seq FROM audit_log ORDER BY rowid")] == [*range(1, 8)]
+    con.close()
+
+
 async def test_first_entry_links_to_genesis(tmp_path: Path) -> None:
     await build(tmp_path / "g.db", 1)
     con = sqlite3.connect(tmp_path / "g.db")
     assert con.execute("SELECT prev_hash FROM audit_log").fetchone()[0] == GENESIS_HASH
+    con.close()
 
 
 async def test_edit_is_named(tmp_path: Path) -> None:
@@ -146,3 +159,32 @@ async def test_missing_head_is_named(tmp_path: Path) -> None:
     tamper(db, "DELETE FROM audit_head")
     ok, _, problem = await verify(db)
     assert not ok and "head record is missing" in problem
+
+
+def test_seal_hashes_exactly_as_verify_does() -> None:
+    """``seal`` splices the payload's JSON into the hashed body for speed; it must give
+    the same hash ``compute_entry_hash`` (which ``verify_chain`` uses) computes."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from core.audit import compute_entry_hash, seal
+
+    ts = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
+    payloads: list[dict[str, object]] = [
+        {},
+        {"b": 1, "a": [1, 2.5, None, True], "é": "ünïcode \\n \u2028", "n": {"z": {}, "y": []}},
+        {"cost": Decimal("0.0006"), "t": (1, 2), "big": 10**30, "f": 1e-9},
+    ]
+    for i, payload in enumerate(payloads, start=1):
+        draft = AuditDraft(actor='a"b', action="x.y", subject="s\u00e9", payload=payload)
+        entry = seal(draft, seq=i, prev_hash="0" * 64, ts=ts)
+        assert entry.entry_hash == compute_entry_hash(
+            seq=i,
+            ts=ts,
+            actor=draft.actor,
+            action=draft.action,
+            subject=draft.subject,
+            payload=dict(entry.payload),
+            result=draft.result,
+            prev_hash="0" * 64,
+        )

@@ -60,8 +60,6 @@ def test_defaults_when_no_files(project: Path, no_user: Path) -> None:
     assert cfg.defaults.workspace_root is None
     assert cfg.daemon.log_level == "info"
     assert cfg.daemon.event_queue_size == 1000
-    assert cfg.budget.limit_usd is None
-    assert cfg.budget.thresholds == [50, 75, 90, 100]
     assert cfg.agents == []
     assert cfg.runtimes == {}
     assert len(loaded.digest) == 64
@@ -75,9 +73,9 @@ def test_project_overrides_user_with_deep_merge(tmp_path: Path, project: Path) -
 runtime = "claude"
 exec_timeout = 30
 
-[budget]
-limit_usd = 5
-thresholds = [10, 20]
+[queue]
+lease_s = 30
+capacity = 500
 
 [[agents]]
 name = "user-agent"
@@ -93,8 +91,8 @@ login = true
 [defaults]
 exec_timeout = 120
 
-[budget]
-thresholds = [90]
+[queue]
+capacity = 900
 
 [[agents]]
 name = "builder"
@@ -110,9 +108,9 @@ shell = "/bin/bash"
     cfg = loaded.config
     assert cfg.defaults.runtime == "claude"  # kept from the user file
     assert cfg.defaults.exec_timeout == 120  # overridden by the project
-    assert cfg.budget.limit_usd == Decimal(5)
-    assert cfg.budget.thresholds == [90]  # lists are replaced, not concatenated
-    assert [a.name for a in cfg.agents] == ["builder"]
+    assert cfg.queue.lease_s == 30  # kept from the user file, key by key
+    assert cfg.queue.capacity == 900
+    assert [a.name for a in cfg.agents] == ["builder"]  # lists are replaced, not concatenated
     assert cfg.agents[0].count == 2
     # A group without a runtime takes the (merged) defaults.runtime.
     assert cfg.agents[0].runtime == "claude"
@@ -160,10 +158,13 @@ def test_env_override_to_missing_file_means_defaults(
 
 
 def test_bad_dollars_names_file_and_key(project: Path, no_user: Path) -> None:
-    cfg, err = project_error(project, no_user, 'budget.limit_usd = "ten"\n')
-    assert err.message == (f"{cfg}: budget.limit_usd: expected a number of US dollars, got 'ten'")
+    cfg, err = project_error(
+        project, no_user, '[models.scripted]\nprovider = "scripted"\ninput_per_mtok = "ten"\n'
+    )
+    key = "models.scripted.input_per_mtok"
+    assert err.message == (f"{cfg}: {key}: expected a number of US dollars, got 'ten'")
     assert err.data["file"] == str(cfg)
-    assert err.data["key"] == "budget.limit_usd"
+    assert err.data["key"] == key
     assert err.data["problem"] == "expected a number of US dollars, got 'ten'"
     assert "\n" not in err.message
 
@@ -180,11 +181,11 @@ def test_negative_count(project: Path, no_user: Path) -> None:
 
 
 def test_unknown_key(project: Path, no_user: Path) -> None:
-    cfg, err = project_error(project, no_user, "[budget]\nlimt_usd = 10\n")
+    cfg, err = project_error(project, no_user, "[queue]\nleas_s = 10\n")
     assert err.data["file"] == str(cfg)
-    assert err.data["key"] == "budget.limt_usd"
-    assert "unknown key 'limt_usd'" in err.message
-    assert "did you mean 'limit_usd'" in err.message
+    assert err.data["key"] == "queue.leas_s"
+    assert "unknown key 'leas_s'" in err.message
+    assert "did you mean 'lease_s'" in err.message
 
 
 def test_unknown_top_level_table(project: Path, no_user: Path) -> None:
@@ -221,18 +222,6 @@ def test_exec_timeout_accepts_float_and_int(project: Path, no_user: Path) -> Non
     assert load(project, no_user).config.defaults.exec_timeout == 2.5
 
 
-def test_thresholds_must_increase(project: Path, no_user: Path) -> None:
-    _, err = project_error(project, no_user, "budget.thresholds = [50, 90, 75]\n")
-    assert err.data["key"] == "budget.thresholds"
-    assert err.data["problem"] == "must be strictly increasing, but 75 follows 90"
-
-
-def test_threshold_out_of_range(project: Path, no_user: Path) -> None:
-    _, err = project_error(project, no_user, "budget.thresholds = [50, 150]\n")
-    assert err.data["key"] == "budget.thresholds[1]"
-    assert err.data["problem"] == "must be at most 100, got 150"
-
-
 def test_unknown_runtime_table(project: Path, no_user: Path) -> None:
     cfg, err = project_error(project, no_user, '[runtimes.foo]\nshell = "/bin/sh"\n')
     assert err.message == f"{cfg}: runtimes.foo: unknown runtime 'foo' (known: claude, shell)"
@@ -250,8 +239,8 @@ runtime = "nope"
 log_level = "verbose"
 event_queue_size = 0
 
-[budget]
-limit_usd = -1
+[queue]
+lease_s = -1
 
 [[agents]]
 count = true
@@ -262,7 +251,7 @@ count = true
         "defaults.runtime": "unknown runtime 'nope' (known: claude, shell)",
         "daemon.log_level": "must be one of 'debug', 'info', 'warning' or 'error', got 'verbose'",
         "daemon.event_queue_size": "must be at least 1, got 0",
-        "budget.limit_usd": "must be at least 0, got -1",
+        "queue.lease_s": "must be greater than 0, got -1",
         "agents[0].count": "expected a whole number, got true",
     }
     first = err.data["problems"][0]
@@ -270,14 +259,16 @@ count = true
     assert err.message == f"{cfg}: {first['key']}: {first['problem']} (and 4 more problems)"
 
 
-def test_decimal_preserved_for_limit_usd(project: Path, no_user: Path) -> None:
-    write(project / ".godel" / "config.toml", "budget.limit_usd = 10.1\n")
+def test_decimal_preserved_for_prices(project: Path, no_user: Path) -> None:
+    model = '[models.scripted]\nprovider = "scripted"\n'
+    write(project / ".godel" / "config.toml", model + "input_per_mtok = 10.1\n")
     cfg = load(project, no_user).config
-    assert cfg.budget.limit_usd == Decimal("10.1")
-    assert isinstance(cfg.budget.limit_usd, Decimal)
+    assert cfg.models["scripted"].input_per_mtok == Decimal("10.1")
+    assert isinstance(cfg.models["scripted"].input_per_mtok, Decimal)
     # Exact string form is kept too, so cents are never lost to float rounding.
-    write(project / ".godel" / "config.toml", 'budget.limit_usd = "10.10"\n')
-    assert load(project, no_user).config.budget.limit_usd == Decimal("10.10")
+    write(project / ".godel" / "config.toml", model + 'input_per_mtok = "10.10"\n')
+    price = load(project, no_user).config.models["scripted"].input_per_mtok
+    assert price == Decimal("10.10")
 
 
 def test_relative_workspace_root_is_relative_to_project_root(project: Path, no_user: Path) -> None:
@@ -320,11 +311,11 @@ def test_digest_tracks_content(tmp_path: Path, project: Path, no_user: Path) -> 
 def test_json_dump_round_trips(tmp_path: Path, project: Path, no_user: Path) -> None:
     write(
         project / ".godel" / "config.toml",
-        "budget.limit_usd = 12.5\n[[agents]]\nname = 'x'\ncount = 3\n",
+        "queue.lease_s = 12.5\n[[agents]]\nname = 'x'\ncount = 3\n",
     )
     cfg = load(project, no_user).config
     dumped = cfg.model_dump(mode="json")
-    assert dumped["budget"]["limit_usd"] == "12.5"
+    assert dumped["queue"]["lease_s"] == 12.5
     assert GodelConfig.model_validate(cfg.to_toml_dict()) == cfg
 
 

@@ -19,7 +19,6 @@ from core.federation.health import (
     ProbeResult,
     RestartPolicy,
 )
-from core.runtimes.base import HealthReport, HealthState
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -200,7 +199,7 @@ def test_tracker_thresholds() -> None:
 
 def test_tracker_dead_is_immediate_and_initial_unhealthy_needs_one_pass() -> None:
     t = HealthTracker("a", clock=FakeClock())
-    change = t.record_result(ProbeResult.from_report(HealthReport(state=HealthState.DEAD)))
+    change = t.record_result(ProbeResult(ok=False, dead=True))
     assert change is not None and not change.healthy
 
     fresh = HealthTracker("b", clock=FakeClock(), initially_healthy=False)
@@ -355,7 +354,7 @@ class Changes:
 
 
 def make_prober(
-    probe: Callable[[str], Awaitable[ProbeResult | HealthReport]],
+    probe: Callable[[str], Awaitable[ProbeResult]],
     changes: Changes,
     settings: HealthSettings = FAST,
 ) -> Prober:
@@ -405,9 +404,9 @@ async def test_prober_times_out_hanging_probe_and_reports_errors() -> None:
         await p.stop()
 
 
-async def test_prober_accepts_health_reports_and_dead_is_immediate() -> None:
-    async def probe(agent_id: str) -> HealthReport:
-        return HealthReport(state=HealthState.DEAD, detail="exit 137")
+async def test_prober_dead_is_immediate() -> None:
+    async def probe(agent_id: str) -> ProbeResult:
+        return ProbeResult(ok=False, detail="exit 137", dead=True)
 
     changes = Changes()
     p = make_prober(probe, changes, FAST.model_copy(update={"unhealthy_threshold": 50}))

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.api.jsonrpc import CallContext, Dispatcher, Emit
+from core.api.jsonrpc import CallContext, Emit, RpcMethods
 from core.errors import AgentNotFound
 
-rpc = Dispatcher()
+rpc = RpcMethods()
 
 
 class EchoParams(BaseModel):

@@ -10,7 +10,8 @@ import pytest
 
 from core.llm.catalog_types import ModelPrices, ResolvedModel
 from core.models import Usage
-from core.runtimes.pi_protocol import (
+from core.runtimes.pi.config import models_json, retry_enabled, settings_json
+from core.runtimes.pi.protocol import (
     AgentEnd,
     AgentStart,
     AssistantMessageEnd,
@@ -18,7 +19,6 @@ from core.runtimes.pi_protocol import (
     LineSplitter,
     Malformed,
     Other,
-    OutputDiff,
     Response,
     RetryEnd,
     RetryStart,
@@ -29,11 +29,9 @@ from core.runtimes.pi_protocol import (
     UserMessage,
     encode_command,
     looks_retryable,
-    models_json,
     parse_line,
-    retry_enabled,
-    settings_json,
 )
+from core.runtimes.pi.run_loop import OutputDiff
 
 
 def line(obj: dict[str, Any]) -> bytes:

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.federation.route_bench import RouteBench, bench_route
-from core.federation.route_columns import hard_filter, soft_filter
-from core.federation.route_types import (
+from core.federation.routing.bench import RouteBench, bench_route
+from core.federation.routing.columns import hard_filter, soft_filter
+from core.federation.routing.pool import CandidatePool
+from core.federation.routing.types import (
     Candidate,
     RouteDecision,
     RouteRequest,
     RouterError,
     UnknownStrategyError,
 )
-from core.federation.router import CandidatePool
 
 
 def cand(agent_id: str, **kw: object) -> Candidate:

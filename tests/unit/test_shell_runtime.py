@@ -373,8 +373,10 @@ async def test_recover_terminates_a_surviving_process(
     proc = await asyncio.create_subprocess_exec(
         "sh", "-c", "sleep 30 & wait", start_new_session=True
     )
-    await asyncio.sleep(0.1)  # let sh start its sleep
-    children = psutil.Process(proc.pid).children()
+    deadline = time.monotonic() + 5
+    while not (children := psutil.Process(proc.pid).children()):  # until sh started its sleep
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
     reason = await runtime.recover(make_agent(proc.pid, process_started_at(proc.pid), workspace))
     assert reason == (
         f"daemon restarted: process {proc.pid} survived but its pipes were lost; terminated it"

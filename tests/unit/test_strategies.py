@@ -8,10 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from core.federation.route_columns import Columns, SkillView
-from core.federation.route_types import Candidate, RouteRequest, UnknownStrategyError
-from core.federation.router import CandidatePool
-from core.federation.strategies import (
+from core.federation.routing.columns import Columns, SkillView
+from core.federation.routing.pool import CandidatePool
+from core.federation.routing.strategies import (
     BalancedStrategy,
     LeastConnectionsStrategy,
     ScoreStrategy,
@@ -19,6 +18,7 @@ from core.federation.strategies import (
     register_strategy,
     strategy_names,
 )
+from core.federation.routing.types import Candidate, RouteRequest, UnknownStrategyError
 
 F64 = np.ndarray
 

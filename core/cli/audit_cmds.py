@@ -1,0 +1,89 @@
+"""``godel audit ...``: list, verify and export the tamper-evident audit log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+import click
+
+from core.cli import render
+from core.cli.common import EXIT_ERROR, Ctx, async_command, call, echo_json, json_option, pass_ctx
+from core.models import AuditEntry
+
+__all__ = ["audit"]
+
+
+@click.group()
+def audit() -> None:
+    """Read, verify and export the tamper-evident audit log."""
+
+
+@audit.command("list")
+@click.option("--subject", help="Only entries about this subject (e.g. an agent id).")
+@click.option(
+    "--after",
+    "after_seq",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Only entries after this seq.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
+@json_option
+@pass_ctx
+@async_command
+async def audit_list(
+    ctx: Ctx, subject: str | None, after_seq: int, limit: int | None, as_json: bool
+) -> None:
+    """List audit entries, oldest first."""
+    params: dict[str, Any] = {"after_seq": after_seq}
+    if subject:
+        params["subject"] = subject
+    if limit:
+        params["limit"] = limit
+    result = await call(ctx, "audit.list", params)
+    if as_json:
+        echo_json(result)
+        return
+    entries = [AuditEntry.model_validate(e) for e in result]
+    click.echo(render.table(render.AUDIT_HEADERS, [render.audit_row(e) for e in entries]))
+
+
+@audit.command("verify")
+@json_option
+@pass_ctx
+@async_command
+async def audit_verify(ctx: Ctx, as_json: bool) -> None:
+    """Recompute the hash chain; exit 1 and name the first bad entry if it is broken."""
+    from core.audit import VerifyReport
+
+    report = VerifyReport.model_validate(await call(ctx, "audit.verify"))
+    if as_json:
+        echo_json(report.model_dump(mode="json"))
+    else:
+        click.echo(report.summary(), err=not report.ok)
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@audit.command("export")
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w", encoding="utf-8", lazy=False),
+    default="-",
+    help="Write to this file instead of stdout.",
+)
+@pass_ctx
+@async_command
+async def audit_export(ctx: Ctx, output: IO[str]) -> None:
+    """Export every audit entry as JSON lines (with hashes, so it can be verified offline)."""
+
+    def on_stream(data: Any) -> None:
+        output.write(json.dumps(data, sort_keys=True) + "\n")
+
+    result = await call(ctx, "audit.export", on_stream=on_stream)
+    output.flush()
+    if output is not sys.stdout:
+        click.echo(f"Exported {result['entries']} entries to {output.name}", err=True)

@@ -1,0 +1,113 @@
+"""``godel daemon ...``: start, stop and inspect the daemon that owns the agents."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from core.api.client import (
+    DaemonClient,
+    can_connect,
+    read_pid,
+    request_stop,
+    start_daemon,
+    wait_daemon_gone,
+)
+from core.cli.common import (
+    EXIT_NOT_RUNNING,
+    Ctx,
+    async_command,
+    echo_json,
+    json_option,
+    pass_ctx,
+    run,
+)
+
+__all__ = ["daemon"]
+
+
+@click.group()
+def daemon() -> None:
+    """Start, stop and inspect the daemon that owns the agents."""
+
+
+@daemon.command("start")
+@click.option("--foreground", is_flag=True, help="Run in this process (logs to stderr).")
+@pass_ctx
+def daemon_start(ctx: Ctx, foreground: bool) -> None:
+    """Start the daemon (no-op if one already serves this home)."""
+    if foreground:
+        from core.daemon import main as daemon_main
+
+        sys.exit(daemon_main(["--home", str(ctx.paths.home)]))
+
+    async def go() -> None:
+        pid = await start_daemon(ctx.paths)
+        if pid is None:
+            click.echo(f"Daemon already running (pid {read_pid(ctx.paths)}) for {ctx.paths.home}")
+        else:
+            click.echo(f"Daemon started (pid {pid}) for {ctx.paths.home}")
+
+    run(go())
+
+
+@daemon.command("stop")
+@pass_ctx
+@async_command
+async def daemon_stop(ctx: Ctx) -> None:
+    """Stop every agent and the daemon; waits for as long as the daemon is stopping."""
+    pid = await request_stop(ctx.paths)
+    if pid is None:
+        click.echo(f"No daemon running for {ctx.paths.home}")
+        return
+
+    def say_waiting() -> None:
+        click.echo(f"waiting for the daemon (pid {pid}) to stop its agents…", err=True)
+
+    try:
+        await wait_daemon_gone(pid, on_slow=say_waiting, log=ctx.paths.log)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Ctrl-C ends the wait, not the stop (exit 130 follows).
+        click.echo(
+            f"godel: stopped waiting; the daemon (pid {pid}) keeps stopping in the background",
+            err=True,
+        )
+        raise
+    click.echo(f"Daemon stopped (pid {pid})")
+
+
+@daemon.command("status")
+@json_option
+@pass_ctx
+def daemon_status(ctx: Ctx, as_json: bool) -> None:
+    """Show whether the daemon runs; exits 3 if it does not."""
+
+    async def go() -> Any:
+        if not await can_connect(ctx.paths):
+            return None
+        client = DaemonClient(ctx.paths)
+        await client.connect()
+        try:
+            return await client.call("daemon.status")
+        finally:
+            await client.close()
+
+    status = run(go())
+    if status is None:
+        if as_json:
+            echo_json({"running": False, "home": str(ctx.paths.home)})
+        else:
+            click.echo(f"No daemon running for {ctx.paths.home}")
+        sys.exit(EXIT_NOT_RUNNING)
+    if as_json:
+        echo_json(status)
+        return
+    agents = ", ".join(f"{n} {s}" for s, n in sorted(status["agents"].items())) or "none"
+    click.echo(
+        f"Daemon running (pid {status['pid']}, version {status['version']}, "
+        f"up {status['uptime_s']:.0f}s)\n"
+        f"Home:    {status['home']}\nSocket:  {status['socket']}\nAgents:  {agents}"
+    )

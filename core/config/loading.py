@@ -1,0 +1,178 @@
+"""Finding, reading and merging ``config.toml`` files into a validated ``LoadedConfig``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import ValidationError
+
+from core.config.messages import config_error, describe_error, key_path
+from core.config.schema import BUILTIN_CONFIG, CONTEXT_KEY, PARTIAL_KEY, GodelConfig, LoadedConfig
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "FILE_KEY",
+    "PROJECT_CONFIG_PATH",
+    "SYNTAX_KEY",
+    "find_project_config",
+    "load_config",
+    "parse_config_file",
+    "user_config_path",
+]
+
+CONFIG_ENV_VAR = "GODEL_CONFIG"
+PROJECT_CONFIG_PATH = Path(".godel") / "config.toml"
+SYNTAX_KEY = "(syntax)"
+FILE_KEY = "(file)"
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def _validate(
+    data: Mapping[str, Any], known_runtimes: Collection[str], file: str, *, partial: bool = False
+) -> GodelConfig:
+    try:
+        return GodelConfig.model_validate(
+            data, context={CONTEXT_KEY: frozenset(known_runtimes), PARTIAL_KEY: partial}
+        )
+    except ValidationError as exc:
+        problems = [
+            {
+                "key": str((err.get("ctx") or {}).get("key") or key_path(err["loc"])),
+                "problem": describe_error(err),
+            }
+            for err in exc.errors()
+        ]
+        raise config_error(file, problems) from None
+
+
+def user_config_path() -> Path:
+    """``$GODEL_CONFIG`` if set, else ``<user config dir>/godel/config.toml``."""
+    override = os.environ.get(CONFIG_ENV_VAR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_config_dir("godel")) / "config.toml"
+
+
+def find_project_config(start: Path) -> Path | None:
+    """The first ``.godel/config.toml`` in ``start`` or one of its parents."""
+    here = start.expanduser().resolve()
+    if here.is_file():
+        here = here.parent
+    for directory in (here, *here.parents):
+        candidate = directory / PROJECT_CONFIG_PATH
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problem = f"cannot read the file: {exc.strerror or exc}"
+        raise config_error(file, [{"key": FILE_KEY, "problem": problem}]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not valid UTF-8 (byte {exc.start})"
+        raise config_error(file, [{"key": SYNTAX_KEY, "problem": problem}]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        position = _TOML_POSITION.search(message)
+        extra: dict[str, int] = {}
+        if position:
+            line, column = int(position[1]), int(position[2])
+            extra = {"line": line, "column": column}
+            detail = message[: position.start()]
+            problem = f"invalid TOML at line {line}, column {column}: {detail}"
+        else:
+            problem = f"invalid TOML: {message}"
+        raise config_error(file, [{"key": SYNTAX_KEY, "problem": problem}], **extra) from None
+
+
+def _base_dir(path: Path) -> Path:
+    # As with Cargo's .cargo/config.toml, a project file's relative paths mean
+    # "from the project root", not "from inside .godel".
+    parent = path.parent
+    return parent.parent if parent.name == PROJECT_CONFIG_PATH.parent.name else parent
+
+
+def parse_config_file(path: Path, known_runtimes: Collection[str]) -> dict[str, Any]:
+    """Read and validate one file; return its raw table, ready to merge.
+
+    A relative ``defaults.workspace_root`` is made absolute here, while we still know
+    which file it came from.
+    """
+    data = _read_toml(path)
+    config = _validate(data, known_runtimes, str(path), partial=True)
+    root = config.defaults.workspace_root
+    if root is not None:
+        root = root.expanduser()
+        if not root.is_absolute():
+            root = _base_dir(path.absolute()) / root
+        data["defaults"] = {**data["defaults"], "workspace_root": str(root)}
+    return data
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (lists included) is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _digest(config: GodelConfig) -> str:
+    canonical = json.dumps(
+        config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_config(
+    known_runtimes: Collection[str],
+    *,
+    cwd: Path | None = None,
+    user_file: Path | None = None,
+) -> LoadedConfig:
+    """Load the user file, then the project file over it; missing files are skipped.
+
+    ``user_file`` replaces the ``GODEL_CONFIG`` / platform lookup (for tests and
+    ``--config``); ``cwd`` is where the walk for ``.godel/config.toml`` starts.
+    """
+    user_path = user_file.expanduser() if user_file is not None else user_config_path()
+    project_path = find_project_config(cwd if cwd is not None else Path.cwd())
+    # Built-in providers and models sit under the files, so a file adds or overrides keys.
+    merged: dict[str, Any] = json.loads(json.dumps(BUILTIN_CONFIG))
+    sources: list[Path] = []
+    seen: set[Path] = set()
+    for path in (user_path, project_path):
+        # A missing file is fine, but a directory or unreadable file is an error.
+        if path is None or not path.exists():
+            continue
+        resolved = path.resolve()
+        if resolved in seen:  # e.g. GODEL_CONFIG pointing at the project file
+            continue
+        seen.add(resolved)
+        merged = _deep_merge(merged, parse_config_file(path, known_runtimes))
+        sources.append(path)
+    # Each file passed on its own, so a failure here comes from their combination.
+    label = " + ".join(str(p) for p in sources) or "(defaults)"
+    config = _validate(merged, known_runtimes, label)
+    return LoadedConfig(config=config, sources=sources, digest=_digest(config))

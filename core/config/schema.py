@@ -1,0 +1,319 @@
+"""The pydantic models of ``config.toml`` (``GodelConfig`` and its sections) and the built-ins.
+
+Known runtimes reach the validators through the validation context (``CONTEXT_KEY``);
+``PARTIAL_KEY`` marks one file of several, which skips checks across files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from core.config.autoscaler import AutoscalerSettings
+from core.config.health import HealthSettings
+
+__all__ = [
+    "BUILTIN_CONFIG",
+    "CONTEXT_KEY",
+    "PARTIAL_KEY",
+    "AgentGroup",
+    "DaemonSettings",
+    "Defaults",
+    "GodelConfig",
+    "LoadedConfig",
+    "ModelSettings",
+    "ProviderSettings",
+    "QueueSettings",
+]
+
+CONTEXT_KEY = "known_runtimes"
+PARTIAL_KEY = "partial"  # validating one file of several: skip cross-file checks
+
+
+# --- validators shared by the models -------------------------------------------------
+
+
+def _known_runtimes(info: ValidationInfo) -> Collection[str] | None:
+    """The runtimes the caller registered, or None when validating without context."""
+    context = info.context
+    if isinstance(context, Mapping):
+        known = context.get(CONTEXT_KEY)
+        if known is not None:
+            return cast("Collection[str]", known)
+    return None
+
+
+def _describe_known(known: Collection[str]) -> str:
+    return f"known: {', '.join(sorted(known))}" if known else "no runtimes are registered"
+
+
+def _check_runtime(name: str, info: ValidationInfo) -> str:
+    known = _known_runtimes(info)
+    if known is not None and name not in known:
+        raise PydanticCustomError(
+            "unknown_runtime",
+            "unknown runtime {name} ({known})",
+            {"name": repr(name), "known": _describe_known(known)},
+        )
+    return name
+
+
+# Known runtimes come from the registry, which lives elsewhere, so the check reads
+# them from the validation context; without a context any name is accepted.
+RuntimeName = Annotated[str, Strict(), AfterValidator(_check_runtime)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    # A typo'd key must be an error that names it, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(_Section):
+    """``[defaults]``: what the engine uses when a request does not say."""
+
+    runtime: RuntimeName = "shell"
+    # The model for runtimes that need one, when --model is not given.
+    model: NonEmptyStr = "scripted"
+    exec_timeout: Seconds = 600.0
+    # None lets the engine use GODEL_HOME/workspaces.
+    workspace_root: Path | None = None
+
+    @field_validator("workspace_root", mode="before")
+    @classmethod
+    def _non_empty_path(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise PydanticCustomError("empty_path", "must not be empty")
+        return v
+
+
+class DaemonSettings(_Section):
+    """``[daemon]``."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    event_queue_size: Annotated[StrictInt, Field(ge=1)] = 1000
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, v: object) -> object:
+        # "INFO" is what people type after years of Python logging.
+        return v.strip().lower() if isinstance(v, str) else v
+
+
+class QueueSettings(_Section):
+    """``[queue]``: capacities (backpressure) and how the dispatcher works."""
+
+    # Active tasks (queued, ready, running) in the default pool; a swarm sets its own.
+    default_capacity: Annotated[StrictInt, Field(ge=1)] = 10_000
+    # Active tasks in the whole queue.
+    capacity: Annotated[StrictInt, Field(ge=1)] = 100_000
+    lease_s: Seconds = 60.0
+    # Agents spawned at once when a swarm grows (pi takes ~1.3 CPU-s to start).
+    spawn_concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 8
+
+
+class AgentGroup(_Section):
+    """One ``[[agents]]`` entry: ``count`` agents started alike."""
+
+    name: NonEmptyStr | None = None
+    # A group without a runtime takes ``defaults.runtime`` (filled by GodelConfig).
+    runtime: RuntimeName = "shell"
+    count: Annotated[StrictInt, Field(ge=1)] = 1
+    skills: list[str] = Field(default_factory=list)
+    model: NonEmptyStr | None = None
+
+    @field_validator("skills")
+    @classmethod
+    def _clean_skills(cls, v: list[str]) -> list[str]:
+        # Same rule as AgentSpec, so a group always turns into valid specs.
+        out: list[str] = []
+        for s in v:
+            s = s.strip()
+            if not s:
+                continue
+            if any(c.isspace() or c == "," for c in s):
+                raise PydanticCustomError(
+                    "bad_skill",
+                    "skill {skill} must not contain spaces or commas",
+                    {"skill": repr(s)},
+                )
+            out.append(s)
+        return out
+
+
+EnvVarName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ProviderSettings(_Section):
+    """``[providers.NAME]``: an endpoint speaking the OpenAI or the Anthropic API."""
+
+    kind: Literal["openai", "anthropic"]
+    # OpenAI: the URL before "/chat/completions" (".../v1"); Anthropic: before "/v1/messages".
+    base_url: NonEmptyStr | None = None
+    api_key_env: EnvVarName | None = None
+    # Served by Godel's scripted model server, which the daemon starts on demand.
+    scripted: bool = False
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderSettings:
+        if self.base_url is None and not self.scripted:
+            raise PydanticCustomError(
+                "missing_base_url", "base_url is required (unless scripted = true)"
+            )
+        return self
+
+
+class ModelSettings(_Section):
+    """``[models.NAME]``: a model Godel can spawn agents with (``--model NAME``)."""
+
+    provider: NonEmptyStr
+    id: NonEmptyStr | None = None  # the upstream model id; default: the model's name
+    # US dollars per million tokens; when absent the vendored price snapshot is used.
+    input_per_mtok: Dollars | None = None
+    output_per_mtok: Dollars | None = None
+    cache_read_per_mtok: Dollars | None = None
+    cache_write_per_mtok: Dollars | None = None
+    context_window: Annotated[StrictInt, Field(ge=1)] = 128_000
+    max_tokens: Annotated[StrictInt, Field(ge=1)] = 4096
+
+
+# Built in, and merged under the user's files, so `--model scripted` works offline and a
+# user entry only needs the keys it changes.
+BUILTIN_CONFIG: dict[str, Any] = {
+    "providers": {
+        "scripted": {"kind": "openai", "scripted": True, "api_key_env": "GODEL_SCRIPTED_API_KEY"},
+        "scripted-anthropic": {
+            "kind": "anthropic",
+            "scripted": True,
+            "api_key_env": "GODEL_SCRIPTED_API_KEY",
+        },
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "api_key_env": "ANTHROPIC_API_KEY",
+        },
+        "openai": {
+            "kind": "openai",
+            "base_url": "https://api.openai.com/v1",
+            "api_key_env": "OPENAI_API_KEY",
+        },
+    },
+    "models": {
+        # Made-up prices, so that the offline demo shows real cost arithmetic.
+        "scripted": {
+            "provider": "scripted",
+            "id": "scripted",
+            "input_per_mtok": "1",
+            "output_per_mtok": "2",
+            "context_window": 32000,
+        },
+        "scripted-anthropic": {
+            "provider": "scripted-anthropic",
+            "id": "scripted",
+            "input_per_mtok": "1",
+            "output_per_mtok": "2",
+            "context_window": 32000,
+        },
+        "claude-sonnet-4-5": {
+            "provider": "anthropic",
+            "context_window": 200000,
+            "max_tokens": 8192,
+        },
+        "claude-haiku-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
+        "claude-opus-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
+        "gpt-4.1": {"provider": "openai", "context_window": 1047576},
+        "gpt-4o-mini": {"provider": "openai"},
+    },
+}
+
+
+class GodelConfig(_Section):
+    """The whole configuration; every field has a default, so ``GodelConfig()`` is valid."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
+    agents: list[AgentGroup] = Field(default_factory=list)
+    # Free-form options per runtime; only the runtime names are checked here.
+    runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[NonEmptyStr, ProviderSettings] = Field(
+        default_factory=lambda: {
+            k: ProviderSettings.model_validate(v) for k, v in BUILTIN_CONFIG["providers"].items()
+        }
+    )
+    models: dict[NonEmptyStr, ModelSettings] = Field(
+        default_factory=lambda: {
+            k: ModelSettings.model_validate(v) for k, v in BUILTIN_CONFIG["models"].items()
+        }
+    )
+
+    @model_validator(mode="after")
+    def _models_name_providers(self, info: ValidationInfo) -> GodelConfig:
+        # A single file may name a provider another file defines, so this is checked
+        # on the merged config only.
+        if isinstance(info.context, Mapping) and info.context.get(PARTIAL_KEY):
+            return self
+        for name, m in self.models.items():
+            if m.provider not in self.providers:
+                known = ", ".join(sorted(self.providers))
+                raise PydanticCustomError(
+                    "unknown_provider",
+                    "unknown provider {provider} (known: {known})",
+                    {
+                        "key": f"models.{name}.provider",
+                        "provider": repr(m.provider),
+                        "known": known,
+                    },
+                )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agents_default_runtime(cls, data: Any, info: ValidationInfo) -> Any:
+        """Give runtime-less ``[[agents]]`` the configured ``defaults.runtime``."""
+        if not isinstance(data, Mapping):
+            return data
+        defaults, agents = data.get("defaults"), data.get("agents")
+        if not isinstance(defaults, Mapping) or not isinstance(agents, list):
+            return data
+        runtime = defaults.get("runtime")
+        known = _known_runtimes(info)
+        # An unusable default is reported once, at defaults.runtime, not per group.
+        if not isinstance(runtime, str) or (known is not None and runtime not in known):
+            return data
+        filled = [
+            {**a, "runtime": runtime} if isinstance(a, Mapping) and "runtime" not in a else a
+            for a in agents
+        ]
+        return {**data, "agents": filled}
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """JSON-safe dump without None values (TOML has no null); loads back equal."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class LoadedConfig(BaseModel):
+    """The merged configuration and where it came from."""
+
+    config: GodelConfig
+    sources: list[Path]  # files actually read, lowest precedence first
+    digest: str  # sha256 of the canonical JSON of ``config``, to audit changes

@@ -1,0 +1,338 @@
+"""The agent service: spawn agents, watch their processes, stop them, and recover what a
+crashed daemon left behind.
+
+Every status change is stored with its audit entry and published (``record_status``).
+Stopping many agents (a swarm destroyed, the daemon stopping) runs the stops
+concurrently. When an agent is gone, the hooks in ``on_gone`` run (its tasks go back to
+the queue; a swarm schedules a replacement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.audit import AuditDraft
+from core.engine.context import EngineContext
+from core.engine.execs import ExecService
+from core.engine.health import HealthService
+from core.engine.live import LiveAgent
+from core.engine.status import record_status
+from core.errors import InvalidInput, RuntimeFailure
+from core.events import AgentSpawned, AgentStatusChanged
+from core.llm.catalog_types import ResolvedModel
+from core.models import (
+    Agent,
+    AgentSpec,
+    AgentStatus,
+    ExecStatus,
+    StatusChange,
+    StatusSource,
+    new_agent_id,
+    utcnow,
+)
+from core.runtimes.base import Capability
+from core.store import ops
+
+log = logging.getLogger("godel.engine")
+
+STOP_CONCURRENCY = 128  # stops at once: each is mostly waiting for processes to end
+RECOVER_CONCURRENCY = 32
+
+# (the agent that is gone, why, whether it ended on its own)
+GoneHook = Callable[[Agent, str, bool], Awaitable[None]]
+
+
+def prepare_workspace(spec: AgentSpec, root: Path, agent_id: str) -> Path:
+    """The agent's workspace: ``--workdir`` if given, else a fresh folder under ``root``."""
+    if spec.workdir is not None:
+        workspace = spec.workdir.expanduser().absolute()
+        if workspace.exists() and not workspace.is_dir():
+            raise InvalidInput(f"--workdir {workspace} is not a directory", workdir=str(workspace))
+    else:
+        workspace = root.expanduser().absolute() / agent_id
+    workspace.mkdir(parents=True, exist_ok=True)
+    return workspace
+
+
+class AgentService:
+    def __init__(self, ctx: EngineContext, health: HealthService, execs: ExecService) -> None:
+        self.ctx = ctx
+        self.health = health
+        self.execs = execs
+        self.on_gone: list[GoneHook] = []
+
+    # spawn ---------------------------------------------------------------------------------
+
+    async def resolve_model(self, runtime: str, model: str | None) -> ResolvedModel | None:
+        """The model an agent of ``runtime`` will use; fails before anything runs."""
+        rt = self.ctx.registry.get(runtime)  # raises UnknownRuntime
+        if Capability.MODEL in rt.capabilities:
+            return await self.ctx.models.resolve(model or self.ctx.config.defaults.model)
+        if model:
+            raise InvalidInput(
+                f"the {runtime} runtime does not use a model; drop --model {model}",
+                runtime=runtime,
+            )
+        return None
+
+    async def spawn(self, spec: AgentSpec, actor: str, *, swarm: str | None = None) -> Agent:
+        runtime = self.ctx.registry.get(spec.runtime)
+        model = await self.resolve_model(spec.runtime, spec.model)
+        if model is not None:
+            spec = spec.model_copy(update={"model": model.name})
+        agent_id = new_agent_id(spec.runtime)
+        root = self.ctx.config.defaults.workspace_root or self.ctx.paths.workspaces
+        workspace = await asyncio.to_thread(prepare_workspace, spec, Path(root), agent_id)
+        now = utcnow()
+        agent = Agent(
+            id=agent_id,
+            runtime=spec.runtime,
+            name=spec.name,
+            model=spec.model,
+            skills=spec.skills,
+            workspace=workspace,
+            status=AgentStatus.STARTING,
+            status_source=StatusSource.SPAWN,
+            status_reason="spawn requested",
+            status_at=now,
+            created_at=now,
+            spec=spec,
+            swarm=swarm,
+        )
+        await self.ctx.journal.commit(
+            ops.InsertAgent(agent),
+            events=[
+                AgentStatusChanged(
+                    agent_id=agent_id,
+                    status=AgentStatus.STARTING,
+                    source=StatusSource.SPAWN,
+                    reason="spawn requested",
+                    previous=None,
+                )
+            ],
+        )
+        payload: dict[str, Any] = {
+            "runtime": spec.runtime,
+            "name": spec.name,
+            "skills": spec.skills,
+            "workspace": str(workspace),
+            "model": spec.model,
+        }
+        if model is not None:
+            payload["provider"] = model.provider
+            payload["price_source"] = model.prices.source if model.prices else "unknown"
+        try:
+            handle = await runtime.spawn(agent_id, spec, workspace, model=model)
+        except Exception as e:
+            reason = str(e) if isinstance(e, RuntimeFailure) else f"{type(e).__name__}: {e}"
+            await record_status(
+                self.ctx,
+                agent_id,
+                StatusChange(status=AgentStatus.FAILED, source=StatusSource.SPAWN, reason=reason),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.spawn",
+                    subject=agent_id,
+                    result="error",
+                    payload={**payload, "error": reason},
+                ),
+            )
+            if isinstance(e, RuntimeFailure):
+                raise
+            raise RuntimeFailure(
+                f"{spec.runtime} agent {agent_id} failed to start: {reason}"
+            ) from e
+        live = LiveAgent(
+            agent=agent.model_copy(
+                update={"pid": handle.pid, "pid_started_at": handle.pid_started_at}
+            ),
+            runtime=runtime,
+            handle=handle,
+        )
+        self.ctx.live.add(live)
+        await record_status(
+            self.ctx,
+            agent_id,
+            StatusChange(status=AgentStatus.IDLE, source=StatusSource.SPAWN, reason="ready"),
+            pid=handle.pid,
+            pid_started_at=handle.pid_started_at,
+            audit=AuditDraft(
+                actor=actor,
+                action="agent.spawn",
+                subject=agent_id,
+                payload={**payload, "pid": handle.pid},
+            ),
+        )
+        live.watcher = asyncio.create_task(self._watch_exit(live), name=f"watch-{agent_id}")
+        self.health.track(agent_id)
+        self.ctx.journal.publish(
+            AgentSpawned(
+                agent_id=agent_id,
+                runtime=spec.runtime,
+                name=spec.name,
+                workspace=str(workspace),
+                pid=handle.pid,
+            )
+        )
+        self.ctx.wake_dispatcher()
+        return live.agent
+
+    async def _watch_exit(self, live: LiveAgent) -> None:
+        """An agent process that ends on its own is ``failed``, with its exit code."""
+        code = await live.runtime.wait_exit(live.handle)
+        if live.stopping:
+            return
+        self.ctx.live.pop(live.id)
+        reason = f"process {live.handle.pid} exited with code {code}"
+        await record_status(
+            self.ctx,
+            live.id,
+            StatusChange(
+                status=AgentStatus.FAILED, source=StatusSource.PROCESS_EXIT, reason=reason
+            ),
+            audit=AuditDraft(
+                actor="daemon",
+                action="agent.exit",
+                subject=live.id,
+                result="failed",
+                payload={"pid": live.handle.pid, "exit_code": code},
+            ),
+        )
+        self.health.untrack(live.id)
+        await self._gone(live.agent, reason, on_its_own=True)
+
+    async def _gone(self, agent: Agent, reason: str, *, on_its_own: bool) -> None:
+        for hook in self.on_gone:
+            try:
+                await hook(agent, reason, on_its_own)
+            except Exception:
+                log.exception("after agent %s ended: a hook failed", agent.id)
+
+    # stop ------------------------------------------------------------------------------------
+
+    async def kill(self, agent_id: str, actor: str) -> Agent:
+        live = await self.execs.live_agent(agent_id, "kill")
+        await self.stop(
+            live.id,
+            actor=actor,
+            source=StatusSource.USER,
+            reason=f"killed by {actor}",
+            action="agent.kill",
+        )
+        return await self.execs.get_agent(live.id)
+
+    async def stop(
+        self,
+        agent_id: str,
+        *,
+        actor: str,
+        source: StatusSource,
+        reason: str,
+        action: str,
+        requeue: bool = True,
+    ) -> bool:
+        """End a held agent and everything it started; False if it was not held."""
+        live = self.ctx.live.get(agent_id)
+        if live is None or live.stopping:
+            return False
+        live.stopping = True
+        await live.runtime.kill(live.handle)
+        await self.execs.wait_exec_end(live)
+        if live.watcher is not None:
+            live.watcher.cancel()
+        self.ctx.live.pop(agent_id)
+        await record_status(
+            self.ctx,
+            agent_id,
+            StatusChange(status=AgentStatus.STOPPED, source=source, reason=reason),
+            audit=AuditDraft(
+                actor=actor, action=action, subject=agent_id, payload={"pid": live.handle.pid}
+            ),
+        )
+        self.health.untrack(agent_id)
+        if requeue:
+            await self._gone(live.agent, reason, on_its_own=False)
+        return True
+
+    async def stop_many(
+        self,
+        agent_ids: Sequence[str],
+        *,
+        actor: str,
+        source: StatusSource,
+        reason: str,
+        action: str = "agent.stop",
+        requeue: bool = True,
+    ) -> list[str]:
+        """Stop agents concurrently; returns those stopped (a failed stop is logged)."""
+        limit = asyncio.Semaphore(STOP_CONCURRENCY)
+
+        async def one(agent_id: str) -> bool:
+            async with limit:
+                try:
+                    return await self.stop(
+                        agent_id,
+                        actor=actor,
+                        source=source,
+                        reason=reason,
+                        action=action,
+                        requeue=requeue,
+                    )
+                except Exception:
+                    log.exception("could not stop agent %s", agent_id)
+                    return False
+
+        done = await asyncio.gather(*(one(a) for a in agent_ids))
+        return [a for a, ok in zip(agent_ids, done, strict=True) if ok]
+
+    # recovery at start ---------------------------------------------------------------------
+
+    async def recover(self, actor: str) -> None:
+        """Mark what a crashed daemon left behind: execs interrupted, agents lost (and
+        any process of theirs that survived, ended)."""
+        for rec in await self.ctx.store.running_execs():
+            await self.ctx.journal.commit(
+                ops.FinishExec(
+                    rec.id,
+                    ExecStatus.INTERRUPTED,
+                    None,
+                    "the daemon stopped unexpectedly while this ran",
+                    utcnow(),
+                ),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="exec.recover",
+                    subject=rec.agent_id,
+                    result="interrupted",
+                    payload={"exec_id": rec.id},
+                ),
+            )
+        limit = asyncio.Semaphore(RECOVER_CONCURRENCY)
+
+        async def one(agent: Agent) -> None:
+            async with limit:
+                try:
+                    runtime = self.ctx.registry.get(agent.runtime)
+                    reason = await runtime.recover(agent)
+                except Exception as e:  # a runtime that cannot recover must not stop the daemon
+                    reason = f"could not recover after a daemon restart: {e}"
+            await record_status(
+                self.ctx,
+                agent.id,
+                StatusChange(status=AgentStatus.LOST, source=StatusSource.DAEMON, reason=reason),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.recover",
+                    subject=agent.id,
+                    result="lost",
+                    payload={"reason": reason, "pid": agent.pid},
+                ),
+            )
+
+        await asyncio.gather(
+            *(one(a) for a in await self.ctx.store.list_agents(include_ended=False))
+        )

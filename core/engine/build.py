@@ -1,0 +1,172 @@
+"""The one place an engine is built: the daemon, headless runs, benchmarks and tests all
+call ``build_engine``, so each gets the same services wired the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.clock import Clock, SystemClock
+from core.config import LoadedConfig, load_config
+from core.engine.agents import AgentService
+from core.engine.context import EngineContext
+from core.engine.execs import ExecService
+from core.engine.facade import Engine, Services
+from core.engine.health import HealthService
+from core.engine.queries import QueryService
+from core.engine.settings import ConfigService
+from core.engine.swarms import SwarmService
+from core.engine.tasks import TaskService
+from core.events import EventBus
+from core.federation.autoscaler import Autoscaler
+from core.federation.dispatcher import Dispatcher
+from core.federation.metrics import Metrics
+from core.federation.routing import RoutingTable
+from core.llm.catalog import ModelCatalog, ScriptedUrl
+from core.paths import GodelPaths
+from core.runtimes.base import RuntimeContext
+from core.runtimes.registry import RuntimeRegistry, known_runtime_names
+from core.store.base import Store
+from core.store.journal import Journal
+from core.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from core.llm.scripted import ScriptedServer
+
+log = logging.getLogger("godel.engine")
+
+
+class LazyScriptedServer:
+    """Godel's scripted model server, started on first use (``--model scripted``)."""
+
+    def __init__(self) -> None:
+        self._server: ScriptedServer | None = None
+        self._lock = asyncio.Lock()
+
+    async def url(self) -> str:
+        async with self._lock:
+            if self._server is None:
+                from core.llm.scripted import ScriptedServer
+
+                server = ScriptedServer()
+                await asyncio.to_thread(server.start)
+                self._server = server
+                log.info("scripted model server on %s", server.base_url)
+            return self._server.base_url
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+            self._server = None
+
+
+def build_registry(paths: GodelPaths, loaded: LoadedConfig) -> RuntimeRegistry:
+    options = loaded.config.runtimes
+    return RuntimeRegistry.load(
+        lambda name: RuntimeContext(home=paths.home, options=dict(options.get(name, {})))
+    )
+
+
+def build_engine(
+    paths: GodelPaths,
+    *,
+    config: LoadedConfig | None = None,
+    cwd: Path | None = None,
+    store: Store | None = None,
+    bus: EventBus | None = None,
+    clock: Clock | None = None,
+    registry: RuntimeRegistry | None = None,
+    scripted_url: ScriptedUrl | None = None,
+) -> Engine:
+    """An engine over ``paths`` (SQLite at ``paths.db`` unless ``store`` is given).
+
+    ``config`` defaults to the files found from ``cwd``; ``scripted_url`` points the
+    ``scripted`` models at a model server already running (else one is started in this
+    process on first use); ``clock`` lets tests move time by hand.
+    """
+    loaded = config or load_config(known_runtime_names(), cwd=cwd)
+    store = store or SqliteStore(paths.db)
+    bus = bus or EventBus()
+    bus.default_maxsize = loaded.config.daemon.event_queue_size
+    on_close: list[Callable[[], Awaitable[None]]] = []
+    if scripted_url is None:
+        lazy = LazyScriptedServer()
+        scripted_url = lazy.url
+        on_close.append(lazy.close)
+    ctx = EngineContext(
+        paths=paths,
+        store=store,
+        journal=Journal(store, bus),
+        bus=bus,
+        registry=registry or build_registry(paths, loaded),
+        clock=clock or SystemClock(),
+        loaded=loaded,
+        models=ModelCatalog(loaded.config, scripted_url=scripted_url),
+        metrics=Metrics(),
+        scripted_url=scripted_url,
+        on_close=on_close,
+    )
+    health = HealthService(ctx)
+    execs = ExecService(ctx)
+    agents = AgentService(ctx, health, execs)
+    settings = ctx.config.health
+    routing = RoutingTable(
+        ctx.metrics, health.trackers, health.cap_overrides, settings.panic_threshold
+    )
+    tasks = TaskService(ctx, execs, health, routing)
+    swarms = SwarmService(ctx, agents, execs, routing)
+    dispatcher = Dispatcher(
+        store=store,
+        journal=ctx.journal,
+        agents=health,
+        executor=execs,
+        observer=tasks,
+        routing=routing,
+        clock=ctx.clock,
+        lease_s=ctx.config.queue.lease_s,
+    )
+    autoscaler = Autoscaler(
+        store=store,
+        journal=ctx.journal,
+        swarms=swarms,
+        settings=ctx.config.autoscaler,
+        clock=ctx.clock,
+    )
+    ctx.wake_dispatcher = dispatcher.wake
+    agents.on_gone += [tasks.requeue_agent_tasks, swarms.on_agent_gone]
+    swarms.forget_autoscaling = autoscaler.forget
+    config_service = ConfigService(ctx, lambda spec, actor: agents.spawn(spec, actor))
+
+    async def apply_autoscaler(c: object) -> None:
+        await autoscaler.apply_settings(ctx.config.autoscaler)
+
+    def apply_queue_and_health(c: object) -> None:
+        dispatcher.lease_s = ctx.config.queue.lease_s
+        health.apply_settings(ctx.config.health)
+        swarms.restarts.settings = ctx.config.health
+        routing.panic_threshold = ctx.config.health.panic_threshold
+        for pool in routing.pools.values():
+            pool.panic_threshold = ctx.config.health.panic_threshold
+
+    config_service.appliers += [apply_queue_and_health, apply_autoscaler]
+    engine = Engine(
+        ctx,
+        Services(
+            agents=agents,
+            execs=execs,
+            health=health,
+            tasks=tasks,
+            swarms=swarms,
+            queries=QueryService(ctx),
+            config=config_service,
+            dispatcher=dispatcher,
+            autoscaler=autoscaler,
+        ),
+    )
+    return engine
+
+
+__all__ = ["LazyScriptedServer", "build_engine", "build_registry"]

@@ -1,0 +1,434 @@
+"""The exec service: run input on an agent, steer and abort it, and keep its output.
+
+An exec runs in its own task, so it is recorded to the end even if the caller goes
+away; a caller that stops reading early aborts it (as closing ssh does). Its start (with
+the agent going ``busy``) and its end (with its output, usage, cost and the agent back
+to ``idle``) are one transaction each. Output streams live on the bus and reaches the
+store in batches (every 100 ms or 256 rows, and always with the exec's end).
+This is federation's ``Executor`` port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from core.activity import activity_line
+from core.audit import AuditDraft
+from core.engine.context import EngineContext
+from core.engine.live import LiveAgent
+from core.engine.status import StatusEvents
+from core.errors import AgentNotFound, AgentUnavailable, InvalidInput
+from core.events import AgentActivity, AgentOutput, ExecFinished, ExecStarted, SubscriptionClosed
+from core.models import (
+    Agent,
+    AgentStatus,
+    AssistantText,
+    ExecRecord,
+    ExecResult,
+    ExecStatus,
+    LogLine,
+    OutputChunk,
+    PolicyViolation,
+    RuntimeEvent,
+    StatusChange,
+    StatusSource,
+    new_id,
+    utcnow,
+)
+from core.store import ops
+
+log = logging.getLogger("godel.engine")
+
+OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
+OUTPUT_FLUSH_ROWS = 256
+
+Stream = Literal["stdout", "stderr", "system"]
+
+
+class ExecService:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self._output: list[ops.OutputRow] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="godel-output-flush")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
+
+    # looking agents up ----------------------------------------------------------------------
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        agent = await self.ctx.store.get_agent(agent_id)
+        if agent is None:
+            raise AgentNotFound(f"agent {agent_id!r} not found", agent_id=agent_id)
+        return agent
+
+    async def live_agent(self, agent_id: str, action: str) -> LiveAgent:
+        """The held agent ``agent_id`` (an id or a live agent's name), or why not."""
+        live = self.ctx.live.get(agent_id)
+        if live is not None and live.working:
+            return live  # the live copy mirrors the store: skip a read on the hot path
+        agent = await self.get_agent(agent_id)
+        live = self.ctx.live.get(agent.id)
+        if live is None or agent.status.is_terminal or live.stopping:
+            why = f": {agent.status_reason}" if agent.status_reason else ""
+            raise AgentUnavailable(
+                f"cannot {action} agent {agent.id}: it is {agent.status.value}{why}",
+                agent_id=agent.id,
+                status=agent.status.value,
+            )
+        return live
+
+    # exec ------------------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        agent_id: str,
+        input: str,
+        *,
+        actor: str,
+        timeout: float | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[RuntimeEvent]:
+        """Run ``input`` on an agent; yields output and activity, ends with the result."""
+        if not input.strip():
+            raise InvalidInput("nothing to run: the input is empty")
+        if timeout is not None and timeout <= 0:
+            raise InvalidInput(f"timeout must be positive, got {timeout}", timeout=timeout)
+        live = await self.live_agent(agent_id, "exec on")
+        if live.exec_id is not None:
+            raise self.ctx.live.busy_error(live)
+        exec_id = new_id("exec")
+        live.exec_id = exec_id
+        live.exec_begun = live.abort_pending = False
+        if timeout is None:
+            timeout = self.ctx.config.defaults.exec_timeout
+        busy = StatusChange(
+            status=AgentStatus.BUSY, source=StatusSource.RUNTIME_EVENT, reason=f"running {exec_id}"
+        )
+        record = ExecRecord(
+            id=exec_id,
+            agent_id=live.id,
+            input=input,
+            status=ExecStatus.RUNNING,
+            started_at=utcnow(),
+            actor=actor,
+            model=live.agent.model,
+        )
+        status_events = StatusEvents(self.ctx, live.id, busy)
+        try:
+            await self.ctx.journal.commit(
+                ops.StartExec(record, status=busy),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.exec",
+                    subject=live.id,
+                    result="started",
+                    payload={
+                        "exec_id": exec_id,
+                        "input": input,
+                        "timeout": timeout,
+                        "task_id": task_id,
+                    },
+                ),
+                events=lambda prev: [
+                    *status_events(prev),
+                    ExecStarted(agent_id=live.id, exec_id=exec_id, input=input, actor=actor),
+                ],
+            )
+        except BaseException:
+            live.exec_id = None
+            raise
+        queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        live.exec_task = asyncio.create_task(
+            self._run(live, exec_id, input, timeout, actor, queue), name=exec_id
+        )
+        finished = False
+        try:
+            while True:
+                ev = await queue.get()
+                yield ev
+                if isinstance(ev, ExecResult):
+                    finished = True
+                    return
+        finally:
+            if not finished and live.exec_id == exec_id:
+                with contextlib.suppress(Exception):
+                    await live.runtime.abort(live.handle)
+
+    async def _run(
+        self,
+        live: LiveAgent,
+        exec_id: str,
+        input: str,
+        timeout: float | None,
+        actor: str,
+        queue: asyncio.Queue[RuntimeEvent],
+    ) -> None:
+        agent_id = live.id
+        started = time.monotonic()
+        result: ExecResult | None = None
+        try:
+            async for ev in self._runtime_exec(live, input, exec_id, timeout):
+                if isinstance(ev, OutputChunk):
+                    self._keep(agent_id, exec_id, ev.stream, ev.data)
+                    self.ctx.journal.publish(
+                        AgentOutput(
+                            agent_id=agent_id, exec_id=exec_id, stream=ev.stream, data=ev.data
+                        )
+                    )
+                    if len(self._output) >= OUTPUT_FLUSH_ROWS:
+                        await self.flush()
+                    queue.put_nowait(ev)
+                elif isinstance(ev, ExecResult):
+                    result = ev
+                else:
+                    await self._on_activity(agent_id, exec_id, ev, actor)
+                    queue.put_nowait(ev)
+        except Exception as e:
+            log.exception("exec %s on %s failed", exec_id, agent_id)
+            result = ExecResult(
+                exec_id=exec_id,
+                status=ExecStatus.INTERRUPTED,
+                exit_code=None,
+                reason=f"runtime error: {type(e).__name__}: {e}",
+            )
+        if result is None:
+            result = ExecResult(
+                exec_id=exec_id,
+                status=ExecStatus.INTERRUPTED,
+                exit_code=None,
+                reason="the runtime ended the exec without a result",
+            )
+        result.duration_s = result.duration_s or round(time.monotonic() - started, 6)
+        idle: StatusChange | None = None
+        if not live.stopping and agent_id in self.ctx.live:
+            idle = StatusChange(
+                status=AgentStatus.IDLE,
+                source=StatusSource.RUNTIME_EVENT,
+                reason=f"{exec_id} {result.status.value}",
+            )
+        # The exec's output, its end, its audit entry and the agent's return to idle
+        # commit together: one transaction per exec end.
+        rows, self._output = self._output, []
+        finished = ExecFinished(
+            agent_id=agent_id,
+            exec_id=exec_id,
+            status=result.status,
+            exit_code=result.exit_code,
+            duration_s=result.duration_s,
+            reason=result.reason,
+        )
+        idle_events = StatusEvents(self.ctx, agent_id, idle) if idle else None
+        try:
+            await self.ctx.journal.commit(
+                ops.FinishExec(
+                    exec_id,
+                    result.status,
+                    result.exit_code,
+                    result.reason,
+                    utcnow(),
+                    usage=result.usage,
+                    cost_usd=result.cost_usd,
+                    output=tuple(rows),
+                    agent_status=(agent_id, idle) if idle else None,
+                ),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="agent.exec.finish",
+                    subject=agent_id,
+                    result=result.status.value,
+                    payload={
+                        "exec_id": exec_id,
+                        "exit_code": result.exit_code,
+                        "reason": result.reason,
+                        "duration_s": result.duration_s,
+                        "tokens": result.usage.total_tokens,
+                        "cost_usd": None if result.cost_usd is None else str(result.cost_usd),
+                    },
+                ),
+                events=lambda prev: [*(idle_events(prev) if idle_events else ()), finished],
+            )
+        finally:
+            live.exec_id = None
+            live.exec_task = None
+            queue.put_nowait(result)
+
+    def _runtime_exec(
+        self, live: LiveAgent, input: str, exec_id: str, timeout: float | None
+    ) -> AsyncIterator[RuntimeEvent]:
+        if live.abort_pending:
+            return _aborted_before_start(exec_id)
+        live.exec_begun = True
+        return live.runtime.exec(live.handle, input, exec_id=exec_id, timeout=timeout)
+
+    async def _abort(self, live: LiveAgent) -> bool:
+        """Abort the agent's exec, also one announced but not yet begun by its runtime."""
+        if live.exec_id is not None and not live.exec_begun:
+            live.abort_pending = True
+            return True
+        return await live.runtime.abort(live.handle)
+
+    def _keep(self, agent_id: str, exec_id: str, stream: Stream, data: str) -> None:
+        self._output.append(ops.OutputRow(agent_id, exec_id, stream, utcnow(), data))
+
+    async def _on_activity(self, agent_id: str, exec_id: str, ev: RuntimeEvent, actor: str) -> None:
+        """Tool calls, usage, notices: kept in the agent's log and published; a refused
+        action is audited."""
+        if isinstance(ev, AssistantText):
+            self._keep(agent_id, exec_id, "stdout", ev.text)
+            self.ctx.journal.publish(
+                AgentOutput(agent_id=agent_id, exec_id=exec_id, stream="stdout", data=ev.text)
+            )
+            return
+        data = ev.model_dump(mode="json", exclude={"kind", "exec_id"})
+        line = activity_line(ev)
+        if line:
+            self._keep(agent_id, exec_id, "system", line)
+        activity = AgentActivity(agent_id=agent_id, exec_id=exec_id, kind=ev.kind, data=data)
+        if isinstance(ev, PolicyViolation):
+            await self.ctx.journal.audit(
+                AuditDraft(
+                    actor=actor,
+                    action="policy.violation",
+                    subject=agent_id,
+                    result="refused",
+                    payload={"exec_id": exec_id, "rule": ev.rule, "detail": ev.detail},
+                ),
+                events=[activity],
+            )
+        else:
+            self.ctx.journal.publish(activity)
+
+    async def steer(self, agent_id: str, message: str, actor: str) -> bool:
+        if not message.strip():
+            raise InvalidInput("nothing to steer with: the message is empty")
+        live = await self.live_agent(agent_id, "steer")
+        delivered = await live.runtime.steer(live.handle, message)
+        await self.ctx.journal.audit(
+            AuditDraft(
+                actor=actor,
+                action="agent.steer",
+                subject=live.id,
+                result="ok" if delivered else "nothing running",
+                payload={"exec_id": live.exec_id, "message": message},
+            )
+        )
+        return delivered
+
+    async def abort(self, agent_id: str, actor: str) -> bool:
+        live = await self.live_agent(agent_id, "abort")
+        aborted = await self._abort(live)
+        await self.ctx.journal.audit(
+            AuditDraft(
+                actor=actor,
+                action="agent.abort",
+                subject=live.id,
+                result="ok" if aborted else "nothing running",
+                payload={"exec_id": live.exec_id},
+            )
+        )
+        return aborted
+
+    async def abort_quietly(self, agent_id: str) -> None:
+        """Abort whatever the agent runs (a cancelled task's exec); never raises."""
+        live = self.ctx.live.get(agent_id)
+        if live is not None and not live.stopping:
+            with contextlib.suppress(Exception):
+                await self._abort(live)
+
+    async def wait_exec_end(self, live: LiveAgent, limit_s: float = 10.0) -> None:
+        """Let a running exec record its end (it ends once its process is gone)."""
+        if live.exec_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.exec_task), timeout=limit_s)
+
+    # output ------------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        rows, self._output = self._output, []
+        if rows:
+            await self.ctx.journal.commit(ops.AppendOutput(tuple(rows)))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self.ctx.clock.sleep(OUTPUT_FLUSH_INTERVAL)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not write agent output to the store")
+
+    async def logs(
+        self, agent_id: str, *, after_seq: int = 0, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        """Stored output of an agent; with ``follow``, keep going until the agent ends.
+
+        The store is the source of every line; the bus only says when to look again.
+        The subscription is made before the first read, so nothing written in between
+        is missed.
+        """
+        agent = await self.get_agent(agent_id)
+        sub = (
+            self.ctx.bus.subscribe(
+                f"logs-{agent.id}", maxsize=64, types={"agent.output", "agent.status_changed"}
+            )
+            if follow
+            else None
+        )
+        try:
+            seq = after_seq
+            ending = False
+            while True:
+                await self.flush()
+                lines = await self.ctx.store.read_output(agent.id, after_seq=seq)
+                for line in lines:
+                    seq = line.seq
+                    yield line
+                if sub is None:
+                    return
+                if lines:
+                    continue  # there may be more than one read's worth
+                if ending:
+                    return
+                current = await self.ctx.store.get_agent(agent.id)
+                if current is None or current.status.is_terminal:
+                    # Its last output committed before its end: one more read gets it.
+                    ending = True
+                    continue
+                # Anything for this agent (or a drop marker) means: look again.
+                with contextlib.suppress(TimeoutError, SubscriptionClosed):
+                    async with asyncio.timeout(1.0):
+                        while True:
+                            ev = await sub.get()
+                            if getattr(ev, "agent_id", agent.id) == agent.id:
+                                break
+        finally:
+            if sub is not None:
+                sub.close()
+
+    async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
+        agent = await self.get_agent(agent_id)
+        return await self.ctx.store.list_execs(agent.id, limit)
+
+
+async def _aborted_before_start(exec_id: str) -> AsyncIterator[RuntimeEvent]:
+    yield ExecResult(
+        exec_id=exec_id,
+        status=ExecStatus.ABORTED,
+        exit_code=None,
+        reason="aborted before it started",
+    )

@@ -1,0 +1,280 @@
+"""The ``Engine``: the one facade every face (CLI via the daemon, the JSON-RPC API, the
+console, headless runs, benchmarks) calls. It holds no logic of its own: each method
+hands over to one service (agents, execs, tasks, swarms, health, queries, config),
+and ``start``/``stop`` run the engine's lifecycle. Build one with
+``core.engine.build.build_engine``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import __version__
+from core.audit import AuditDraft, VerifyReport
+from core.config import LoadedConfig
+from core.engine.agents import AgentService
+from core.engine.context import EngineContext
+from core.engine.execs import ExecService
+from core.engine.health import HealthService
+from core.engine.queries import QueryService
+from core.engine.settings import ConfigReload, ConfigService, apply_log_level
+from core.engine.swarms import SwarmService
+from core.engine.tasks import TaskService
+from core.events import DaemonStarted, DaemonStopping, EventBus
+from core.federation.autoscaler import Autoscaler
+from core.federation.dispatcher import Dispatcher
+from core.llm.catalog import ModelCatalog, ModelInfo
+from core.models import (
+    Agent,
+    AgentSpec,
+    AuditEntry,
+    ExecRecord,
+    LogLine,
+    RuntimeEvent,
+    RuntimeInfo,
+    StatusSource,
+    Swarm,
+    SwarmSpec,
+    Task,
+    TaskSpec,
+    TaskStatus,
+)
+from core.paths import GodelPaths
+from core.runtimes.base import HealthReport
+from core.runtimes.children import install_child_watcher
+from core.runtimes.registry import RuntimeRegistry
+
+
+@dataclass
+class Services:
+    agents: AgentService
+    execs: ExecService
+    health: HealthService
+    tasks: TaskService
+    swarms: SwarmService
+    queries: QueryService
+    config: ConfigService
+    dispatcher: Dispatcher
+    autoscaler: Autoscaler
+
+
+class Engine:
+    def __init__(self, ctx: EngineContext, services: Services) -> None:
+        self.ctx = ctx
+        self.s = services
+
+    # what faces may read -------------------------------------------------------------------
+
+    @property
+    def paths(self) -> GodelPaths:
+        return self.ctx.paths
+
+    @property
+    def config(self) -> LoadedConfig:
+        return self.ctx.loaded
+
+    @property
+    def models(self) -> ModelCatalog:
+        return self.ctx.models
+
+    @property
+    def registry(self) -> RuntimeRegistry:
+        return self.ctx.registry
+
+    @property
+    def bus(self) -> EventBus:
+        return self.ctx.bus
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, actor: str = "daemon") -> None:
+        """Open the store, reconcile what the last run left behind, and start serving."""
+        ctx, s = self.ctx, self.s
+        install_child_watcher()  # no thread per agent process (Python 3.11)
+        apply_log_level(ctx.config)
+        await ctx.store.open()
+        await s.agents.recover(actor)
+        s.execs.start()
+        s.dispatcher.start()
+        s.health.start()
+        s.autoscaler.start()
+        ctx.running = True
+        await ctx.journal.audit(
+            AuditDraft(
+                actor=actor,
+                action="daemon.start",
+                subject="daemon",
+                payload={
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "config_digest": ctx.loaded.digest,
+                    "config_sources": [str(src) for src in ctx.loaded.sources],
+                },
+            ),
+            events=[DaemonStarted(pid=os.getpid(), version=__version__)],
+        )
+        if ctx.config.agents:
+            # In the background: a pi agent takes a second to start, the daemon need not.
+            ctx.background.spawn(s.config.start_agent_groups("config"), name="agent-groups")
+
+    async def stop(self, reason: str = "daemon stop", actor: str = "daemon") -> None:
+        """Stop every live agent (no agent process outlives the engine), then close."""
+        ctx, s = self.ctx, self.s
+        if not ctx.running:
+            return
+        ctx.running = False
+        ctx.journal.publish(DaemonStopping(reason=reason))
+        await s.autoscaler.stop()
+        await s.dispatcher.stop()
+        await s.health.stop()
+        await ctx.background.cancel_all()
+        # Tasks that were running keep their leases: the next daemon rescues them.
+        await s.agents.stop_many(
+            [lv.id for lv in ctx.live],
+            actor=actor,
+            source=StatusSource.DAEMON,
+            reason=f"stopped with the daemon ({reason})",
+            requeue=False,
+        )
+        await s.execs.stop()
+        await ctx.journal.audit(
+            AuditDraft(
+                actor=actor, action="daemon.stop", subject="daemon", payload={"reason": reason}
+            )
+        )
+        await ctx.store.close()
+        for close in ctx.on_close:
+            await close()
+
+    # agents ------------------------------------------------------------------------------------
+
+    def runtimes(self) -> list[RuntimeInfo]:
+        return self.s.queries.runtimes()
+
+    def model_info(self) -> list[ModelInfo]:
+        return self.ctx.models.info()
+
+    async def spawn_agent(self, spec: AgentSpec, actor: str, *, swarm: str | None = None) -> Agent:
+        return await self.s.agents.spawn(spec, actor, swarm=swarm)
+
+    async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
+        return await self.s.queries.list_agents(include_ended=include_ended)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        return await self.s.execs.get_agent(agent_id)
+
+    async def kill_agent(self, agent_id: str, actor: str) -> Agent:
+        return await self.s.agents.kill(agent_id, actor)
+
+    async def health(self, agent_id: str) -> HealthReport:
+        live = await self.s.execs.live_agent(agent_id, "probe")
+        return await live.runtime.health(live.handle)
+
+    def is_live(self, agent_id: str) -> bool:
+        return self.ctx.live.is_live(agent_id)
+
+    # execs -------------------------------------------------------------------------------------
+
+    def exec(
+        self,
+        agent_id: str,
+        input: str,
+        *,
+        actor: str,
+        timeout: float | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[RuntimeEvent]:
+        return self.s.execs.exec(agent_id, input, actor=actor, timeout=timeout, task_id=task_id)
+
+    async def steer(self, agent_id: str, message: str, actor: str) -> bool:
+        return await self.s.execs.steer(agent_id, message, actor)
+
+    async def abort(self, agent_id: str, actor: str) -> bool:
+        return await self.s.execs.abort(agent_id, actor)
+
+    def logs(
+        self, agent_id: str, *, after_seq: int = 0, follow: bool = False
+    ) -> AsyncIterator[LogLine]:
+        return self.s.execs.logs(agent_id, after_seq=after_seq, follow=follow)
+
+    async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
+        return await self.s.execs.list_execs(agent_id, limit)
+
+    # tasks -------------------------------------------------------------------------------------
+
+    async def submit_tasks(self, specs: list[TaskSpec], actor: str) -> list[Task]:
+        return await self.s.tasks.submit(specs, actor)
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self.s.tasks.get(task_id)
+
+    async def list_tasks(
+        self, *, swarm: str | None = None, status: TaskStatus | None = None, limit: int = 100
+    ) -> list[Task]:
+        return await self.s.queries.list_tasks(swarm=swarm, status=status, limit=limit)
+
+    async def task_counts(self, swarm: str | None = None) -> dict[str, int]:
+        return await self.s.queries.task_counts(swarm)
+
+    async def cancel_task(self, task_id: str, actor: str) -> Task:
+        return await self.s.tasks.cancel(task_id, actor)
+
+    async def retry_task(self, task_id: str, actor: str) -> Task:
+        return await self.s.tasks.retry(task_id, actor)
+
+    async def explain_route(self, task_id: str) -> dict[str, Any]:
+        return await self.s.tasks.explain_route(task_id)
+
+    async def metrics_text(self) -> bytes:
+        return await self.s.queries.metrics_text()
+
+    # swarms ------------------------------------------------------------------------------------
+
+    async def create_swarm(
+        self, spec: SwarmSpec, actor: str
+    ) -> tuple[Swarm, list[Agent], list[str]]:
+        return await self.s.swarms.create(spec, actor)
+
+    async def get_swarm(self, name: str) -> Swarm:
+        return await self.s.swarms.get(name)
+
+    async def list_swarms(self) -> list[dict[str, Any]]:
+        return await self.s.queries.list_swarms()
+
+    async def swarm_status(self, name: str) -> dict[str, Any]:
+        return await self.s.queries.swarm_status(name)
+
+    async def scale_swarm(self, name: str, count: int, actor: str) -> tuple[Swarm, list[str]]:
+        return await self.s.swarms.scale(name, count, actor)
+
+    async def set_strategy(self, swarm: str, strategy: str, actor: str) -> Swarm:
+        return await self.s.swarms.set_strategy(swarm, strategy, actor)
+
+    async def destroy_swarm(self, name: str, actor: str) -> tuple[list[str], int]:
+        return await self.s.swarms.destroy(name, actor)
+
+    # audit and config --------------------------------------------------------------------------
+
+    async def audit_list(
+        self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None
+    ) -> list[AuditEntry]:
+        return await self.s.queries.audit_list(after_seq=after_seq, limit=limit, subject=subject)
+
+    def audit_entries(self) -> AsyncIterator[AuditEntry]:
+        return self.s.queries.audit_entries()
+
+    async def audit_verify(self) -> VerifyReport:
+        return await self.s.queries.audit_verify()
+
+    async def record(self, actor: str, action: str, subject: str, **payload: Any) -> None:
+        """Audit an action that faces perform outside the engine (e.g. an export)."""
+        await self.ctx.journal.audit(
+            AuditDraft(actor=actor, action=action, subject=subject, payload=payload)
+        )
+
+    async def reload_config(self, actor: str, cwd: Path | None = None) -> ConfigReload:
+        return await self.s.config.reload(actor, cwd)

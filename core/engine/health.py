@@ -1,0 +1,191 @@
+"""The health service: probes and circuit breakers per live agent, and the pool of agents
+the dispatcher may route to (federation's ``AgentPool`` port).
+
+Probes move an agent between ``idle``/``busy`` and ``unhealthy`` (stored, audited,
+published); task results feed its breaker. An agent whose breaker is open is left out
+of its pool, but only up to the ejection cap (``[health] max_ejection_percent``, at
+least one): past it, the agents whose breakers opened last keep working, so a bad
+spell never empties a pool.
+"""
+
+from __future__ import annotations
+
+from core.audit import AuditDraft
+from core.config import HealthSettings
+from core.engine.context import EngineContext
+from core.engine.status import record_status
+from core.events import AgentActivity
+from core.federation.health import (
+    BreakerState,
+    CircuitBreaker,
+    EjectionPolicy,
+    HealthTracker,
+    Prober,
+    ProbeResult,
+)
+from core.models import Agent, AgentStatus, StatusChange, StatusSource
+from core.runtimes.base import HealthReport, HealthState
+
+
+def probe_result(report: HealthReport) -> ProbeResult:
+    return ProbeResult(
+        ok=report.state is HealthState.HEALTHY,
+        detail=report.detail,
+        dead=report.state is HealthState.DEAD,
+    )
+
+
+class HealthService:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        settings = ctx.config.health
+        self.trackers: dict[str, HealthTracker] = {}
+        # Agents whose breaker is open but which work on because of the ejection cap.
+        self.cap_overrides: set[str] = set()
+        self.ejection = EjectionPolicy.from_settings(settings)
+        self.prober = Prober(
+            self._probe, self._on_health_change, settings, clock=ctx.clock.monotonic
+        )
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.prober.start()
+
+    async def stop(self) -> None:
+        await self.prober.stop()
+
+    def apply_settings(self, settings: HealthSettings) -> None:
+        """New ``[health]`` settings (config reload), for every agent from now on."""
+        self.ejection = EjectionPolicy.from_settings(settings)
+        self.prober.settings = settings
+        for tracker in self.trackers.values():
+            tracker.settings = settings
+            b = tracker.breaker
+            b.failure_threshold = settings.failure_threshold
+            b.open_for_s = settings.open_for_s
+            b.max_open_s = max(settings.max_open_s, settings.open_for_s)
+
+    # tracking ----------------------------------------------------------------------------
+
+    def track(self, agent_id: str) -> None:
+        """Probe the agent and give it a circuit breaker fed by its task results."""
+        settings = self.ctx.config.health
+
+        def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
+            self.ctx.background.spawn(
+                self.ctx.journal.audit(
+                    AuditDraft(
+                        actor="daemon",
+                        action="agent.breaker",
+                        subject=agent_id,
+                        result=new.value,
+                        payload={"from": old.value, "reason": reason},
+                    ),
+                    events=[
+                        AgentActivity(
+                            agent_id=agent_id,
+                            exec_id="",
+                            kind="breaker",
+                            data={"from": old.value, "to": new.value, "reason": reason},
+                        )
+                    ],
+                ),
+                name=f"breaker-{agent_id}",
+            )
+
+        breaker = CircuitBreaker.from_settings(
+            settings, clock=self.ctx.clock.monotonic, on_transition=on_transition
+        )
+        tracker = HealthTracker(agent_id, settings, breaker=breaker, clock=self.ctx.clock.monotonic)
+        self.trackers[agent_id] = tracker
+        self.prober.add(agent_id, tracker)
+
+    def untrack(self, agent_id: str) -> None:
+        self.cap_overrides.discard(agent_id)
+        self.prober.remove(agent_id)
+        self.trackers.pop(agent_id, None)
+        self.ctx.metrics.forget_agent(agent_id)
+
+    async def _probe(self, agent_id: str) -> ProbeResult:
+        live = self.ctx.live.get(agent_id)
+        if live is None or live.stopping:
+            return ProbeResult(ok=False, detail="not running", dead=True)
+        return probe_result(await live.runtime.health(live.handle))
+
+    async def _on_health_change(self, agent_id: str, healthy: bool, detail: str) -> None:
+        live = self.ctx.live.get(agent_id)
+        if live is None or live.stopping:
+            return
+        if healthy:
+            status = AgentStatus.BUSY if live.exec_id else AgentStatus.IDLE
+        else:
+            status = AgentStatus.UNHEALTHY
+        await record_status(
+            self.ctx,
+            agent_id,
+            StatusChange(status=status, source=StatusSource.PROBE, reason=detail or "probe"),
+            audit=AuditDraft(
+                actor="daemon",
+                action="agent.health",
+                subject=agent_id,
+                result="healthy" if healthy else "unhealthy",
+                payload={"detail": detail},
+            ),
+        )
+        self.ctx.wake_dispatcher()
+
+    # the AgentPool port --------------------------------------------------------------------
+
+    def workers(self, pool: str | None) -> list[Agent]:
+        members = [
+            live.agent
+            for live in self.ctx.live.in_swarm(pool)
+            if live.agent.status in (AgentStatus.IDLE, AgentStatus.BUSY)
+        ]
+        self.cap_overrides.difference_update(a.id for a in members)  # recomputed each round
+        ejected = [a for a in members if not self._open_to_work(a.id)]
+        cap = self.ejection.max_ejected(len(members))
+        if len(ejected) > cap:
+
+            def opened(a: Agent) -> float:
+                tracker = self.trackers.get(a.id)
+                return (tracker.breaker.opened_at if tracker else None) or 0.0
+
+            kept_out = sorted(ejected, key=opened)[:cap]  # the earliest opened stay out
+            self.cap_overrides.update(a.id for a in ejected if a not in kept_out)
+            ejected = kept_out
+        out = {a.id for a in ejected}
+        return [a for a in members if a.id not in out]
+
+    def _open_to_work(self, agent_id: str) -> bool:
+        tracker = self.trackers.get(agent_id)
+        if tracker is None:
+            return True
+        state = tracker.breaker.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and tracker.breaker.trial_available
+        )
+
+    def admit(self, agent_id: str) -> bool:
+        if agent_id in self.cap_overrides:
+            return True
+        tracker = self.trackers.get(agent_id)
+        return tracker is None or tracker.breaker.allow()
+
+    def release_trial(self, agent_id: str) -> None:
+        tracker = self.trackers.get(agent_id)
+        if tracker is not None and tracker.breaker.state is BreakerState.HALF_OPEN:
+            tracker.breaker.release_trial()
+
+    def record_outcome(self, agent_id: str, ok: bool) -> None:
+        tracker = self.trackers.get(agent_id)
+        if tracker is not None:
+            tracker.record_task(ok)
+
+    def is_live(self, agent_id: str) -> bool:
+        return self.ctx.live.is_live(agent_id)
+
+    def breaker_state(self, agent_id: str) -> BreakerState | None:
+        tracker = self.trackers.get(agent_id)
+        return tracker.breaker.state if tracker else None

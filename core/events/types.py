@@ -1,0 +1,252 @@
+"""The event models, the ``Event`` union, ``EVENT_TYPES`` and JSON parse/serialise.
+
+Every event is a frozen pydantic model with a ``type`` string discriminator; see the
+package docstring (``core.events``) for how to add one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from core.models import AgentStatus, ExecStatus, StatusSource, utcnow
+
+__all__ = [
+    "EVENT_ADAPTER",
+    "EVENT_CLASSES",
+    "EVENT_TYPES",
+    "AgentActivity",
+    "AgentOutput",
+    "AgentSpawned",
+    "AgentStatusChanged",
+    "Anomaly",
+    "AuditAppended",
+    "ConfigChanged",
+    "DaemonStarted",
+    "DaemonStopping",
+    "Event",
+    "EventBase",
+    "EventsDropped",
+    "ExecFinished",
+    "ExecStarted",
+    "QueuePressure",
+    "SwarmAutoscaled",
+    "TaskFinished",
+    "TaskRouted",
+    "event_to_json",
+    "parse_event",
+]
+
+
+class EventBase(BaseModel):
+    """Fields every event carries. Subclasses add ``type: Literal[...]`` and payload."""
+
+    # Frozen because one instance is shared by every subscriber of a bus.
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = 0
+    at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("at")
+    @classmethod
+    def _at_is_utc(cls, v: datetime) -> datetime:
+        # A naive time is ambiguous; refuse it rather than guess a zone.
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("event time must be timezone-aware")
+        return v.astimezone(UTC)
+
+
+class AgentSpawned(EventBase):
+    type: Literal["agent.spawned"] = "agent.spawned"
+    agent_id: str
+    runtime: str
+    name: str | None = None
+    workspace: str
+    pid: int | None = None
+
+
+class AgentStatusChanged(EventBase):
+    type: Literal["agent.status_changed"] = "agent.status_changed"
+    agent_id: str
+    status: AgentStatus
+    source: StatusSource
+    reason: str = ""
+    previous: AgentStatus | None = None
+
+
+class AgentOutput(EventBase):
+    type: Literal["agent.output"] = "agent.output"
+    agent_id: str
+    exec_id: str
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+class AgentActivity(EventBase):
+    """What an LLM agent does besides printing: tool calls and results, usage, notices,
+    refused actions. ``kind`` is the runtime event's kind; ``data`` its fields."""
+
+    type: Literal["agent.activity"] = "agent.activity"
+    agent_id: str
+    exec_id: str
+    kind: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskRouted(EventBase):
+    """A routing decision for a task (``agent_id`` None: nobody could take it now)."""
+
+    type: Literal["task.routed"] = "task.routed"
+    task_id: str
+    agent_id: str | None
+    swarm: str | None = None
+    strategy: str = ""
+    reason: str = ""
+
+
+class TaskFinished(EventBase):
+    type: Literal["task.finished"] = "task.finished"
+    task_id: str
+    status: str  # a TaskStatus value (ready when it will be retried)
+    agent_id: str | None = None
+    exec_id: str | None = None
+    reason: str = ""
+
+
+class QueuePressure(EventBase):
+    """The queue passed 90 % of a capacity (submits are refused above 95 %)."""
+
+    type: Literal["queue.pressure"] = "queue.pressure"
+    scope: str
+    fraction: float
+    capacity: int
+
+
+class Anomaly(EventBase):
+    """A runtime's failure rate spiked (``AnomalyDetector``); publishable on the bus.
+
+    ``clock`` is the detector clock value (the ``now`` passed in) at detection; ``at``
+    is wall time as for every event. ``baseline_rate`` is 0.0 with no baseline samples.
+    """
+
+    type: Literal["runtime.anomaly"] = "runtime.anomaly"
+    kind: Literal["failure_spike"] = "failure_spike"
+    runtime: str
+    window_s: float
+    failure_rate: float
+    baseline_rate: float
+    threshold: float
+    samples: int
+    failures: int
+    baseline_samples: int
+    clock: float
+    message: str
+
+
+class SwarmAutoscaled(EventBase):
+    """The autoscaler changed a swarm's size, and why."""
+
+    type: Literal["swarm.autoscaled"] = "swarm.autoscaled"
+    swarm: str
+    from_agents: int
+    to_agents: int
+    reason: str
+
+
+class ExecStarted(EventBase):
+    type: Literal["exec.started"] = "exec.started"
+    agent_id: str
+    exec_id: str
+    input: str
+    actor: str = ""
+
+
+class ExecFinished(EventBase):
+    type: Literal["exec.finished"] = "exec.finished"
+    agent_id: str
+    exec_id: str
+    status: ExecStatus
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    reason: str = ""
+
+
+class AuditAppended(EventBase):
+    type: Literal["audit.appended"] = "audit.appended"
+    seq_no: int
+    action: str
+    subject: str
+    actor: str
+    result: str
+
+
+class DaemonStarted(EventBase):
+    type: Literal["daemon.started"] = "daemon.started"
+    pid: int
+    version: str
+
+
+class DaemonStopping(EventBase):
+    type: Literal["daemon.stopping"] = "daemon.stopping"
+    reason: str = ""
+
+
+class ConfigChanged(EventBase):
+    type: Literal["config.changed"] = "config.changed"
+    digest: str
+    sources: list[str] = Field(default_factory=list)
+
+
+class EventsDropped(EventBase):
+    """Synthesized per subscriber (never published): ``count`` events were lost here."""
+
+    type: Literal["events.dropped"] = "events.dropped"
+    count: int
+    subscriber: str
+
+
+Event = Annotated[
+    AgentSpawned
+    | AgentStatusChanged
+    | AgentOutput
+    | AgentActivity
+    | TaskRouted
+    | TaskFinished
+    | QueuePressure
+    | Anomaly
+    | SwarmAutoscaled
+    | ExecStarted
+    | ExecFinished
+    | AuditAppended
+    | DaemonStarted
+    | DaemonStopping
+    | ConfigChanged
+    | EventsDropped,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+# Derived from the union so that adding a class there is the only registration step.
+EVENT_CLASSES: tuple[type[EventBase], ...] = get_args(get_args(Event)[0])
+EVENT_TYPES: frozenset[str] = frozenset(
+    str(cls.model_fields["type"].default) for cls in EVENT_CLASSES
+)
+
+
+def parse_event(data: str | bytes | dict[str, Any]) -> Event:
+    """Parse one event from JSON text or a decoded dict.
+
+    Raises ``pydantic.ValidationError`` (a ``ValueError``) for bad JSON, an unknown
+    ``type`` or invalid fields.
+    """
+    if isinstance(data, dict):
+        return EVENT_ADAPTER.validate_python(data)
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def event_to_json(event: Event) -> str:
+    """One compact JSON object on a single line (newlines in strings are escaped)."""
+    return event.model_dump_json()
