@@ -96,11 +96,6 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    @property
-    def running(self) -> int:
-        """Tasks being run now."""
-        return len(self._running)
-
     async def _loop(self) -> None:
         while not self.stopping:
             await self.clock.wait(self._wake, POLL_S)

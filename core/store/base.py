@@ -12,7 +12,7 @@ audit chain's maths from ``core.audit`` (``seal``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -28,7 +28,7 @@ from core.models import (
 )
 from core.store.ops import Op, OutputRow
 
-__all__ = ["AuditDraft", "Committed", "OutputRow", "Store"]
+__all__ = ["AuditDraft", "Committed", "OnCommit", "OutputRow", "Store"]
 
 T = TypeVar("T")
 
@@ -41,15 +41,25 @@ class Committed(Generic[T]):
     entries: list[AuditEntry] = field(default_factory=list)
 
 
+OnCommit = Callable[[Committed[T]], None]
+
+
 class Store(Protocol):
     path: str
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
-    async def commit(self, op: Op[T], audit: Sequence[AuditDraft] = ()) -> Committed[T]:
+    async def commit(
+        self,
+        op: Op[T],
+        audit: Sequence[AuditDraft] = (),
+        on_commit: OnCommit[T] | None = None,
+    ) -> Committed[T]:
         """Apply ``op`` and append ``audit`` in one transaction; raise and change
-        nothing if any part fails."""
+        nothing if any part fails. ``on_commit`` runs on the event loop right after the
+        transaction committed, even if the caller was cancelled meanwhile (the journal
+        publishes from it, so a committed change is never left unannounced)."""
         ...
 
     # agents, execs, output

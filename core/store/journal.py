@@ -18,7 +18,7 @@ from typing import TypeVar
 from core.audit import AuditDraft
 from core.events import AuditAppended, Event, EventBus
 from core.models import AuditEntry
-from core.store.base import Store
+from core.store.base import Committed, Store
 from core.store.ops import NoChange, Op
 
 T = TypeVar("T")
@@ -41,10 +41,15 @@ class Journal:
         """Commit ``op`` with ``audit``; then publish. ``events`` may be a function of
         the op's result (e.g. a status change event that names the previous status)."""
         drafts = (audit,) if isinstance(audit, AuditDraft) else tuple(audit)
-        done = await self.store.commit(op, drafts)
-        for event in events(done.value) if callable(events) else events:
-            self.bus.publish(event)
-        self._published(done.entries)
+
+        def publish(done: Committed[T]) -> None:
+            for event in events(done.value) if callable(events) else events:
+                self.bus.publish(event)
+            self._published(done.entries)
+
+        # Published from the store's commit callback: a caller cancelled while its op
+        # was in flight still gets its committed change announced.
+        done = await self.store.commit(op, drafts, publish)
         return done.value
 
     async def audit(self, draft: AuditDraft, events: Sequence[Event] = ()) -> None:

@@ -1,4 +1,4 @@
-"""The autoscaler's arithmetic (the acting part is in tests/integration/test_federation.py)."""
+"""The autoscaler's arithmetic (the acting part is in tests/engine/test_autoscale.py)."""
 
 from core.federation.autoscaler import desired_agents
 

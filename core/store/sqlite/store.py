@@ -16,6 +16,7 @@ Reads from other processes (``sqlite3`` on the file) are safe in WAL.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,10 +36,12 @@ from core.models import (
     TaskStatus,
 )
 from core.store import ops
-from core.store.base import Committed
+from core.store.base import Committed, OnCommit
 from core.store.sqlite import agents, swarms, tasks
 from core.store.sqlite.thread import DbThread
 from core.store.sqlite.tx import ChainHead, Tx
+
+log = logging.getLogger("godel.store")
 
 # "GODL": marks the file as ours, so a foreign SQLite file is refused, not migrated.
 APPLICATION_ID = 0x474F444C
@@ -95,6 +98,7 @@ class _Pending:
     op: ops.Op[Any]
     audit: tuple[AuditDraft, ...]
     future: asyncio.Future[Committed[Any]]
+    on_commit: OnCommit[Any] | None = None
 
 
 @dataclass
@@ -231,13 +235,18 @@ class SqliteStore:
 
     # the one write path ---------------------------------------------------------------
 
-    async def commit(self, op: ops.Op[T], audit: Sequence[AuditDraft] = ()) -> Committed[T]:
+    async def commit(
+        self,
+        op: ops.Op[T],
+        audit: Sequence[AuditDraft] = (),
+        on_commit: OnCommit[T] | None = None,
+    ) -> Committed[T]:
         if type(op) not in HANDLERS:
             raise TypeError(f"the SQLite store has no handler for {type(op).__name__}")
         if self._conn is None or self._thread is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[Committed[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(op, tuple(audit), future))
+        self._queue.append(_Pending(op, tuple(audit), future, on_commit))
         if not self._writing:
             self._send()
         # A caller that gives up (is cancelled) still gets its op committed: it was queued.
@@ -261,14 +270,21 @@ class SqliteStore:
         """On the loop, after a batch: settle each commit, then send what queued meanwhile."""
         self._writing = False
         for i, p in enumerate(batch):
-            if p.future.done():
-                continue
             if error is not None or outcomes is None:  # COMMIT failed: none of it landed
-                p.future.set_exception(_store_error(error, self.path))
+                if not p.future.done():
+                    p.future.set_exception(_store_error(error, self.path))
             elif (out := outcomes[i]).error is not None:
-                p.future.set_exception(out.error)
+                if not p.future.done():
+                    p.future.set_exception(out.error)
             else:
-                p.future.set_result(Committed(out.value, out.entries))
+                done = Committed(out.value, out.entries)
+                if p.on_commit is not None:
+                    try:
+                        p.on_commit(done)
+                    except Exception:
+                        log.exception("after committing %s: on_commit failed", type(p.op))
+                if not p.future.done():
+                    p.future.set_result(done)
         if self._queue and self._thread is not None:
             self._send()
         elif self._idle is not None:
