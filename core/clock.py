@@ -12,7 +12,14 @@ import contextlib
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Expired(TimeoutError):
+    """``Clock.limit``'s time ran out (not a TimeoutError raised by the awaited work)."""
 
 
 class Clock(Protocol):
@@ -28,6 +35,10 @@ class Clock(Protocol):
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         """Wait for ``event`` at most ``timeout`` seconds; True if it was set."""
+        ...
+
+    async def limit(self, aw: Awaitable[T], seconds: float) -> T:
+        """Await ``aw`` for at most ``seconds``; cancel it and raise ``Expired`` after."""
         ...
 
 
@@ -47,6 +58,15 @@ class SystemClock:
                 await event.wait()
         return event.is_set()
 
+    async def limit(self, aw: Awaitable[T], seconds: float) -> T:
+        try:
+            async with asyncio.timeout(seconds) as cm:
+                return await aw
+        except TimeoutError:
+            if cm.expired():
+                raise Expired(f"timed out after {seconds:g}s") from None
+            raise
+
 
 class FakeClock:
     """A clock that only moves when ``advance`` is called. Sleepers wake in order of
@@ -64,25 +84,51 @@ class FakeClock:
     def time(self) -> float:
         return self._now + self._wall_offset
 
+    def _timer(self, seconds: float) -> asyncio.Future[None]:
+        """A future done when the clock reaches now + ``seconds``; registered at once,
+        so an ``advance`` right after the call already counts it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._order), fut))
+        return fut
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), fut))
-        await fut
+        await self._timer(seconds)
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         if event.is_set():
             return True
+        timer = self._timer(timeout)
         waiter = asyncio.ensure_future(event.wait())
-        timer = asyncio.ensure_future(self.sleep(timeout))
+        either: set[asyncio.Future[Any]] = {waiter, timer}
         try:
-            await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
             timer.cancel()
         return event.is_set()
+
+    async def limit(self, aw: Awaitable[T], seconds: float) -> T:
+        timer = self._timer(seconds)
+        work = asyncio.ensure_future(aw)
+        either: set[asyncio.Future[Any]] = {work, timer}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled: the work goes with us
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            raise
+        finally:
+            timer.cancel()
+        if work.done():
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        raise Expired(f"timed out after {seconds:g}s")
 
     @property
     def sleepers(self) -> int:
@@ -91,6 +137,7 @@ class FakeClock:
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline has come, and let
         the woken tasks run until they block again."""
+        await _settle()  # tasks just started get to register their sleeps first
         target = self._now + seconds
         while self._sleepers and self._sleepers[0][0] <= target:
             due, _, fut = heapq.heappop(self._sleepers)

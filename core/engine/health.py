@@ -43,9 +43,7 @@ class HealthService:
         # Agents whose breaker is open but which work on because of the ejection cap.
         self.cap_overrides: set[str] = set()
         self.ejection = EjectionPolicy.from_settings(settings)
-        self.prober = Prober(
-            self._probe, self._on_health_change, settings, clock=ctx.clock.monotonic
-        )
+        self.prober = Prober(self._probe, self._on_health_change, settings, clock=ctx.clock)
 
     # lifecycle ---------------------------------------------------------------------------
 

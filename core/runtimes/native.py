@@ -1,10 +1,10 @@
 """The ``native`` runtime: Godel's own agent loop over an OpenAI-compatible or Anthropic API.
 
 No Node, no extra process: the loop runs in the daemon's event loop and talks to the model
-with httpx (``core.llm.openai`` / ``core.llm.anthropic``). Tools are ``bash``, ``read``,
-``write`` and ``edit``, all confined to the agent's workspace: a path that resolves
-outside it (``..``, an absolute path, a symlink) is refused and reported as a
-``PolicyViolation``, which the engine audits.
+with httpx (``core.llm.openai`` / ``core.llm.anthropic``). Tools (``native_tools``) are
+``bash``, ``read``, ``write`` and ``edit``, all confined to the agent's workspace: a path
+that resolves outside it (``..``, an absolute path, a symlink) is refused and reported as
+a ``PolicyViolation``, which the engine audits.
 
 The conversation persists across execs of one agent, as a pi session does. An exec ends
 on a final answer (a turn without tool calls), at the turn limit, on abort or timeout.
@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from core.errors import AgentUnavailable, GodelError, InvalidInput, RuntimeFailure
 from core.llm.catalog_types import ResolvedModel
@@ -35,7 +33,6 @@ from core.llm.types import (
     TextDelta,
     ToolCall,
     ToolCallDone,
-    ToolSpec,
     UsageReport,
 )
 from core.models import (
@@ -59,83 +56,17 @@ from core.runtimes.base import (
     HealthState,
     RuntimeContext,
 )
+from core.runtimes.native_tools import (
+    SYSTEM_PROMPT,
+    TOOLS,
+    PathRefused,
+    ToolError,
+    kill_tools,
+    run_tool,
+)
 
 DEFAULT_MAX_TURNS = 20
-DEFAULT_BASH_TIMEOUT = 120.0
 TOOL_OUTPUT_CAP = 64 * 1024  # characters of tool output sent back to the model
-
-SYSTEM_PROMPT = """You are a coding agent. You work in the directory {workspace}, and every \
-file path you use must stay inside it. Use the tools to inspect and change files and to run \
-commands; when the task is done, reply with a short final answer and no tool call."""
-
-TOOLS = [
-    ToolSpec(
-        name="bash",
-        description="Run a shell command in the workspace; returns its output and exit code.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "description": "the command to run"},
-                "timeout": {"type": "number", "description": "seconds (default 120)"},
-            },
-            "required": ["command"],
-        },
-    ),
-    ToolSpec(
-        name="read",
-        description="Read a text file in the workspace.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "path": {"type": "string"},
-                "offset": {"type": "integer", "description": "first line (1-based)"},
-                "limit": {"type": "integer", "description": "number of lines"},
-            },
-            "required": ["path"],
-        },
-    ),
-    ToolSpec(
-        name="write",
-        description="Create or overwrite a file in the workspace.",
-        parameters={
-            "type": "object",
-            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-            "required": ["path", "content"],
-        },
-    ),
-    ToolSpec(
-        name="edit",
-        description="Replace old_text (which must occur exactly once) with new_text in a file.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "path": {"type": "string"},
-                "old_text": {"type": "string"},
-                "new_text": {"type": "string"},
-            },
-            "required": ["path", "old_text", "new_text"],
-        },
-    ),
-]
-
-
-class PathRefused(Exception):
-    """A tool path resolves outside the workspace."""
-
-
-def confine(workspace: Path, path: str) -> Path:
-    """The real path of ``path`` (relative to the workspace), if it stays inside it.
-
-    Symlinks are resolved first, so a link that points out of the workspace is refused
-    just like ``../x`` or ``/etc/passwd``.
-    """
-    if not path or "\x00" in path:
-        raise PathRefused(f"invalid path {path!r}")
-    root = Path(os.path.realpath(workspace))
-    target = Path(os.path.realpath(root / path))
-    if target != root and root not in target.parents:
-        raise PathRefused(f"path {path!r} resolves to {target}, outside the workspace {root}")
-    return target
 
 
 @dataclass
@@ -305,7 +236,7 @@ class NativeRuntime:
             reason = "timed out" if why is ExecStatus.TIMED_OUT else "aborted"
             if agent.dead.is_set():
                 status, exit_code, reason = ExecStatus.INTERRUPTED, None, "the agent was killed"
-            await self._kill_tools(agent)
+            await kill_tools(agent.tool_procs)
             _close_dangling_calls(agent.history)
         except GodelError as e:
             status, exit_code, reason = ExecStatus.FAILED, 1, e.message
@@ -358,7 +289,7 @@ class NativeRuntime:
         )
         is_error = False
         try:
-            output = await self._tool(agent, call)
+            output = await run_tool(call, agent.workspace, agent.agent_id, agent.tool_procs)
         except PathRefused as e:
             is_error, output = True, f"refused: {e}"
             queue.put_nowait(
@@ -381,70 +312,6 @@ class NativeRuntime:
             is_error=is_error,
         )
 
-    async def _tool(self, agent: _Agent, call: ToolCall) -> str:
-        args = call.arguments
-        if call.name == "bash":
-            command = _str_arg(args, "command")
-            t = args.get("timeout", DEFAULT_BASH_TIMEOUT)
-            timeout = float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_BASH_TIMEOUT
-            return await self._bash(agent, command, timeout)
-        if call.name == "read":
-            path = confine(agent.workspace, _str_arg(args, "path"))
-            offset, limit = args.get("offset"), args.get("limit")
-            return await asyncio.to_thread(_read, path, offset, limit)
-        if call.name == "write":
-            path = confine(agent.workspace, _str_arg(args, "path"))
-            content = _str_arg(args, "content", allow_empty=True)
-            await asyncio.to_thread(_write, path, content)
-            return f"wrote {len(content.encode())} bytes to {path.relative_to(_real(agent))}"
-        if call.name == "edit":
-            path = confine(agent.workspace, _str_arg(args, "path"))
-            old = _str_arg(args, "old_text")
-            new = _str_arg(args, "new_text", allow_empty=True)
-            await asyncio.to_thread(_edit, path, old, new)
-            return f"edited {path.relative_to(_real(agent))}"
-        raise ToolError(f"unknown tool {call.name!r} (tools: bash, read, write, edit)")
-
-    async def _bash(self, agent: _Agent, command: str, timeout: float) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            command,
-            cwd=agent.workspace,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own group, so the whole tree can be killed
-            env={**os.environ, "GODEL_AGENT_ID": agent.agent_id},
-        )
-        agent.tool_procs.add(proc)
-        try:
-            assert proc.stdout is not None
-            try:
-                out = await asyncio.wait_for(proc.stdout.read(), timeout)
-                code = await proc.wait()
-            except TimeoutError:
-                _killpg(proc)
-                await proc.wait()
-                return f"[command timed out after {timeout:g}s and was killed]"
-            except asyncio.CancelledError:
-                # Abort, timeout of the exec or kill: the command's whole group goes too.
-                _killpg(proc)
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
-                raise
-        finally:
-            agent.tool_procs.discard(proc)
-        text = out.decode("utf-8", errors="replace")
-        return text if code == 0 else f"{text}[exit code {code}]"
-
-    async def _kill_tools(self, agent: _Agent) -> None:
-        for proc in list(agent.tool_procs):
-            _killpg(proc)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 5)
-        agent.tool_procs.clear()
-
     async def steer(self, handle: AgentHandle, message: str) -> bool:
         agent = self._state(handle)
         if agent.task is None or agent.task.done():
@@ -465,7 +332,7 @@ class NativeRuntime:
             return
         agent.dead.set()
         self._stop(agent, ExecStatus.INTERRUPTED)
-        await self._kill_tools(agent)
+        await kill_tools(agent.tool_procs)
         await agent.client.aclose()
 
     async def health(self, handle: AgentHandle) -> HealthReport:
@@ -485,10 +352,6 @@ class NativeRuntime:
 
     async def recover(self, agent: Agent) -> str:
         return "in-process native agent ended with the previous daemon"
-
-
-class ToolError(Exception):
-    """A tool failed in a way the model should hear about (not a crash of the loop)."""
 
 
 def _add(a: Usage, b: Usage) -> Usage:
@@ -521,43 +384,3 @@ def _close_dangling_calls(history: list[ChatMessage]) -> None:
                         )
                     )
             break
-
-
-def _str_arg(args: dict[str, Any], name: str, *, allow_empty: bool = False) -> str:
-    value = args.get(name)
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise ToolError(f"argument {name!r} must be a non-empty string")
-    return value
-
-
-def _real(agent: _Agent) -> Path:
-    return Path(os.path.realpath(agent.workspace))
-
-
-def _read(path: Path, offset: object, limit: object) -> str:
-    if not path.is_file():
-        raise ToolError(f"no such file: {path.name}")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-    start = offset - 1 if isinstance(offset, int) and offset > 0 else 0
-    end = start + limit if isinstance(limit, int) and limit > 0 else len(lines)
-    return "".join(lines[start:end])
-
-
-def _write(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    if not path.is_file():
-        raise ToolError(f"no such file: {path.name}")
-    text = path.read_text(encoding="utf-8")
-    count = text.count(old)
-    if count != 1:
-        raise ToolError(f"old_text occurs {count} times in {path.name}; it must occur once")
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-
-
-def _killpg(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)

@@ -5,12 +5,9 @@ Ending an agent costs what its own processes cost, not what the machine runs, so
 
 - A process group ends by ``killpg``; ``killpg(pgid, 0)`` failing with ESRCH proves it
   is empty. Nothing walks the process table per agent.
-- Descendants that left the group (``setsid``) are found by walking down from the leader
-  through ``/proc/<pid>/task/<tid>/children`` (cost proportional to the tree). A kernel
-  without that file (``CONFIG_PROC_CHILDREN``) needs a scan of ``/proc``; one scan then
-  serves every termination that asked while the previous one ran.
-- Each process we know of is held by a pidfd: a signal cannot hit a reused pid, and the
-  event loop wakes when the process exits. Without pidfds we poll, with a short backoff.
+- Descendants that left the group (``setsid``) are found, and every process we know of
+  is held (by pidfd where possible), by ``core.runtimes.proc_tree``. A held pidfd wakes
+  the event loop when its process exits; without pidfds we poll, with a short backoff.
 
 Nothing here calls ``waitpid``: the processes are often children of the daemon, and
 reaping them ourselves would steal the exit status from asyncio's child watcher. A
@@ -22,16 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import select
 import signal
-import weakref
-from dataclasses import dataclass
 
 import psutil
 
 from core.models import Agent
+from core.runtimes.proc_tree import Held, descendants, find_tree, hold, pidfds
+
+__all__ = [
+    "descendants",
+    "is_same_process",
+    "process_started_at",
+    "recover_process",
+    "terminate_descendants",
+    "terminate_group",
+    "terminate_processes",
+    "wait_process_exit",
+]
+
 
 _POLL_S = 0.05
 _BACKOFF_START_S = 0.005
@@ -41,9 +47,6 @@ _BACKOFF_MAX_S = 0.1
 _SETTLE_S = 0.25
 _KILL_WAIT_S = 1.0
 
-# pid -> (ppid, pgid), from one scan of the process table.
-_Table = dict[int, tuple[int, int]]
-
 
 def process_started_at(pid: int) -> float | None:
     """The process's start time (seconds since the epoch), or None if it is gone."""
@@ -51,16 +54,6 @@ def process_started_at(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-
-
-def _is_gone(proc: psutil.Process) -> bool:
-    """True once the process has exited; a zombie has exited, it just was not reaped yet."""
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # includes ZombieProcess
-        return True
-    except psutil.AccessDenied:
-        return False
 
 
 def is_same_process(pid: int, started_at: float | None) -> bool:
@@ -80,286 +73,10 @@ def is_same_process(pid: int, started_at: float | None) -> bool:
         return False
 
 
-# /proc ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stat:
-    ppid: int
-    pgid: int
-
-
-@functools.cache
-def _have_proc() -> bool:
-    return os.path.isdir("/proc/self")
-
-
-def _stat(pid: int) -> _Stat | None:
-    """Parent and group of ``pid``, from ``/proc/<pid>/stat``; None if it is gone."""
-    if not _have_proc():  # macOS
-        try:
-            return _Stat(psutil.Process(pid).ppid(), os.getpgid(pid))
-        except (psutil.Error, OSError):
-            return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself contain spaces or parentheses;
-    # after it: state, ppid, pgrp.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return _Stat(int(fields[1]), int(fields[2]))
-    except (IndexError, ValueError):
-        return None
-
-
-@functools.cache
-def _pidfds() -> bool:
-    from core.runtimes.children import pidfd_supported
-
-    return pidfd_supported() and hasattr(signal, "pidfd_send_signal")
-
-
-@functools.cache
-def _children_files() -> bool:
-    """True if the kernel lists each task's children (``CONFIG_PROC_CHILDREN``)."""
-    try:
-        tid = os.listdir("/proc/self/task")[0]
-    except (OSError, IndexError):
-        return False
-    return os.path.exists(f"/proc/self/task/{tid}/children")
-
-
-def _children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:  # a child is listed under the thread that forked it
-        with (
-            contextlib.suppress(OSError, ValueError),
-            open(f"/proc/{pid}/task/{tid}/children", "rb") as f,
-        ):
-            out.extend(int(c) for c in f.read().split())
-    return out
-
-
-def _scan_table() -> _Table:
-    """Parent and group of every process (the whole-table walk; shared, see _SharedScan)."""
-    table: _Table = {}
-    if _have_proc():
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                st = _stat(int(name))
-                if st is not None:
-                    table[int(name)] = (st.ppid, st.pgid)
-        return table
-    for proc in psutil.process_iter(["ppid"]):  # no /proc (macOS)
-        with contextlib.suppress(OSError, psutil.Error):
-            table[proc.pid] = (int(proc.info["ppid"]), os.getpgid(proc.pid))
-    return table
-
-
-class _SharedScan:
-    """One process-table scan serves every caller that asked while the last one ran.
-
-    A caller only gets a scan that started after it asked, so the scan sees every
-    process that existed when the caller decided to look.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[_Table]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def get(self) -> _Table:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Table] = loop.create_future()
-        self._waiters.append(fut)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run())
-        return await fut
-
-    async def _run(self) -> None:
-        while self._waiters:
-            waiters, self._waiters = self._waiters, []
-            try:
-                table = await asyncio.to_thread(_scan_table)
-            except Exception as e:
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(e)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(table)
-
-
-_scans: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedScan] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _shared_scan() -> _SharedScan:
-    loop = asyncio.get_running_loop()
-    scan = _scans.get(loop)
-    if scan is None:
-        scan = _scans[loop] = _SharedScan()
-    return scan
-
-
-# Held processes ---------------------------------------------------------------------
-
-
-class _Held:
-    """A process we signal and wait for: by pidfd when we can, else through psutil."""
-
-    def __init__(self, pid: int, pgid: int, fd: int | None, ps: psutil.Process | None) -> None:
-        self.pid = pid
-        self.pgid = pgid
-        self.fd = fd
-        self.ps = ps  # psutil checks the pid was not reused before it signals
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                signal.pidfd_send_signal(self.fd, sig)
-        elif self.ps is not None:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                self.ps.send_signal(sig)
-
-    def exited(self) -> bool:
-        if self.fd is not None:
-            # A pidfd polls readable once its process exited, reaped or not. (poll, not
-            # select: the daemon's descriptors go well past select's limit of 1024.)
-            p = select.poll()
-            p.register(self.fd, select.POLLIN)
-            return bool(p.poll(0))
-        return self.ps is None or _is_gone(self.ps)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _hold(
-    pid: int,
-    *,
-    parent: int | None = None,
-    pgid: int | None = None,
-    same_as: psutil.Process | None = None,
-) -> _Held | None:
-    """Hold ``pid`` if it still is the process we mean; None if it is gone.
-
-    The identity is checked after the pidfd is open: a pidfd refers to one process for
-    good, so if ``pid`` is still ``parent``'s child (or in group ``pgid``, or the
-    process ``same_as``) at that point, the pidfd is the one we mean.
-    """
-    fd: int | None = None
-    if _pidfds():
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return None
-        except OSError:  # out of descriptors: fall back to polling this one
-            fd = None
-    held = _Held(pid, -1, fd, None)
-    st = _stat(pid)
-    ok = st is not None
-    if st is not None:
-        held.pgid = st.pgid
-        ok = (parent is None or st.ppid == parent) and (pgid is None or st.pgid == pgid)
-    if ok and same_as is not None:
-        ok = same_as.is_running()  # compares start times: False if the pid was reused
-        held.ps = same_as
-    elif ok and fd is None:
-        try:
-            held.ps = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            ok = False
-    if not ok:
-        held.close()
-        return None
-    return held
-
-
-def _hold_all(found: list[tuple[int, int | None, int | None]]) -> list[_Held]:
-    out = []
-    for pid, parent, pgid in found:
-        held = _hold(pid, parent=parent, pgid=pgid)
-        if held is not None:
-            out.append(held)
-    return out
-
-
-def _walk_children(root: int) -> list[_Held]:
-    """``root``'s descendants, walking the children files (cost: the tree)."""
-    out: list[_Held] = []
-    stack = [root]
-    while stack:
-        parent = stack.pop()
-        for child in _children_of(parent):
-            held = _hold(child, parent=parent)
-            if held is not None:
-                out.append(held)
-                stack.append(child)
-    return out
-
-
-def _from_table(
-    table: _Table, root: int, *, group: bool
-) -> list[tuple[int, int | None, int | None]]:
-    """``root``'s descendants (and with ``group`` the rest of group ``root``) in ``table``."""
-    kids: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    found: list[tuple[int, int | None, int | None]] = []
-    seen = {root}
-    stack = [root]
-    while stack:
-        parent = stack.pop()
-        for child in kids.get(parent, ()):
-            if child not in seen:
-                seen.add(child)
-                found.append((child, parent, None))
-                stack.append(child)
-    if group:
-        found += [(p, None, root) for p, (_, g) in table.items() if g == root and p not in seen]
-    return found
-
-
-async def _find_tree(root: int, *, group: bool) -> list[_Held]:
-    """Hold ``root``'s live descendants; from a table scan, also the rest of its group."""
-    if _children_files():
-        return _walk_children(root)
-    table = await _shared_scan().get()
-    return _hold_all(_from_table(table, root, group=group))
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    """Every live descendant of ``pid`` (not ``pid`` itself); empty if it is gone."""
-    if _children_files():
-        out: list[psutil.Process] = []
-        stack = [pid]
-        while stack:
-            for child in _children_of(stack.pop()):
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    out.append(psutil.Process(child))
-                    stack.append(child)
-        return out
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return []
-
-
 # Waiting ------------------------------------------------------------------------------
 
 
-async def _wait_exited(procs: list[_Held], limit_s: float) -> list[_Held]:
+async def _wait_exited(procs: list[Held], limit_s: float) -> list[Held]:
     """Wait until every process exited or ``limit_s`` passed; return the survivors.
 
     Held pidfds wake the loop when their process exits; the rest is polled with a
@@ -441,7 +158,7 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _end(procs: list[_Held], grace: float) -> None:
+async def _end(procs: list[Held], grace: float) -> None:
     """SIGTERM ``procs``, SIGKILL those still running after ``grace`` seconds."""
     for p in procs:
         p.signal(signal.SIGTERM)
@@ -456,7 +173,7 @@ async def _end(procs: list[_Held], grace: float) -> None:
 
 async def terminate_processes(procs: list[psutil.Process], grace: float = 1.0) -> None:
     """SIGTERM ``procs``, wait up to ``grace`` seconds, then SIGKILL the survivors."""
-    held = [h for p in procs if (h := _hold(p.pid, same_as=p)) is not None]
+    held = [h for p in procs if (h := hold(p.pid, same_as=p)) is not None]
     try:
         await _end(held, grace)
     finally:
@@ -466,7 +183,7 @@ async def terminate_processes(procs: list[psutil.Process], grace: float = 1.0) -
 
 async def terminate_descendants(pid: int, grace: float = 1.0) -> bool:
     """End every descendant of ``pid`` (not ``pid`` itself); False if it had none."""
-    held = await _find_tree(pid, group=False)
+    held = await find_tree(pid, group=False)
     try:
         await _end(held, grace)
     finally:
@@ -489,9 +206,9 @@ async def terminate_group(
     if pid <= 1 or pid in (os.getpid(), os.getpgrp()):
         # killpg(0) or our own group would take the daemon down with the agent.
         raise ValueError(f"refusing to terminate process group {pid}")
-    held: list[_Held] = []
+    held: list[Held] = []
     try:
-        leader = _hold(pid)
+        leader = hold(pid)
         if leader is not None:
             held.append(leader)
             if started_at is not None:
@@ -501,7 +218,7 @@ async def terminate_group(
             if tree:
                 # Found before signalling: once a parent dies its children are
                 # re-parented and can no longer be found through the tree.
-                held += [p for p in await _find_tree(pid, group=True) if p.pid != pid]
+                held += [p for p in await find_tree(pid, group=True) if p.pid != pid]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         _killpg(pid, signal.SIGTERM)
@@ -534,7 +251,7 @@ async def wait_process_exit(proc: asyncio.subprocess.Process) -> int:
     """
     loop = asyncio.get_running_loop()
     fd: int | None = None
-    if proc.returncode is None and _pidfds():
+    if proc.returncode is None and pidfds():
         with contextlib.suppress(OSError):
             fd = os.pidfd_open(proc.pid)
     try:

@@ -11,23 +11,20 @@ and seeing the marker on both streams means both streams are complete.
 Because every exec runs in a subshell, nothing (``cd``, variables) carries over from one
 exec to the next; the bash process is the agent's stable process group, which ``kill``
 ends as a whole.
+
+The protocol's bytes are in ``shell_protocol``, the live bash process and its pipe
+readers in ``shell_agent``; this module is the runtime that drives them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import codecs
 import contextlib
-import logging
 import os
-import re
-import secrets
-import shlex
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
 import psutil
 
@@ -53,108 +50,15 @@ from core.runtimes.process import (
     recover_process,
     terminate_descendants,
     terminate_group,
-    wait_process_exit,
 )
+from core.runtimes.shell_agent import STOP_GRACE_S, STREAMS, Run, ShellAgent, Stream
+from core.runtimes.shell_protocol import command_line, setup_script
 
-log = logging.getLogger(__name__)
-
-Stream = Literal["stdout", "stderr"]
-_STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 _STATE_KEY = "shell"
-_READ_CHUNK = 64 * 1024
 _OUTPUT_CAP = 1024 * 1024  # characters of stdout kept in ExecResult.output
-_PENDING_CAP = 1024 * 1024  # bytes of between-exec output kept for the next exec
 _READY_TIMEOUT_S = 10.0
-_STOP_GRACE_S = 1.0  # SIGTERM -> SIGKILL for a timed-out or aborted command
 _STOP_WAIT_S = 10.0  # how long the end markers may take once the command was killed
 _KILL_GRACE_S = 3.0
-
-# ``set --`` hides the nonce ($1) from the command; ``wait 2>/dev/null`` keeps bash's
-# "Terminated" job reports out of the exec's stderr.
-_SETUP = r"""
-__godel_ws=@WS@
-__godel_run() {
-  (
-    cd "$__godel_ws" || exit
-    __godel_cmd=$(printf %s "$2" | base64 -d) || exit 126
-    set --
-    eval "unset __godel_cmd; $__godel_cmd"
-  ) </dev/null &
-  wait "$!" 2>/dev/null
-  __godel_rc=$?
-  printf '\036GODEL:%s:end:%s\n' "$1" "$__godel_rc"
-  printf '\036GODEL:%s:end:%s\n' "$1" "$__godel_rc" >&2
-}
-"""
-
-
-class _EndMarker:
-    """Finds ``\\x1eGODEL:<nonce>:end:<rc>\\n`` in a byte stream, wherever it falls.
-
-    The marker need not start a line (output may lack a trailing newline) and may be
-    split across reads, so a trailing piece that could be its start is held back.
-    """
-
-    def __init__(self, nonce: str) -> None:
-        self._prefix = f"\x1eGODEL:{nonce}:end:".encode()
-        self._pattern = re.compile(re.escape(self._prefix) + rb"(\d{1,3})\n")
-        self._held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, int | None, bytes]:
-        """Return (output before the marker, exit code or None, bytes after the marker)."""
-        buf = self._held + data
-        self._held = b""
-        m = self._pattern.search(buf)
-        if m:
-            return buf[: m.start()], int(m.group(1)), buf[m.end() :]
-        cut = buf.rfind(b"\x1e")
-        if cut != -1 and self._may_start_marker(buf[cut:]):
-            self._held = buf[cut:]
-            return buf[:cut], None, b""
-        return buf, None, b""
-
-    def _may_start_marker(self, tail: bytes) -> bool:
-        n = len(self._prefix)
-        if len(tail) <= n:
-            return self._prefix.startswith(tail)
-        digits = tail[n:]
-        return tail.startswith(self._prefix) and len(digits) <= 3 and digits.isdigit()
-
-    def flush(self) -> bytes:
-        held, self._held = self._held, b""
-        return held
-
-
-@dataclass(frozen=True)
-class _Event:
-    kind: Literal["data", "end", "eof", "exit"]
-    stream: Stream | None = None
-    data: bytes = b""
-    code: int | None = None
-
-
-class _Run:
-    """One command sent to bash (an exec, or the readiness probe)."""
-
-    def __init__(self, exec_id: str) -> None:
-        self.exec_id = exec_id
-        self.nonce = secrets.token_hex(8)
-        self.parsers = {s: _EndMarker(self.nonce) for s in _STREAMS}
-        self.queue: asyncio.Queue[_Event] = asyncio.Queue()
-        self.ended: dict[Stream, int] = {}
-        # Set by the readers (both markers seen) or the exit watcher, even when nobody
-        # consumes the queue.
-        self.finished = asyncio.Event()
-        self.timed_out = False
-        self.aborted = False
-        self.stop_deadline: float | None = None
-
-    async def next_event(self, wait_s: float | None) -> _Event:
-        if not self.queue.empty():
-            return self.queue.get_nowait()
-        if wait_s is None:
-            return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), max(0.0, wait_s))
 
 
 class _TextTail:
@@ -178,124 +82,9 @@ class _TextTail:
         return "".join(self._parts)[-self.cap :]
 
 
-class _ShellAgent:
-    """Live state of one agent: the bash process, its readers and the current run."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, started_at: float | None) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self.started_at = started_at
-        self.run: _Run | None = None
-        # Output that arrived between execs (late writes of background processes).
-        self.pending: dict[Stream, bytearray] = {s: bytearray() for s in _STREAMS}
-        self.exited = asyncio.Event()
-        self.exit_code: int | None = None
-        self.killing = False
-        self.kill_task: asyncio.Task[None] | None = None
-        self.pumps: list[asyncio.Task[None]] = []
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    def start(self) -> None:
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.pumps = [
-            self.spawn_task(self._pump("stdout", self.proc.stdout)),
-            self.spawn_task(self._pump("stderr", self.proc.stderr)),
-        ]
-        self.spawn_task(self._watch())
-
-    def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)  # a reference, so the task is not garbage-collected
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("shell agent %s: background task failed", self.pid, exc_info=task.exception())
-
-    def begin(self, exec_id: str) -> _Run:
-        run = _Run(exec_id)
-        self.run = run
-        for stream in _STREAMS:
-            if self.pending[stream]:
-                data = bytes(self.pending[stream])
-                self.pending[stream].clear()
-                self.feed(stream, data)
-        return run
-
-    def _keep_pending(self, stream: Stream, data: bytes) -> None:
-        buf = self.pending[stream]
-        buf += data
-        if len(buf) > _PENDING_CAP:
-            del buf[: len(buf) - _PENDING_CAP]
-
-    def feed(self, stream: Stream, data: bytes) -> None:
-        run = self.run
-        if run is None or stream in run.ended:
-            self._keep_pending(stream, data)
-            return
-        out, code, rest = run.parsers[stream].feed(data)
-        if out:
-            run.queue.put_nowait(_Event("data", stream, out))
-        if code is not None:
-            run.ended[stream] = code
-            run.queue.put_nowait(_Event("end", stream, code=code))
-            if rest:
-                self._keep_pending(stream, rest)
-            if len(run.ended) == len(_STREAMS):
-                run.finished.set()
-
-    def _eof(self, stream: Stream) -> None:
-        run = self.run
-        if run is not None and stream not in run.ended:
-            held = run.parsers[stream].flush()
-            if held:
-                run.queue.put_nowait(_Event("data", stream, held))
-            run.queue.put_nowait(_Event("eof", stream))
-
-    async def _pump(self, stream: Stream, reader: asyncio.StreamReader) -> None:
-        try:
-            while data := await reader.read(_READ_CHUNK):
-                self.feed(stream, data)
-        except OSError:
-            pass
-        finally:
-            self._eof(stream)
-
-    async def _watch(self) -> None:
-        code = await wait_process_exit(self.proc)
-        self.exit_code = code
-        self.exited.set()
-        if self.run is not None:
-            self.run.queue.put_nowait(_Event("exit", code=code))
-            self.run.finished.set()
-        if not self.killing:
-            # bash died on its own: end what it left running, nobody can reach it now.
-            with contextlib.suppress(ValueError, OSError):
-                await terminate_group(self.pid, _STOP_GRACE_S, started_at=self.started_at)
-
-    async def send(self, text: str) -> bool:
-        """Write to bash's stdin; False if bash is gone (its exit is reported separately)."""
-        stdin = self.proc.stdin
-        if stdin is None or stdin.is_closing():
-            return False
-        try:
-            stdin.write(text.encode("utf-8", errors="replace"))
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        return True
-
-
-def _command_line(nonce: str, command: str) -> str:
-    encoded = base64.b64encode(command.encode("utf-8", errors="replace")).decode("ascii")
-    return f"__godel_run {nonce} {encoded}\n"
-
-
-def _state(handle: AgentHandle) -> _ShellAgent:
+def _state(handle: AgentHandle) -> ShellAgent:
     st = handle.state.get(_STATE_KEY)
-    if not isinstance(st, _ShellAgent):
+    if not isinstance(st, ShellAgent):
         raise AgentUnavailable(
             f"agent {handle.agent_id} was not started by the shell runtime",
             agent_id=handle.agent_id,
@@ -361,7 +150,7 @@ class ShellRuntime:
                 agent_id=agent_id,
                 shell=self._shell,
             ) from e
-        st = _ShellAgent(proc, process_started_at(proc.pid))
+        st = ShellAgent(proc, process_started_at(proc.pid))
         handle = AgentHandle(
             agent_id=agent_id,
             workspace=workspace,
@@ -377,18 +166,18 @@ class ShellRuntime:
             raise
         return handle
 
-    async def _handshake(self, st: _ShellAgent, workspace: Path, agent_id: str) -> None:
+    async def _handshake(self, st: ShellAgent, workspace: Path, agent_id: str) -> None:
         """Install ``__godel_run`` and run a probe through it, proving the whole path works."""
         run = st.begin("spawn")
         out = bytearray()
         err = bytearray()
-        script = _SETUP.replace("@WS@", shlex.quote(str(workspace)))
-        script += _command_line(run.nonce, "printf ready")
+        script = setup_script(workspace)
+        script += command_line(run.nonce, "printf ready")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _READY_TIMEOUT_S
         try:
             await st.send(script)
-            while len(run.ended) < len(_STREAMS) or not run.queue.empty():
+            while len(run.ended) < len(STREAMS) or not run.queue.empty():
                 try:
                     ev = await run.next_event(deadline - loop.time())
                 except TimeoutError:
@@ -438,7 +227,7 @@ class ShellRuntime:
         run = st.begin(exec_id)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in _STREAMS}
+        decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in STREAMS}
         kept = _TextTail(_OUTPUT_CAP)
         consumed_ends: set[Stream] = set()
         agent_exit: int | None = None
@@ -452,9 +241,9 @@ class ShellRuntime:
 
         try:
             # A failed write means bash is gone; its exit event ends the loop below.
-            await st.send(_command_line(run.nonce, input))
+            await st.send(command_line(run.nonce, input))
             deadline = None if timeout is None else started + timeout
-            while len(consumed_ends) < len(_STREAMS):
+            while len(consumed_ends) < len(STREAMS):
                 stop_first = run.stop_deadline is not None and (
                     deadline is None or run.stop_deadline <= deadline
                 )
@@ -489,7 +278,7 @@ class ShellRuntime:
                     text = decoders[ev.stream].decode(ev.data)
                     if text:
                         yield chunk(ev.stream, text)
-            for stream in _STREAMS:
+            for stream in STREAMS:
                 if stream not in consumed_ends:
                     text = decoders[stream].decode(b"", final=True)
                     if text:
@@ -540,13 +329,13 @@ class ShellRuntime:
                     # the agent is free again, in the background since we cannot wait here.
                     st.spawn_task(self._reap(st, run))
 
-    def _begin_stop(self, st: _ShellAgent, run: _Run) -> None:
+    def _begin_stop(self, st: ShellAgent, run: Run) -> None:
         if run.stop_deadline is None:
             loop = asyncio.get_running_loop()
-            run.stop_deadline = loop.time() + _STOP_GRACE_S + _STOP_WAIT_S
+            run.stop_deadline = loop.time() + STOP_GRACE_S + _STOP_WAIT_S
             st.spawn_task(self._stop_command(st, run))
 
-    async def _stop_command(self, st: _ShellAgent, run: _Run) -> None:
+    async def _stop_command(self, st: ShellAgent, run: Run) -> None:
         """Kill the running command's process tree (bash's descendants) until it ends.
 
         Repeated, because right after the command was sent bash may not have forked yet.
@@ -554,12 +343,12 @@ class ShellRuntime:
         for _ in range(40):
             if run.finished.is_set() or st.proc.returncode is not None:
                 return
-            await terminate_descendants(st.pid, _STOP_GRACE_S)
+            await terminate_descendants(st.pid, STOP_GRACE_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.finished.wait(), 0.25)
                 return
 
-    async def _reap(self, st: _ShellAgent, run: _Run) -> None:
+    async def _reap(self, st: ShellAgent, run: Run) -> None:
         await self._stop_command(st, run)
         await run.finished.wait()
         if st.run is run:
@@ -584,7 +373,7 @@ class ShellRuntime:
 
     async def kill(self, handle: AgentHandle) -> None:
         st = handle.state.get(_STATE_KEY)
-        if not isinstance(st, _ShellAgent):
+        if not isinstance(st, ShellAgent):
             return
         if st.kill_task is None:
             st.killing = True
@@ -592,7 +381,7 @@ class ShellRuntime:
         # Shielded: a cancelled caller must not leave the agent half-killed.
         await asyncio.shield(st.kill_task)
 
-    async def _kill(self, st: _ShellAgent) -> None:
+    async def _kill(self, st: ShellAgent) -> None:
         # An idle bash has no children (each exec's subshell ends with the exec, what it
         # left behind was re-parented away and is in the group), so only a running exec
         # needs its tree looked up.
@@ -614,7 +403,7 @@ class ShellRuntime:
 
     async def health(self, handle: AgentHandle) -> HealthReport:
         st = handle.state.get(_STATE_KEY)
-        if not isinstance(st, _ShellAgent):
+        if not isinstance(st, ShellAgent):
             return HealthReport(state=HealthState.DEAD, detail="no process")
         code = st.proc.returncode
         if code is not None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from pydantic import ValidationError
 
+from core.clock import FakeClock as LoopClock
 from core.federation.health import (
     BreakerState,
     CircuitBreaker,
@@ -327,41 +328,47 @@ def test_settings_defaults_and_validation() -> None:
         HealthSettings.model_validate({"unhealthy_threshold": "3"})
 
 
-# --- prober (real loop) ----------------------------------------------------------------
+# --- prober (its loop on a fake clock) -----------------------------------------------------
 
 FAST = HealthSettings(interval_s=0.03, timeout_s=0.05, jitter=0.1)
 
 
 class Changes:
-    """Collects on_change calls; lets a test wait for a specific one."""
+    """Collects on_change calls."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, bool, str]] = []
-        self._cond = asyncio.Condition()
 
     async def __call__(self, agent_id: str, healthy: bool, detail: str) -> None:
-        async with self._cond:
-            self.seen.append((agent_id, healthy, detail))
-            self._cond.notify_all()
+        self.seen.append((agent_id, healthy, detail))
 
-    async def wait_for(self, agent_id: str, healthy: bool, timeout: float = 1.0) -> str:
-        def found() -> bool:
-            return any(a == agent_id and h == healthy for a, h, _ in self.seen)
+    def found(self, agent_id: str, healthy: bool) -> str | None:
+        return next((d for a, h, d in self.seen if a == agent_id and h == healthy), None)
 
-        async with asyncio.timeout(timeout), self._cond:
-            await self._cond.wait_for(found)
-        return next(d for a, h, d in self.seen if a == agent_id and h == healthy)
+
+async def run_until(
+    clock: LoopClock, done: Callable[[], object], *, step: float = 0.005, limit: float = 5.0
+) -> None:
+    """Move the fake clock in small steps until ``done()`` holds (fails past ``limit``
+    seconds of fake time: the evidence never came)."""
+    moved = 0.0
+    while not done():
+        assert moved < limit, f"not after {limit}s of fake time"
+        await clock.advance(step)
+        moved += step
 
 
 def make_prober(
     probe: Callable[[str], Awaitable[ProbeResult]],
     changes: Changes,
+    clock: LoopClock,
     settings: HealthSettings = FAST,
 ) -> Prober:
-    return Prober(probe, changes, settings, rng=random.Random(3))
+    return Prober(probe, changes, settings, clock=clock, rng=random.Random(3))
 
 
 async def test_prober_unhealthy_then_recovers() -> None:
+    clock = LoopClock()
     broken = {"b"}
     calls: dict[str, int] = {}
 
@@ -370,15 +377,16 @@ async def test_prober_unhealthy_then_recovers() -> None:
         return ProbeResult(agent_id not in broken, "refused" if agent_id in broken else "")
 
     changes = Changes()
-    p = make_prober(probe, changes)
+    p = make_prober(probe, changes, clock)
     p.add("a")
     tb = p.add("b")
     p.start()
     try:
-        assert await changes.wait_for("b", False) == "refused"
+        await run_until(clock, lambda: changes.found("b", False))
+        assert changes.found("b", False) == "refused"
         assert tb.consecutive_failures >= 3 and not tb.healthy
         broken.clear()
-        await changes.wait_for("b", True)
+        await run_until(clock, lambda: changes.found("b", True) is not None)
         assert tb.healthy
     finally:
         await p.stop()
@@ -387,38 +395,46 @@ async def test_prober_unhealthy_then_recovers() -> None:
 
 
 async def test_prober_times_out_hanging_probe_and_reports_errors() -> None:
+    clock = LoopClock()
+
     async def probe(agent_id: str) -> ProbeResult:
         if agent_id == "hang":
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # never answers
         raise RuntimeError("connection reset")
 
     changes = Changes()
-    p = make_prober(probe, changes, FAST.model_copy(update={"unhealthy_threshold": 1}))
+    p = make_prober(probe, changes, clock, FAST.model_copy(update={"unhealthy_threshold": 1}))
     p.add("hang")
     p.add("err")
     p.start()
     try:
-        assert await changes.wait_for("hang", False) == "probe timed out after 0.05s"
-        assert "connection reset" in await changes.wait_for("err", False)
+        await run_until(clock, lambda: changes.found("hang", False) and changes.found("err", False))
+        assert changes.found("hang", False) == "probe timed out after 0.05s"
+        assert "connection reset" in (changes.found("err", False) or "")
     finally:
         await p.stop()
 
 
 async def test_prober_dead_is_immediate() -> None:
+    clock = LoopClock()
+
     async def probe(agent_id: str) -> ProbeResult:
         return ProbeResult(ok=False, detail="exit 137", dead=True)
 
     changes = Changes()
-    p = make_prober(probe, changes, FAST.model_copy(update={"unhealthy_threshold": 50}))
+    p = make_prober(probe, changes, clock, FAST.model_copy(update={"unhealthy_threshold": 50}))
     p.add("a")
     p.start()
     try:
-        assert await changes.wait_for("a", False) == "exit 137"
+        await run_until(clock, lambda: changes.found("a", False))
+        assert changes.found("a", False) == "exit 137"
+        assert len(changes.seen) == 1  # one probe, not 50
     finally:
         await p.stop()
 
 
 async def test_prober_concurrency_bounded_and_stop_is_clean() -> None:
+    clock = LoopClock()
     active = 0
     peak = 0
     total = 0
@@ -430,7 +446,7 @@ async def test_prober_concurrency_bounded_and_stop_is_clean() -> None:
         total += 1
         peak = max(peak, active)
         try:
-            await asyncio.sleep(0.04)
+            await clock.sleep(0.04)
         except asyncio.CancelledError:
             cancelled += 1
             raise
@@ -439,49 +455,48 @@ async def test_prober_concurrency_bounded_and_stop_is_clean() -> None:
         return ProbeResult(True)
 
     s = FAST.model_copy(update={"max_concurrent_probes": 3, "interval_s": 0.01})
-    p = make_prober(probe, Changes(), s)
+    p = make_prober(probe, Changes(), clock, s)
     for i in range(20):
         p.add(f"a{i}")
     p.start()
-    await asyncio.sleep(0.3)
+    await run_until(clock, lambda: total > 10)
     assert peak == 3
-    assert total > 10
     assert p.in_flight <= 3
     await p.stop()
     assert not p.running and p.in_flight == 0 and active == 0
     assert cancelled >= 1  # in-flight probes were cancelled, not left behind
     assert asyncio.all_tasks() == {asyncio.current_task()}
     n = total
-    await asyncio.sleep(0.05)
+    await clock.advance(1.0)
     assert total == n  # nothing probes after stop
 
 
 async def test_prober_staggers_first_probes() -> None:
+    clock = LoopClock()
     first: dict[str, float] = {}
-    loop = asyncio.get_running_loop()
 
     async def probe(agent_id: str) -> ProbeResult:
-        first.setdefault(agent_id, loop.time())
+        first.setdefault(agent_id, clock.monotonic())
         return ProbeResult(True)
 
     s = HealthSettings(interval_s=0.2, timeout_s=0.1, max_concurrent_probes=1000)
-    p = make_prober(probe, Changes(), s)
+    p = make_prober(probe, Changes(), clock, s)
     for i in range(200):
         p.add(f"a{i}")
-    start = loop.time()
+    start = clock.monotonic()
     p.start()
-    await asyncio.sleep(0.25)
+    await run_until(clock, lambda: len(first) == 200, step=0.002)
     await p.stop()
-    assert len(first) == 200
     offsets = sorted(t - start for t in first.values())
-    # Spread over the interval, not one burst (loose: a loaded CI box delays some).
+    # Spread uniformly over one interval, not one burst.
     buckets = {min(int(o / 0.04), 4) for o in offsets}
-    assert len(buckets) >= 4
+    assert buckets == {0, 1, 2, 3, 4}
     assert sum(o < 0.04 for o in offsets) < 100
-    assert offsets[-1] - offsets[0] > 0.1
+    assert offsets[-1] - offsets[0] > 0.1 and offsets[-1] <= 0.2 + 0.002
 
 
 async def test_prober_remove_and_handler_errors() -> None:
+    clock = LoopClock()
     probed: list[str] = []
 
     async def probe(agent_id: str) -> ProbeResult:
@@ -494,17 +509,17 @@ async def test_prober_remove_and_handler_errors() -> None:
         calls.append(agent_id)
         raise ValueError("handler bug")
 
-    p = Prober(probe, on_change, FAST.model_copy(update={"unhealthy_threshold": 1}))
+    p = Prober(probe, on_change, FAST.model_copy(update={"unhealthy_threshold": 1}), clock=clock)
     p.add("keep")
     p.add("gone")
     p.remove("gone")
     assert "gone" not in p and len(p) == 1
     p.start()
-    await asyncio.sleep(0.15)
+    await run_until(clock, lambda: probed.count("keep") >= 2)
     assert p.running  # the failing handler did not kill the loop
     await p.stop()
     assert calls == ["keep"]
-    assert "gone" not in probed and probed.count("keep") >= 2
+    assert "gone" not in probed
     assert p.tracker("keep") is not None and p.tracker("gone") is None
 
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from core.models import AgentSpec
-from core.runtimes import process
+from core.runtimes import proc_tree, process
 from core.runtimes.base import AgentHandle, RuntimeContext
 from core.runtimes.children import install_child_watcher, pidfd_supported
 from core.runtimes.process import (
@@ -147,14 +147,15 @@ def _children_via_psutil(pid: int) -> list[int]:
 @pytest.fixture(params=["children-file", "no-children-file", "no-pidfd"])
 def variant(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each termination test runs on every path: the tree walk, the scan, no pidfds."""
-    if request.param == "children-file" and not process._children_files():
+    if request.param == "children-file" and not proc_tree._children_files():
         # The kernel lacks CONFIG_PROC_CHILDREN: the walk still runs, on psutil's lists.
-        monkeypatch.setattr(process, "_children_files", lambda: True)
-        monkeypatch.setattr(process, "_children_of", _children_via_psutil)
+        monkeypatch.setattr(proc_tree, "_children_files", lambda: True)
+        monkeypatch.setattr(proc_tree, "_children_of", _children_via_psutil)
     elif request.param == "no-children-file":
-        monkeypatch.setattr(process, "_children_files", lambda: False)
+        monkeypatch.setattr(proc_tree, "_children_files", lambda: False)
     elif request.param == "no-pidfd":
-        monkeypatch.setattr(process, "_pidfds", lambda: False)
+        monkeypatch.setattr(proc_tree, "pidfds", lambda: False)
+        monkeypatch.setattr(process, "pidfds", lambda: False)
     return str(request.param)
 
 
@@ -260,16 +261,16 @@ async def test_terminate_processes_escalates_to_sigkill(tmp_path: Path, variant:
 async def test_many_concurrent_terminations_share_one_table_scan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(process, "_children_files", lambda: False)
+    monkeypatch.setattr(proc_tree, "_children_files", lambda: False)
     scans = 0
-    real_scan = process._scan_table
+    real_scan = proc_tree._scan_table
 
     def counting_scan() -> dict[int, tuple[int, int]]:
         nonlocal scans
         scans += 1
         return real_scan()
 
-    monkeypatch.setattr(process, "_scan_table", counting_scan)
+    monkeypatch.setattr(proc_tree, "_scan_table", counting_scan)
     procs = [await start_group("exec sleep 30") for _ in range(50)]
     await asyncio.gather(*(terminate_group(p.pid, grace=2.0) for p in procs))
     assert [await asyncio.wait_for(p.wait(), 5) for p in procs] == [-signal.SIGTERM] * 50

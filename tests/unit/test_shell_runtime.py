@@ -25,7 +25,8 @@ from core.models import (
 )
 from core.runtimes.base import AgentHandle, AgentRuntime, Capability, HealthState, RuntimeContext
 from core.runtimes.process import is_same_process, process_started_at
-from core.runtimes.shell import ShellRuntime, _EndMarker
+from core.runtimes.shell import ShellRuntime
+from core.runtimes.shell_protocol import EndMarker
 
 
 @pytest.fixture
@@ -225,7 +226,7 @@ async def test_a_forged_end_marker_is_plain_output(
 
 
 def test_end_marker_split_across_reads() -> None:
-    marker = _EndMarker("cafe")
+    marker = EndMarker("cafe")
     stream = b"out\x1eno\x1eGODEL:cafe:en" + b"d:42\nrest"
     out = b""
     code: int | None = None

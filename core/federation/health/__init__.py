@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from core.config import HealthSettings
 from core.federation.health.breaker import BreakerState, BreakerTransition, CircuitBreaker
-from core.federation.health.clock import Clock
+from core.federation.health.clock import Monotonic
 from core.federation.health.policies import EjectionPolicy, RestartPolicy
 from core.federation.health.prober import OnChange, ProbeFn, Prober
 from core.federation.health.tracker import HealthTracker, HealthTransition, ProbeResult
@@ -25,11 +25,11 @@ __all__ = [
     "BreakerState",
     "BreakerTransition",
     "CircuitBreaker",
-    "Clock",
     "EjectionPolicy",
     "HealthSettings",
     "HealthTracker",
     "HealthTransition",
+    "Monotonic",
     "OnChange",
     "ProbeFn",
     "ProbeResult",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.config import HealthSettings
-from core.federation.health.clock import Clock
+from core.federation.health.clock import Monotonic
 
 __all__ = ["BreakerState", "BreakerTransition", "CircuitBreaker", "OnTransition"]
 
@@ -48,7 +48,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         open_for_s: float = 30.0,
         max_open_s: float = 300.0,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         on_transition: OnTransition | None = None,
     ) -> None:
         if failure_threshold < 1:
@@ -72,7 +72,7 @@ class CircuitBreaker:
         cls,
         settings: HealthSettings,
         *,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         on_transition: OnTransition | None = None,
     ) -> CircuitBreaker:
         return cls(

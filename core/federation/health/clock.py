@@ -1,10 +1,11 @@
-"""The injectable monotonic clock the health layer reads (``time.monotonic``, or a fake)."""
+"""The monotonic time source the health layer's pure logic reads (breakers, trackers,
+restart policy): ``time.monotonic``, or a fake clock's ``monotonic`` in tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["Clock"]
+__all__ = ["Monotonic"]
 
-Clock = Callable[[], float]
-"""Monotonic seconds; ``time.monotonic`` in production, a fake in tests."""
+Monotonic = Callable[[], float]
+"""Monotonic seconds."""

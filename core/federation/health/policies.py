@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from core.config import HealthSettings
-from core.federation.health.clock import Clock
+from core.federation.health.clock import Monotonic
 
 __all__ = ["EjectionPolicy", "RestartPolicy"]
 
@@ -64,7 +64,7 @@ class RestartPolicy:
         self,
         settings: HealthSettings | None = None,
         *,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or HealthSettings()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import inspect
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.clock import Clock, Expired, SystemClock
 from core.config import HealthSettings
-from core.federation.health.clock import Clock
 from core.federation.health.tracker import HealthTracker, HealthTransition, ProbeResult
 
 __all__ = ["OnChange", "ProbeFn", "Prober"]
@@ -47,13 +45,15 @@ class Prober:
         on_change: OnChange,
         settings: HealthSettings | None = None,
         *,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or HealthSettings()
         self._probe = probe
         self._on_change = on_change
-        self._clock = clock  # for the trackers' timestamps; scheduling uses the loop's clock
+        # Schedules, probe timeouts and the trackers' timestamps all read this clock, so a
+        # test moves them with a FakeClock.
+        self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._agents: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str, int]] = []  # (due, seq, agent_id, gen)
@@ -69,7 +69,7 @@ class Prober:
     def add(self, agent_id: str, tracker: HealthTracker | None = None) -> HealthTracker:
         """Start probing ``agent_id`` (replacing any earlier registration)."""
         if tracker is None:
-            tracker = HealthTracker(agent_id, self.settings, clock=self._clock)
+            tracker = HealthTracker(agent_id, self.settings, clock=self._clock.monotonic)
         self._gen += 1
         self._agents[agent_id] = _Entry(tracker, self._gen)
         if self._scheduler is not None:
@@ -135,7 +135,7 @@ class Prober:
     # -- internals --
 
     def _schedule(self, agent_id: str, gen: int, delay: float) -> None:
-        due = asyncio.get_running_loop().time() + delay
+        due = self._clock.monotonic() + delay
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, agent_id, gen))
         self._wakeup.set()
@@ -145,19 +145,16 @@ class Prober:
         return s.interval_s * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()
             if not self._heap:
                 await self._wakeup.wait()
                 continue
             due, _, agent_id, gen = self._heap[0]
-            wait = due - loop.time()
+            wait = due - self._clock.monotonic()
             if wait > 0:
                 # Woken early by an add or a reschedule: look at the heap again.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await self._wakeup.wait()
+                await self._clock.wait(self._wakeup, wait)
                 continue
             heapq.heappop(self._heap)
             entry = self._agents.get(agent_id)
@@ -205,14 +202,10 @@ class Prober:
 
     async def _run_probe(self, agent_id: str) -> ProbeResult:
         timeout_s = self.settings.timeout_s
-        deadline = asyncio.timeout(timeout_s)
         try:
-            async with deadline:
-                out = await self._probe(agent_id)
-        except TimeoutError as exc:
-            if deadline.expired():
-                return ProbeResult(False, f"probe timed out after {timeout_s:g}s")
-            return ProbeResult(False, f"probe raised {type(exc).__name__}: {exc}")
+            out = await self._clock.limit(self._probe(agent_id), timeout_s)
+        except Expired:
+            return ProbeResult(False, f"probe timed out after {timeout_s:g}s")
         except Exception as exc:
             return ProbeResult(False, f"probe raised {type(exc).__name__}: {exc}")
         return out

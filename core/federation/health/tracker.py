@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from core.config import HealthSettings
 from core.federation.health.breaker import BreakerTransition, CircuitBreaker
-from core.federation.health.clock import Clock
+from core.federation.health.clock import Monotonic
 
 __all__ = ["HealthTracker", "HealthTransition", "ProbeResult"]
 
@@ -46,7 +46,7 @@ class HealthTracker:
         agent_id: str,
         settings: HealthSettings | None = None,
         *,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         breaker: CircuitBreaker | None = None,
         initially_healthy: bool = True,
     ) -> None:
