@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,11 +37,28 @@ class AuditDraft:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+# One encoder, made once: json.dumps with these arguments would build a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same bytes for the same data, always."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
+
+
+def _plain(value: Any) -> bool:
+    """Is ``value`` already what JSON gives back (so a round trip would not change it)?"""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
 
 
 def format_ts(ts: datetime) -> str:
@@ -84,26 +103,24 @@ def seal_json(
     into the hashed body; ``tests/unit/test_audit.py`` checks the hash equals
     ``compute_entry_hash``'s, which ``verify_chain`` uses.
     """
-    payload_json = canonical_json(draft.payload).decode("utf-8")
-    ts_text = format_ts(ts)
-    dump = json.dumps
+    payload_json = _CANONICAL.encode(draft.payload)
+    text = encode_basestring  # ensure_ascii=False's string encoder, as in _CANONICAL
     body = (
-        f'{{"action":{dump(draft.action, ensure_ascii=False)},'
-        f'"actor":{dump(draft.actor, ensure_ascii=False)},'
-        f'"payload":{payload_json},'
-        f'"prev_hash":{dump(prev_hash, ensure_ascii=False)},'
-        f'"result":{dump(draft.result, ensure_ascii=False)},'
-        f'"seq":{int(seq)},'
-        f'"subject":{dump(draft.subject, ensure_ascii=False)},'
-        f'"ts":{dump(ts_text, ensure_ascii=False)}}}'
+        f'{{"action":{text(draft.action)},"actor":{text(draft.actor)},'
+        f'"payload":{payload_json},"prev_hash":{text(prev_hash)},'
+        f'"result":{text(draft.result)},"seq":{int(seq)},'
+        f'"subject":{text(draft.subject)},"ts":{text(format_ts(ts))}}}'
     )
+    # A payload of plain JSON values is kept as it is (no round trip); anything else
+    # (tuples, Decimals, paths...) becomes what the stored JSON reads back as.
+    payload = draft.payload if _plain(draft.payload) else json.loads(payload_json)
     entry = AuditEntry.model_construct(
         seq=seq,
         ts=ts,
         actor=draft.actor,
         action=draft.action,
         subject=draft.subject,
-        payload=json.loads(payload_json),
+        payload=payload,
         result=draft.result,
         prev_hash=prev_hash,
         entry_hash=hashlib.sha256(body.encode("utf-8")).hexdigest(),

@@ -38,8 +38,8 @@ class CountingStore(SqliteStore):
     the store hands it over) or any other function run through ``_call`` (reads, open,
     close), by name, and the threads the batches ran on."""
 
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path | str, *, inline: bool = False) -> None:
+        super().__init__(path, inline=inline)
         self.hops: list[str] = []
         self.batch_threads: set[int] = set()
 
@@ -49,10 +49,12 @@ class CountingStore(SqliteStore):
             self.hops.append(name)
         return await super()._call(fn, *args)
 
-    def _apply_batch(self, batch: list[tuple[Op[Any], tuple[AuditDraft, ...]]]) -> Any:
+    def _apply_batch(
+        self, batch: list[tuple[Op[Any], tuple[AuditDraft, ...]]], *, wait: bool = True
+    ) -> Any:
         self.hops.append("_apply_batch")
         self.batch_threads.add(threading.get_ident())
-        return super()._apply_batch(batch)
+        return super()._apply_batch(batch, wait=wait)
 
 
 @dataclass
