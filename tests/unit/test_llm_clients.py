@@ -211,7 +211,7 @@ async def test_retry_after_is_honoured_and_capped(make_server: Any) -> None:
     elapsed = time.monotonic() - t0
     await client.aclose()
     assert text_of(events) == "ok"
-    assert 0.25 <= elapsed < 1.0  # 0.1 s as asked + 30 s capped to 0.15 s
+    assert 0.25 <= elapsed < 10  # 0.1 s as asked + 30 s capped to 0.15 s (not 30 s)
 
 
 async def test_connection_errors_are_retried() -> None:
@@ -229,13 +229,14 @@ async def test_connection_errors_are_retried() -> None:
 
 
 async def test_read_timeout_before_the_answer(make_server: Any) -> None:
-    server = make_server(Rule(reply=Reply(text="late", delay_s=2)))
+    server = make_server(Rule(reply=Reply(text="late", delay_s=30)))
     client = make_client("anthropic", server, timeout=0.2, max_retries=0)
     t0 = time.monotonic()
     with pytest.raises(LLMError, match="ReadTimeout"):
         await collect(client, request("x"))
     await client.aclose()
-    assert time.monotonic() - t0 < 1.0 and len(server.requests) == 1
+    # It gave up at its timeout, not when the late answer came (30 s).
+    assert time.monotonic() - t0 < 10 and len(server.requests) == 1
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -125,13 +125,11 @@ async def test_200_shell_agents_add_no_threads_and_are_killed_together(tmp_path:
         assert worker_threads() == threads_before
         executor_growth = executor_threads() - executor_before
         assert me.num_threads() - os_threads_before <= executor_growth
-        t0 = time.monotonic()
+        # How fast: `godel bench stop` (docs/benchmarks.md); here, that they all end.
         await asyncio.gather(*(rt.kill(h) for h in handles))
-        elapsed = time.monotonic() - t0
     finally:
         await asyncio.gather(*(rt.kill(h) for h in [*handles, warm]))
     assert not [h.pid for h in handles if h.pid is not None and alive(h.pid)]
-    assert elapsed < 10, f"200 concurrent kills took {elapsed:.1f}s"
 
 
 # Termination --------------------------------------------------------------------------
@@ -172,8 +170,10 @@ async def test_terminate_group_ends_the_group_and_descendants_that_left_it(
     in_group, own_session, orphan = await pids_from(pids, 3)
     assert os.getpgid(own_session) != proc.pid
     t0 = time.monotonic()
-    await terminate_group(proc.pid, grace=3.0, started_at=process_started_at(proc.pid))
-    assert time.monotonic() - t0 < 2.5  # all took SIGTERM: no wait for the grace period
+    await terminate_group(proc.pid, grace=60.0, started_at=process_started_at(proc.pid))
+    # All took SIGTERM, so the grace period was not waited out (the margin is wide: this
+    # checks behaviour, not speed, on a loaded machine).
+    assert time.monotonic() - t0 < 30
     assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGTERM
     await until(lambda: not any(alive(p) for p in (in_group, own_session, orphan)))
 
@@ -185,7 +185,7 @@ async def test_terminate_group_kills_what_ignores_sigterm(tmp_path: Path, varian
     t0 = time.monotonic()
     await terminate_group(proc.pid, grace=0.3)
     elapsed = time.monotonic() - t0
-    assert 0.3 <= elapsed < 2.5
+    assert 0.3 <= elapsed < 30  # waited the grace period out, then SIGKILL
     assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
     await until(lambda: not alive(child))
 
@@ -205,8 +205,8 @@ async def test_a_group_of_zombies_counts_as_gone(tmp_path: Path) -> None:
     proc = await start_group("(true &); exec sleep 30")
     await until(lambda: bool(psutil.Process(proc.pid).cmdline()[:1] == ["sleep"]))
     t0 = time.monotonic()
-    await terminate_group(proc.pid, grace=3.0)
-    assert time.monotonic() - t0 < 1.5
+    await terminate_group(proc.pid, grace=60.0)
+    assert time.monotonic() - t0 < 30  # the grace period was not waited out
     assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGTERM
 
 
@@ -252,7 +252,7 @@ async def test_terminate_processes_escalates_to_sigkill(tmp_path: Path, variant:
         await pids_from(pids, 1)  # the trap is set
         t0 = time.monotonic()
         await terminate_processes([psutil.Process(proc.pid)], grace=0.2)
-        assert 0.2 <= time.monotonic() - t0 < 2.0
+        assert 0.2 <= time.monotonic() - t0 < 30  # the grace period, then SIGKILL
         assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
     finally:
         await terminate_group(proc.pid, grace=0.1)

@@ -390,7 +390,8 @@ def test_client_hang_up_is_recorded_quietly(
                 break  # hang up after the first word
     rec = server.requests[-1]
     assert rec.finished.wait(2)
-    assert rec.disconnected and time.monotonic() - t0 < 1.0
+    # Well before the reply would have ended (behaviour, not speed: a wide margin).
+    assert rec.disconnected and time.monotonic() - t0 < 4.0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -402,7 +403,7 @@ def test_stop_ends_streams_at_once_and_frees_the_port(make_server: Any) -> None:
         t0 = time.monotonic()
         server.stop()
         rest = list(lines)  # the stream ends (early) instead of hanging
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 4.0  # not the 5 s chunk delay: it ended at once
     assert not any("message_stop" in line for line in rest)
     with pytest.raises(httpx.ConnectError):
         httpx.post(server.base_url + "/v1/messages", json=anthropic_body("x"))

@@ -178,6 +178,7 @@ class SqliteStore:
         self._thread: DbThread | None = None
         self._since_checkpoint = 0
         self._checkpointing = False
+        self._inline_this_turn = False
         self._head = ChainHead()
         self._queue: list[_Pending] = []  # commits waiting for the batch in flight
         self._writing = False
@@ -327,13 +328,18 @@ class SqliteStore:
         drafts = tuple(audit)
         # While a checkpoint runs, writes queue for the thread (which runs them after it):
         # a checkpoint that races with writers never finishes, and the WAL never resets.
+        # A second commit in the same loop turn means load: it goes to the thread, where
+        # it shares a transaction with the others and runs beside the loop.
         if (
             self._inline
             and not self._writing
             and not self._checkpointing
+            and not self._inline_this_turn
             and self._reader is not self._conn
             and small(op)
         ):
+            self._inline_this_turn = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
             try:
                 [out] = self._apply_batch([(op, drafts)], wait=False)
             except _Locked:
@@ -351,6 +357,9 @@ class SqliteStore:
             self._send()
         # A caller that gives up (is cancelled) still gets its op committed: it was queued.
         return cast(Committed[T], await future)
+
+    def _next_turn(self) -> None:
+        self._inline_this_turn = False
 
     @staticmethod
     def _after(op: ops.Op[Any], done: Committed[Any], on_commit: OnCommit[Any] | None) -> None:
