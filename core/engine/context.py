@@ -3,11 +3,9 @@ the clock, the runtimes, the live agents, metrics, and a home for background tas
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.clock import Clock
 from core.config import GodelConfig, LoadedConfig
@@ -19,32 +17,9 @@ from core.paths import GodelPaths
 from core.runtimes.registry import RuntimeRegistry
 from core.store.base import Store
 from core.store.journal import Journal
+from core.tasks import TaskSet
 
 log = logging.getLogger("godel.engine")
-
-
-@dataclass
-class Background:
-    """Fire-and-forget tasks the engine owns: kept referenced, errors logged, and
-    cancelled together when the engine stops."""
-
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=exc)
-
-    async def cancel_all(self) -> None:
-        pending = list(self.tasks)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass
@@ -60,7 +35,7 @@ class EngineContext:
     metrics: Metrics
     scripted_url: ScriptedUrl  # starts Godel's scripted model server on first use
     live: LiveAgents = field(default_factory=LiveAgents)
-    background: Background = field(default_factory=Background)
+    background: TaskSet = field(default_factory=lambda: TaskSet("engine", log))
     # Set by build once the dispatcher exists: new work or a freed agent wakes it.
     wake_dispatcher: Callable[[], None] = lambda: None
     running: bool = False

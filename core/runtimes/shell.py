@@ -395,11 +395,7 @@ class ShellRuntime:
             st.proc.stdin.close()
         # The pipes reach EOF once every holder is dead; a process that left the group
         # (setsid) could hold them open, so do not wait for ever.
-        tasks = list(st.tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=2.0)
-            for task in pending:
-                task.cancel()
+        await st.tasks.settle(2.0)
 
     async def health(self, handle: AgentHandle) -> HealthReport:
         st = handle.state.get(_STATE_KEY)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from core.runtimes.process import terminate_group, wait_process_exit
 from core.runtimes.shell_protocol import EndMarker
+from core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class ShellAgent:
         self.killing = False
         self.kill_task: asyncio.Task[None] | None = None
         self.pumps: list[asyncio.Task[None]] = []
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet(f"shell agent {self.pid}", log)
 
     def start(self) -> None:
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -82,15 +83,7 @@ class ShellAgent:
         self.spawn_task(self._watch())
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)  # a reference, so the task is not garbage-collected
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("shell agent %s: background task failed", self.pid, exc_info=task.exception())
+        return self.tasks.spawn(coro)
 
     def begin(self, exec_id: str) -> Run:
         run = Run(exec_id)

@@ -46,6 +46,7 @@ from core.runtimes.process import (
     terminate_processes,
     wait_process_exit,
 )
+from core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class PiAgent:
         self.exit_code: int | None = None
         self.killing = False
         self.kill_task: asyncio.Task[None] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet(f"pi agent {self.pid}", log)
         self.pumps: list[asyncio.Task[None]] = []
         # Tool processes seen while tools ran: pi starts tool shells in their own process
         # groups, and they outlive pi if it dies, so they are found here, not in a tree.
@@ -136,15 +137,7 @@ class PiAgent:
         self.spawn_task(self._watch())
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)  # a reference, so the task is not garbage-collected
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("pi agent %s: background task failed", self.pid, exc_info=task.exception())
+        return self.tasks.spawn(coro)
 
     def stderr_tail(self, lines: int = 8) -> str:
         return "\n".join(list(self.stderr)[-lines:]).strip()

@@ -405,11 +405,7 @@ class PiRuntime:
             await asyncio.wait_for(st.exited.wait(), 5.0)
         if st.proc.stdin is not None:
             st.proc.stdin.close()
-        tasks = list(st.tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=2.0)
-            for task in pending:
-                task.cancel()
+        await st.tasks.settle(2.0)
 
     async def health(self, handle: AgentHandle) -> HealthReport:
         st = handle.state.get(_STATE_KEY)
