@@ -97,6 +97,24 @@ def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -
     return False
 
 
+def daemon_runs(godel: Godel, command: str) -> bool:
+    """True if a live descendant of the daemon runs ``command``."""
+    pid = godel.daemon_pid()
+    if pid is None:
+        return False
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for p in procs:
+        try:
+            if command in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            pass
+    return False
+
+
 def gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

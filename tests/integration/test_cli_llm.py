@@ -9,7 +9,7 @@ import re
 import psutil
 import pytest
 
-from tests.conftest import Godel, gone, wait_for
+from tests.conftest import Godel, daemon_runs, gone, wait_for
 
 
 def spawn(godel: Godel, runtime: str, *extra: str) -> str:
@@ -73,24 +73,6 @@ def test_model_list(godel: Godel) -> None:
     assert "claude-sonnet-4-5" in text
 
 
-def _daemon_runs(godel: Godel, command: str) -> bool:
-    """True if a live descendant of the daemon runs ``command``."""
-    pid = godel.daemon_pid()
-    if pid is None:
-        return False
-    try:
-        procs = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return False
-    for p in procs:
-        try:
-            if command in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            pass
-    return False
-
-
 def test_steer_and_abort_from_other_processes(godel: Godel) -> None:
     agent_id = spawn(godel, "native")
     p = godel.popen("agent", "exec", agent_id, "run: sleep 30")
@@ -102,7 +84,7 @@ def test_steer_and_abort_from_other_processes(godel: Godel) -> None:
     )
     # Busy is recorded as the exec starts; steering needs the agent's turn under way,
     # which its tool's process proves.
-    assert wait_for(lambda: _daemon_runs(godel, "sleep 30"))
+    assert wait_for(lambda: daemon_runs(godel, "sleep 30"))
     r = godel.run("agent", "steer", agent_id, "hurry up")
     assert r.returncode == 0 and r.stdout.strip() == "Steered."
     r = godel.run("agent", "abort", agent_id)

@@ -7,29 +7,10 @@ import json
 import signal
 import subprocess
 
-import psutil
-
-from tests.conftest import Godel, gone, wait_for
+from tests.conftest import Godel, daemon_runs, gone, wait_for
 from tests.integration.test_cli_agents import spawn
 
 WAITING = "to stop its agents"
-
-
-def daemon_runs(godel: Godel, command: str) -> bool:
-    pid = godel.daemon_pid()
-    if pid is None:
-        return False
-    try:
-        procs = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return False
-    for p in procs:
-        try:
-            if command in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            pass
-    return False
 
 
 def start_slow_agent(godel: Godel) -> tuple[int, subprocess.Popen[str]]:
