@@ -85,14 +85,14 @@ async def config_reload(ctx: Ctx, as_json: bool) -> None:
         echo_json(result)
         return
     reload = result["reload"]
-    if not reload["changed"]:
-        click.echo(f"Config unchanged (digest {result['digest'][:12]})")
-        return
-    click.echo(f"Config reloaded (digest {result['digest'][:12]})")
+    digest = result["digest"][:12]
     if reload["applied"]:
+        click.echo(f"Config reloaded (digest {digest})")
         click.echo(f"  applied now: {', '.join(reload['applied'])}")
+    else:
+        click.echo(f"Nothing new to apply (digest {digest})")
     if reload["needs_restart"]:
         click.echo(
             f"  needs a daemon restart: {', '.join(reload['needs_restart'])} "
-            "(the old values stay in force until then)"
+            "(the old values stay in force until `godel daemon stop`, then any command)"
         )
