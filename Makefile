@@ -7,6 +7,7 @@ PI_DIR := tools/pi
 PI_STAMP := $(PI_DIR)/node_modules/.installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup demo test test-fast lint bench clean help
 
@@ -14,7 +15,8 @@ help:
 	@echo "make demo   - set up and run the demo (shell agents, real commands, audit trail)"
 	@echo "make test   - set up, lint and run the whole test suite"
 	@echo "make lint   - ruff, mypy and the import contract"
-	@echo "make bench  - run the benchmarks and print their figures"
+	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+	@echo "              (BENCH_ARGS='--compare-with DIR': beside an older checkout's figures)"
 	@echo "make setup  - create .venv and install everything (Python packages, pinned pi)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -47,7 +49,7 @@ test-fast: setup
 	$(PY) -m pytest -n 2 -x $(PYTEST_ARGS)
 
 bench: setup
-	GODEL_CONFIG=/nonexistent $(PY) tests/bench/run_benchmarks.py
+	GODEL_CONFIG=/nonexistent $(PY) tests/bench/run_benchmarks.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(DEMO_HOME)

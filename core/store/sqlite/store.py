@@ -34,7 +34,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -52,14 +51,15 @@ from core.models import (
 from core.store import ops
 from core.store.base import Committed, OnCommit
 from core.store.sqlite import agents, swarms, tasks
+from core.store.sqlite.schema import (
+    BUSY_TIMEOUT_MS,
+    check_and_migrate,
+)
 from core.store.sqlite.thread import DbThread
 from core.store.sqlite.tx import ChainHead, Tx
 
 log = logging.getLogger("godel.store")
 
-# "GODL": marks the file as ours, so a foreign SQLite file is refused, not migrated.
-APPLICATION_ID = 0x474F444C
-BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 128  # commits (~1,000 WAL pages, SQLite's own default)
 INLINE_ROWS = 64  # an op bigger than this goes to the thread
 INLINE_CHARS = 64 * 1024
@@ -104,25 +104,6 @@ class _Locked(Exception):
 T = TypeVar("T")
 
 
-def load_migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every bundled migration, in order."""
-    out = []
-    for item in resources.files("core.store.migrations").iterdir():
-        name = item.name
-        if not name.endswith(".sql"):
-            continue
-        version = int(name.split("_", 1)[0])
-        out.append((version, name, item.read_text(encoding="utf-8")))
-    out.sort()
-    for i, (version, name, _) in enumerate(out, start=1):
-        if version != i:
-            raise RuntimeError(f"migration {name} is out of sequence (expected {i:04d}_...)")
-    return out
-
-
-MIGRATIONS = load_migrations()
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
 Handler = Callable[[Tx, Any], Any]
 
 # One handler per op: what a second backend implements.
@@ -160,11 +141,6 @@ class _Outcome:
     value: Any = None
     entries: list[AuditEntry] = field(default_factory=list)
     error: BaseException | None = None
-
-
-def _scalar(conn: sqlite3.Connection, sql: str) -> Any:
-    row = conn.execute(sql).fetchone()
-    return None if row is None else row[0]
 
 
 class SqliteStore:
@@ -206,7 +182,7 @@ class SqliteStore:
             raise StoreError(f"cannot open the store {self.path}: {e}", path=self.path) from e
         conn.row_factory = sqlite3.Row
         try:
-            self._check_and_migrate(conn)
+            check_and_migrate(conn, self.path)
             # The writer never waits (see the module docstring); the thread retries.
             conn.execute("PRAGMA busy_timeout = 0")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -221,61 +197,6 @@ class SqliteStore:
             raise
         self._conn = conn
         self._reader = reader
-
-    def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            app_id = _scalar(conn, "PRAGMA application_id")
-            version = _scalar(conn, "PRAGMA user_version")
-            tables = _scalar(conn, "SELECT count(*) FROM sqlite_master")
-        except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"the store {self.path} is not a SQLite database or is corrupt ({e}); "
-                "nothing was changed. Move it aside to start afresh, or restore a backup.",
-                path=self.path,
-                problem=str(e),
-            ) from e
-        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables and version == 0):
-            raise StoreError(
-                f"{self.path} is a SQLite database that Godel did not create; refusing to use it",
-                path=self.path,
-            )
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store {self.path} has schema version {version}, newer than this "
-                f"Godel supports ({SCHEMA_VERSION}); upgrade Godel. Nothing was changed.",
-                path=self.path,
-                schema_version=version,
-                supported=SCHEMA_VERSION,
-            )
-        if version > 0:
-            check = _scalar(conn, "PRAGMA quick_check")
-            if check != "ok":
-                raise StoreError(
-                    f"the store {self.path} failed its integrity check: {check}",
-                    path=self.path,
-                    problem=str(check),
-                )
-        mode = _scalar(conn, "PRAGMA journal_mode = WAL")
-        if self.path != ":memory:" and str(mode).lower() != "wal":
-            raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode})")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        for v, name, sql in MIGRATIONS:
-            if v <= version:
-                continue
-            # executescript commits on its own; the version bump is in the same script.
-            script = (
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                f"PRAGMA application_id = {APPLICATION_ID};\n"
-                f"PRAGMA user_version = {v};\nCOMMIT;"
-            )
-            try:
-                conn.executescript(script)
-            except sqlite3.Error as e:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"migration {name} failed on {self.path}: {e}") from e
 
     async def close(self) -> None:
         if self._thread is None:
