@@ -265,6 +265,8 @@ class SqliteStore:
                 [out] = self._apply_batch([(op, drafts)], wait=False)
             except _Locked:
                 pass  # another process writes: queue it for the thread, which waits
+            except sqlite3.Error as e:  # the transaction itself failed (disk full...)
+                raise _store_error(e, self.path) from e
             else:
                 self._counted(1)
                 if out.error is not None:
