@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from core.clock import FakeClock
 from core.config import AgentGroup
@@ -169,3 +172,23 @@ async def test_a_reload_spawns_missing_agent_groups(
     spawned = await next_event(sub, Match(AgentSpawned))
     assert spawned.name == "solo"  # a lone named agent
     assert engine.config.config.health.max_concurrent_probes == 32  # until a restart
+
+
+def test_daemon_log_level_sets_godels_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import DaemonSettings, GodelConfig
+    from core.engine.settings import apply_log_level
+
+    for name in ("godel", "core"):  # put back after the test
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    monkeypatch.delenv("GODEL_LOG_LEVEL", raising=False)
+    apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
+    assert logging.getLogger("godel").level == logging.DEBUG
+    assert logging.getLogger("core").level == logging.DEBUG
+    monkeypatch.setenv("GODEL_LOG_LEVEL", "warning")  # one run, without editing the config
+    apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
+    assert logging.getLogger("godel").level == logging.WARNING
+    apply_log_level(GodelConfig())
+    assert logging.getLogger("godel").level == logging.WARNING
+    monkeypatch.delenv("GODEL_LOG_LEVEL")
+    apply_log_level(GodelConfig())
+    assert logging.getLogger("godel").level == logging.INFO
