@@ -178,17 +178,18 @@ def test_daemon_log_level_sets_godels_loggers(monkeypatch: pytest.MonkeyPatch) -
     from core.config import DaemonSettings, GodelConfig
     from core.engine.settings import apply_log_level
 
-    for name in ("godel", "core"):  # put back after the test
-        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    before = {name: logging.getLogger(name).level for name in ("godel", "core")}
     monkeypatch.delenv("GODEL_LOG_LEVEL", raising=False)
-    apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
-    assert logging.getLogger("godel").level == logging.DEBUG
-    assert logging.getLogger("core").level == logging.DEBUG
-    monkeypatch.setenv("GODEL_LOG_LEVEL", "warning")  # one run, without editing the config
-    apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
-    assert logging.getLogger("godel").level == logging.WARNING
-    apply_log_level(GodelConfig())
-    assert logging.getLogger("godel").level == logging.WARNING
-    monkeypatch.delenv("GODEL_LOG_LEVEL")
-    apply_log_level(GodelConfig())
-    assert logging.getLogger("godel").level == logging.INFO
+    try:
+        apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
+        assert logging.getLogger("godel").level == logging.DEBUG
+        assert logging.getLogger("core").level == logging.DEBUG
+        monkeypatch.setenv("GODEL_LOG_LEVEL", "warning")  # one run, config untouched
+        apply_log_level(GodelConfig(daemon=DaemonSettings(log_level="debug")))
+        assert logging.getLogger("godel").level == logging.WARNING
+        monkeypatch.delenv("GODEL_LOG_LEVEL")
+        apply_log_level(GodelConfig())
+        assert logging.getLogger("godel").level == logging.INFO
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)  # setLevel also clears logging's cache
