@@ -209,7 +209,7 @@ class SwarmService:
                 payload={"from": old.strategy, "to": strategy},
             ),
         )
-        self.routing.pool(swarm, strategy)
+        self.routing.set_strategy(swarm, strategy)
         return updated
 
     # replacing agents that die -------------------------------------------------------------

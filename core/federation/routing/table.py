@@ -51,14 +51,19 @@ class RoutingTable:
     pools: dict[str | None, CandidatePool] = field(default_factory=dict)
 
     def pool(self, name: str | None, strategy: str | None = None) -> CandidatePool:
+        """The pool of ``name``, made with ``strategy`` if it has none yet. An existing
+        pool keeps its strategy: a dispatch round's copy of the swarm record may be older
+        than a change made meanwhile (``set_strategy``)."""
         pool = self.pools.get(name)
         if pool is None:
             pool = self.pools[name] = CandidatePool(
                 strategy=strategy or DEFAULT_STRATEGY, panic_threshold=self.panic_threshold
             )
-        elif strategy is not None and pool.strategy != strategy:
-            pool.strategy = strategy
         return pool
+
+    def set_strategy(self, name: str | None, strategy: str) -> None:
+        """A swarm's strategy changed (already stored): route with it from now on."""
+        self.pool(name, strategy).strategy = strategy
 
     def sync(
         self,
