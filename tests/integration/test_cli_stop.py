@@ -4,6 +4,7 @@ says so); ``godel bench stop`` measures stopping."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -41,8 +42,13 @@ def test_ctrl_c_stops_the_wait_not_the_stop(godel: Godel) -> None:
     stopper = godel.popen("daemon", "stop")
     assert stopper.stderr is not None
     assert WAITING in stopper.stderr.readline()  # it is waiting now
-    stopper.send_signal(signal.SIGINT)
-    out, err = stopper.communicate(timeout=30)
+    # Freeze the daemon mid-stop, so the Ctrl-C surely comes while the CLI still waits.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stopper.send_signal(signal.SIGINT)
+        out, err = stopper.communicate(timeout=30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     assert stopper.returncode == 130
     assert out == ""
     assert f"the daemon (pid {pid}) keeps stopping in the background" in err
