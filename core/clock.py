@@ -130,10 +130,6 @@ class FakeClock:
             await work
         raise Expired(f"timed out after {seconds:g}s")
 
-    @property
-    def sleepers(self) -> int:
-        return sum(1 for _, _, f in self._sleepers if not f.done())
-
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline has come, and let
         the woken tasks run until they block again."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,15 @@ def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -
             return True
         time.sleep(interval)
     return False
+
+
+async def until(predicate: Callable[[], object], within: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds: for process states (started, gone) that no event
+    announces, so they are polled; fails if it never holds within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {within:g}s"
+        await asyncio.sleep(0.01)
 
 
 def daemon_runs(godel: Godel, command: str) -> bool:

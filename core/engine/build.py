@@ -138,7 +138,7 @@ def build_engine(
     ctx.wake_dispatcher = dispatcher.wake
     agents.on_gone += [tasks.requeue_agent_tasks, swarms.on_agent_gone]
     swarms.forget_autoscaling = autoscaler.forget
-    config_service = ConfigService(ctx, lambda spec, actor: agents.spawn(spec, actor))
+    config_service = ConfigService(ctx, agents.spawn)
 
     async def apply_autoscaler(c: object) -> None:
         await autoscaler.apply_settings(ctx.config.autoscaler)

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from core.clock import Clock
 from core.config import GodelConfig, LoadedConfig
 from core.engine.live import LiveAgents
+from core.errors import SwarmError
 from core.events import EventBus
 from core.federation.metrics import Metrics
 from core.llm.catalog import ModelCatalog, ScriptedUrl
+from core.models import Swarm
 from core.paths import GodelPaths
 from core.runtimes.registry import RuntimeRegistry
 from core.store.base import Store
@@ -44,3 +46,10 @@ class EngineContext:
     @property
     def config(self) -> GodelConfig:
         return self.loaded.config
+
+    async def active_swarm(self, name: str) -> Swarm:
+        """The swarm ``name``, or ``SwarmError`` if there is none or it was destroyed."""
+        swarm = await self.store.get_swarm(name)
+        if swarm is None or swarm.status != "active":
+            raise SwarmError(f"swarm {name!r} not found", swarm=name)
+        return swarm

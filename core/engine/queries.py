@@ -7,7 +7,6 @@ from typing import Any
 
 from core.audit import VerifyReport, verify_chain
 from core.engine.context import EngineContext
-from core.errors import SwarmError
 from core.models import Agent, AgentStatus, AuditEntry, RuntimeInfo, Task, TaskPriority, TaskStatus
 
 
@@ -31,9 +30,7 @@ class QueryService:
         return await self.ctx.store.count_tasks(swarm, any_swarm=False)
 
     async def swarm_status(self, name: str) -> dict[str, Any]:
-        swarm = await self.ctx.store.get_swarm(name)
-        if swarm is None or swarm.status != "active":
-            raise SwarmError(f"swarm {name!r} not found", swarm=name)
+        swarm = await self.ctx.active_swarm(name)
         agents = [
             a for a in await self.ctx.store.list_agents(include_ended=False) if a.swarm == name
         ]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from core.audit import AuditDraft
 from core.engine.agents import AgentService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
-from core.errors import InvalidInput, SwarmError
+from core.errors import InvalidInput
 from core.federation.health import RestartPolicy
 from core.federation.routing import RoutingTable, check_strategy
 from core.models import Agent, AgentSpec, StatusSource, Swarm, SwarmSpec, utcnow
@@ -39,14 +40,12 @@ class SwarmService:
         self.execs = execs
         self.routing = routing
         self.restarts = RestartPolicy(ctx.config.health, clock=ctx.clock.monotonic)
+        self._gone: set[tuple[str, datetime]] = set()  # (name, created_at) destroyed
         # Set by build: forget a destroyed swarm's autoscaler window.
         self.forget_autoscaling: Callable[[str], None] = lambda name: None
 
     async def get(self, name: str) -> Swarm:
-        swarm = await self.ctx.store.get_swarm(name)
-        if swarm is None or swarm.status != "active":
-            raise SwarmError(f"swarm {name!r} not found", swarm=name)
-        return swarm
+        return await self.ctx.active_swarm(name)
 
     async def create(self, spec: SwarmSpec, actor: str) -> tuple[Swarm, list[Agent], list[str]]:
         """Create a swarm and spawn its agents; returns (swarm, agents, spawn errors)."""
@@ -102,14 +101,14 @@ class SwarmService:
 
         async def one() -> None:
             async with limit:
-                if not await self._still_active(swarm):
+                if self._destroyed(swarm):
                     return
                 try:
                     agent = await self.agents.spawn(spec, actor, swarm=swarm.name)
                 except Exception as e:
                     errors.append(str(e))
                     return
-            if not await self._still_active(swarm):
+            if self._destroyed(swarm):
                 # Destroyed while this agent started: it missed the destroy's stop.
                 await self.agents.stop(
                     agent.id,
@@ -125,14 +124,10 @@ class SwarmService:
         self.ctx.wake_dispatcher()
         return agents, errors
 
-    async def _still_active(self, swarm: Swarm) -> bool:
-        """Is this swarm (this one, not a later swarm of the same name) still active?"""
-        current = await self.ctx.store.get_swarm(swarm.name)
-        return (
-            current is not None
-            and current.status == "active"
-            and current.created_at == swarm.created_at
-        )
+    def _destroyed(self, swarm: Swarm) -> bool:
+        """Was this swarm (this one, not a later swarm of the same name) destroyed? Only
+        this engine destroys swarms, so what it remembers is the whole answer."""
+        return (swarm.name, swarm.created_at) in self._gone
 
     async def _shrink(self, swarm: str, n: int, actor: str, reason: str) -> list[str]:
         """Stop ``n`` agents of a swarm: idle ones first, then the newest."""
@@ -178,11 +173,14 @@ class SwarmService:
 
     async def destroy(self, name: str, actor: str) -> tuple[list[str], int]:
         """Stop every agent of the swarm, cancel its unfinished tasks, forget its state."""
-        await self.get(name)
+        swarm = await self.get(name)
         await self.ctx.journal.commit(
             ops.UpdateSwarm(name, {"status": "destroyed"}),
             audit=AuditDraft(actor=actor, action="swarm.destroy", subject=name),
         )
+        # Spawns of this swarm still under way stop what they start (one small key kept
+        # per destroyed swarm: a later swarm of the same name is another swarm).
+        self._gone.add((swarm.name, swarm.created_at))
         reason = f"swarm destroyed by {actor}"
         members = [lv.id for lv in self.ctx.live.in_swarm(name)]
         # Cancel first, so no stop hands a task back to a queue that is going away.

@@ -10,7 +10,7 @@ from core.audit import AuditDraft
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.health import HealthService
-from core.errors import InvalidInput, SwarmError, TaskNotFound
+from core.errors import InvalidInput, TaskNotFound
 from core.events import QueuePressure, TaskFinished, TaskRouted
 from core.federation.anomaly import AnomalyDetector
 from core.federation.routing import Routed, RoutingTable
@@ -40,10 +40,7 @@ class TaskService:
         queue = self.ctx.config.queue
         capacity = queue.default_capacity
         if swarm_name is not None:
-            swarm = await self.ctx.store.get_swarm(swarm_name)
-            if swarm is None or swarm.status != "active":
-                raise SwarmError(f"swarm {swarm_name!r} not found", swarm=swarm_name)
-            capacity = swarm.capacity
+            capacity = (await self.ctx.active_swarm(swarm_name)).capacity
         done = await self.ctx.journal.commit(
             ops.SubmitTasks(
                 tuple(specs),
@@ -91,10 +88,7 @@ class TaskService:
         task = await self.get(task_id)
         strategy = None
         if task.swarm is not None:
-            swarm = await self.ctx.store.get_swarm(task.swarm)
-            if swarm is None or swarm.status != "active":
-                raise SwarmError(f"swarm {task.swarm!r} not found", swarm=task.swarm)
-            strategy = swarm.strategy
+            strategy = (await self.ctx.active_swarm(task.swarm)).strategy
         agents = self.health.workers(task.swarm)
         in_flight = await self.ctx.store.in_flight([a.id for a in agents])
         pool = self.routing.sync(task.swarm, strategy, agents, in_flight)

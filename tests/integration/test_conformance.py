@@ -27,6 +27,7 @@ from core.models import (
 )
 from core.runtimes.base import AgentHandle, AgentRuntime, Capability, HealthState, RuntimeContext
 from core.runtimes.registry import RuntimeRegistry
+from tests.conftest import until
 
 # What to send each runtime: a quick input whose result mentions "hello", and a long one.
 INPUTS: dict[str, tuple[str, str]] = {
@@ -178,11 +179,7 @@ async def test_timeout(runtime_name: str, tmp_path: Path, scripted_server: Any) 
         pytest.skip(f"{runtime_name} does not declare timeout")
     _, result = await collect(rt, handle, INPUTS[runtime_name][1], timeout=1.5)
     assert (result.status, result.exit_code) == (ExecStatus.TIMED_OUT, 124)
-    for _ in range(250):  # until the command's processes are gone (they were killed)
-        if not _sleeps():
-            break
-        await asyncio.sleep(0.02)
-    assert not _sleeps()
+    await until(lambda: not _sleeps())  # the command's processes were killed
     await rt.kill(handle)
 
 

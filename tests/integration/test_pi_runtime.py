@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,7 +41,7 @@ from core.models import (
 from core.runtimes.base import AgentHandle, HealthState, RuntimeContext
 from core.runtimes.pi import PiRuntime
 from core.runtimes.pi import runtime as pi_runtime_module
-from tests.conftest import gone
+from tests.conftest import gone, until
 
 
 def _pi_installed() -> bool:
@@ -140,14 +140,6 @@ async def wait_child(pi_pid: int, name: str = "sleep", timeout: float = 5.0) -> 
                 continue
         await asyncio.sleep(0.05)
     raise AssertionError(f"no {name} process under pi {pi_pid}")
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() >= deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def wait_gone(pid: int, timeout: float = 5.0) -> bool:
@@ -408,7 +400,7 @@ async def test_pi_dying_mid_exec_interrupts_it(harness: Harness) -> None:
     task = asyncio.create_task(run())
     sleeper = await wait_child(handle.pid or 0)
     # SIGKILL only once the runtime has recorded the tool process (it scans while tools run).
-    await wait_until(lambda: sleeper.pid in handle.state["pi"].tools_seen)
+    await until(lambda: sleeper.pid in handle.state["pi"].tools_seen)
     os.kill(handle.pid or 0, signal.SIGKILL)
     await asyncio.wait_for(task, 10)
     result = events[-1]

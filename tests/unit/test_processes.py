@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -27,6 +26,7 @@ from core.runtimes.process import (
     wait_process_exit,
 )
 from core.runtimes.shell import ShellRuntime
+from tests.conftest import until
 
 needs_pidfd = pytest.mark.skipif(not pidfd_supported(), reason="needs pidfds (Linux 5.3+)")
 
@@ -36,14 +36,6 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for ``predicate`` to hold (the event that proves a thing happened)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def start_group(script: str) -> asyncio.subprocess.Process:

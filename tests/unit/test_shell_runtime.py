@@ -27,6 +27,7 @@ from core.runtimes.base import AgentHandle, AgentRuntime, Capability, HealthStat
 from core.runtimes.process import is_same_process, process_started_at
 from core.runtimes.shell import ShellRuntime
 from core.runtimes.shell_protocol import EndMarker
+from tests.conftest import until
 
 
 @pytest.fixture
@@ -92,10 +93,7 @@ def alive(pid: int) -> bool:
 
 
 async def wait_gone(*pids: int, within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while any(alive(p) for p in pids):
-        assert time.monotonic() < deadline, f"still alive: {[p for p in pids if alive(p)]}"
-        await asyncio.sleep(0.05)
+    await until(lambda: not any(alive(p) for p in pids), within)
 
 
 def make_agent(pid: int | None, started_at: float | None, workspace: Path) -> Agent:
@@ -374,10 +372,8 @@ async def test_recover_terminates_a_surviving_process(
     proc = await asyncio.create_subprocess_exec(
         "sh", "-c", "sleep 30 & wait", start_new_session=True
     )
-    deadline = time.monotonic() + 5
-    while not (children := psutil.Process(proc.pid).children()):  # until sh started its sleep
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await until(lambda: psutil.Process(proc.pid).children())  # sh started its sleep
+    children = psutil.Process(proc.pid).children()
     reason = await runtime.recover(make_agent(proc.pid, process_started_at(proc.pid), workspace))
     assert reason == (
         f"daemon restarted: process {proc.pid} survived but its pipes were lost; terminated it"
