@@ -31,7 +31,7 @@ from core.api.methods import build_methods
 from core.config import load_config
 from core.engine import Engine, build_engine
 from core.errors import GodelError
-from core.events import EventBus, EventRecorder
+from core.events import EventBus, EventRecorder, SeqFile
 from core.paths import GodelPaths
 from core.runtimes.registry import known_runtime_names
 
@@ -76,8 +76,15 @@ class Daemon:
 
     async def run(self) -> None:
         paths = self.paths
+        # The config that applies where the daemon was started: the directory of the
+        # command that started it (``config reload`` loads another's).
         loaded = load_config(known_runtime_names())
-        bus = EventBus()
+        log.info(
+            "config: %s (digest %s)",
+            " + ".join(str(s) for s in loaded.sources) or "no config files (defaults)",
+            loaded.digest[:12],
+        )
+        bus = EventBus(seq_file=SeqFile(paths.event_seq))
         recorder = EventRecorder(bus, paths.events)
         engine = build_engine(paths, config=loaded, bus=bus)
         self.engine = engine

@@ -108,6 +108,11 @@ class SwarmError(GodelError):
     kind = "swarm_error"
 
 
+class ExecNotFound(GodelError):
+    code = -32015
+    kind = "exec_not_found"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -125,5 +130,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         QueueFull,
         TaskNotFound,
         SwarmError,
+        ExecNotFound,
     )
 }

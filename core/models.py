@@ -268,18 +268,14 @@ class TaskStatus(StrEnum):
     READY = "ready"  # can be claimed (once its retry backoff has passed)
     RUNNING = "running"  # leased to an agent
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # will not run: a dependency failed for good, or it was refused
+    # Will not run again: its last attempt failed, a dependency failed for good, or it was
+    # refused; ``error`` says which.
+    FAILED = "failed"
     CANCELLED = "cancelled"
-    DEAD = "dead"  # dead-lettered after its last attempt failed
 
     @property
     def is_final(self) -> bool:
-        return self in (
-            TaskStatus.SUCCEEDED,
-            TaskStatus.FAILED,
-            TaskStatus.CANCELLED,
-            TaskStatus.DEAD,
-        )
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class TaskSpec(BaseModel):
@@ -294,6 +290,8 @@ class TaskSpec(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=100)
     timeout_s: float | None = Field(default=None, gt=0)
     swarm: str | None = None
+    # Only agents of this runtime may take it (a shell command must never reach an LLM).
+    runtime: str | None = Field(default=None, min_length=1)
 
 
 class Task(BaseModel):
@@ -307,6 +305,7 @@ class Task(BaseModel):
     max_attempts: int
     timeout_s: float | None = None
     swarm: str | None = None
+    runtime: str | None = None  # None: any runtime
     status: TaskStatus
     attempts: int = 0
     deps_pending: int = 0
@@ -319,6 +318,12 @@ class Task(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    # Why it is not running yet, computed by the engine when a task is read one at a time
+    # or submitted ("" when it is not waiting, or it was not computed, as in listings).
+    waiting: str = ""
+    # No agent present now could ever take it (none in its pool, of its runtime, or with
+    # its skills): ``waiting`` says which. Submits warn about it.
+    stranded: bool = False
 
 
 class Lease(BaseModel):

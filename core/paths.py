@@ -64,6 +64,11 @@ class GodelPaths:
         return self.home / "events.jsonl"
 
     @property
+    def event_seq(self) -> Path:
+        """The highest event seq handed out (``core.events.seq``): seqs never restart."""
+        return self.home / "events.seq"
+
+    @property
     def workspaces(self) -> Path:
         return self.home / "workspaces"
 

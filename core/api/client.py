@@ -1,4 +1,10 @@
-"""Client for the daemon's JSON-RPC socket, and starting the daemon on demand."""
+"""Client for the daemon's JSON-RPC socket, and starting the daemon on demand.
+
+A thin client: it imports nothing of the engine, the store, the runtimes or pydantic
+(``tests/unit/test_thin_client.py`` checks). psutil and subprocess load only when a
+daemon is started or stopped. ``core.api.blocking`` makes one call without asyncio,
+for the CLI's read-only commands.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,27 @@ import contextlib
 import itertools
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
-
-from core.api.jsonrpc import EXIT_ALREADY_RUNNING, MAX_MESSAGE, STREAM_METHOD
-from core.errors import ERRORS_BY_CODE, DaemonError, GodelError
+from core.api.protocol import (
+    EXIT_ALREADY_RUNNING,
+    MAX_MESSAGE,
+    STREAM_METHOD,
+    DaemonNotRunning,
+    RpcError,
+    raise_error,
+)
+from core.errors import DaemonError
 from core.paths import GodelPaths
+
+if TYPE_CHECKING:
+    import subprocess
+
+    import psutil
 
 START_TIMEOUT = 20.0
 # A safety net only: a daemon whose pid still exists is stopping its agents, which takes
@@ -29,26 +44,18 @@ STOP_NOTICE_AFTER = 2.0
 OnStream = Callable[[Any], Awaitable[None] | None]
 
 
-class RpcError(GodelError):
-    """A standard JSON-RPC error (parse, invalid request, method, params, internal)."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.rpc_code = code
-        self.data = {"kind": "rpc_error", "code": code, "detail": data}
-
-
-def _raise_error(err: dict[str, Any]) -> None:
-    code = int(err.get("code", -32603))
-    message = str(err.get("message", "unknown error"))
-    data = err.get("data")
-    cls = ERRORS_BY_CODE.get(code)
-    if cls is not None:
-        exc = cls(message)
-        if isinstance(data, dict):
-            exc.data = data
-        raise exc
-    raise RpcError(code, message, data)
+__all__ = [
+    "DaemonClient",
+    "DaemonNotRunning",
+    "RpcError",
+    "can_connect",
+    "connect",
+    "read_pid",
+    "request_stop",
+    "start_daemon",
+    "stop_daemon",
+    "wait_daemon_gone",
+]
 
 
 class DaemonClient:
@@ -134,7 +141,7 @@ class DaemonClient:
             self._pending.pop(req_id, None)
             self._streams.pop(req_id, None)
         if "error" in reply:
-            _raise_error(reply["error"])
+            raise_error(reply["error"])
         return reply.get("result")
 
 
@@ -158,6 +165,8 @@ def _log_tail(paths: GodelPaths, lines: int = 3) -> str:
 
 
 def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
+    import subprocess
+
     paths.ensure()
     with open(paths.log, "ab") as log:
         return subprocess.Popen(
@@ -172,6 +181,8 @@ def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
 
 
 def _process_gone(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -208,14 +219,20 @@ async def start_daemon(paths: GodelPaths, timeout: float = START_TIMEOUT) -> int
 
 
 async def connect(paths: GodelPaths, *, autostart: bool = True) -> DaemonClient:
+    """Connect to the daemon of ``paths``; start one first if ``autostart``.
+
+    Without ``autostart`` no daemon is started and nothing is created in the home:
+    DaemonNotRunning says that none runs and how to start one.
+    """
     if autostart:
         await start_daemon(paths)
     client = DaemonClient(paths)
     try:
         await client.connect()
     except (OSError, ValueError) as e:
-        raise DaemonError(
-            f"no daemon is running for {paths.home} ({e}); start it with `godel daemon start`",
+        # A refused connection is a stale socket (a killed daemon): none runs either.
+        raise DaemonNotRunning(
+            f"no daemon is running for {paths.home}; start one with `godel daemon start`",
             home=str(paths.home),
         ) from e
     return client
@@ -250,6 +267,8 @@ async def wait_daemon_gone(
     Raises DaemonError only after ``limit`` seconds, a safety net: while its pid exists
     the daemon is still stopping its agents.
     """
+    import psutil
+
     try:
         # Held from the start: psutil then notices if the pid is reused while we wait.
         proc = psutil.Process(pid)

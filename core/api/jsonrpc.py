@@ -6,6 +6,8 @@ use -32000..-32099 with a ``data`` object that names the problem.
 
 Streaming methods send JSON-RPC notifications (``{"method": "stream", "params":
 {"request_id": ID, "data": ...}}``) on the same connection before the response.
+The wire constants live in ``core.api.protocol`` (the thin client needs them without
+pydantic); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,23 +20,38 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.api.protocol import (
+    EXIT_ALREADY_RUNNING,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MAX_MESSAGE,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STREAM_METHOD,
+)
 from core.errors import GodelError
 
+__all__ = [
+    "EXIT_ALREADY_RUNNING",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "JSON",
+    "MAX_MESSAGE",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "STREAM_METHOD",
+    "CallContext",
+    "Emit",
+    "Handler",
+    "Method",
+    "NoParams",
+    "RpcMethods",
+    "error_response",
+]
+
 log = logging.getLogger("godel.rpc")
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-
-STREAM_METHOD = "stream"
-
-# The largest message either side accepts (one JSON per line).
-MAX_MESSAGE = 64 * 1024 * 1024
-# The daemon's exit code when another daemon already serves the home: the client that
-# started it just connects to that one. (EX_TEMPFAIL)
-EXIT_ALREADY_RUNNING = 75
 
 JSON = Any
 Emit = Callable[[JSON], Awaitable[None]]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
+from core.api.read_methods import register_read_methods
 from core.engine import Engine
+from core.errors import DaemonError, TaskNotFound
+from core.events import EventsDropped, SubscriptionClosed, TaskChanged
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
-from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
+from core.models import AgentSpec, ExecResult, SwarmSpec, Task, TaskSpec, TaskStatus
 
 
 class _Params(BaseModel):
@@ -24,10 +28,6 @@ class _Params(BaseModel):
 
 class AgentRef(_Params):
     id: str = Field(min_length=1, description="agent id or name")
-
-
-class ListAgentsParams(_Params):
-    include_ended: bool = True
 
 
 class ExecParams(_Params):
@@ -57,8 +57,23 @@ class TaskRef(_Params):
     id: str = Field(min_length=1)
 
 
+class ExecGetParams(_Params):
+    id: str = Field(min_length=1, description="exec id")
+    limit: int = Field(default=10_000, ge=1, le=100_000, description="output lines at most")
+
+
+class ExecListParams(_Params):
+    agent: str = Field(min_length=1, description="agent id or live name")
+    limit: int = Field(default=20, ge=1, le=10_000)
+
+
 class TaskSubmitParams(_Params):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
+
+
+class TaskWaitParams(_Params):
+    ids: list[str] = Field(min_length=1, max_length=10_000)
+    timeout: float | None = Field(default=None, gt=0, description="seconds; none: no limit")
 
 
 class TaskListParams(_Params):
@@ -76,19 +91,62 @@ class SwarmRef(_Params):
     name: str = Field(min_length=1)
 
 
-class SwarmScaleParams(_Params):
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
+
+
+class _CallerKeys(BaseModel):
+    """The calling shell's API keys, sent by the CLI with requests that spawn agents.
+
+    ``SecretStr``, so no repr, log line or error message can show a value; the engine
+    uses them for the spawns of this call (a swarm keeps its model's key in memory for
+    its later spawns) and never stores, audits or publishes them."""
+
+    api_keys: dict[EnvName, SecretStr] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="values of the variables named by providers' api_key_env, from the "
+        "caller's environment",
+    )
+
+    def keys(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.api_keys.items()}
+
+
+class AgentSpawnParams(AgentSpec, _CallerKeys):
+    def spec(self) -> AgentSpec:
+        return AgentSpec.model_validate(self.model_dump(exclude={"api_keys"}))
+
+
+class SwarmCreateParams(SwarmSpec, _CallerKeys):
+    def spec(self) -> SwarmSpec:
+        return SwarmSpec.model_validate(self.model_dump(exclude={"api_keys"}))
+
+
+class ModelListParams(_Params):
+    keys_set: list[EnvName] = Field(
+        default_factory=list,
+        max_length=256,
+        description="key variables set in the caller's shell (names only)",
+    )
+
+
+class SwarmScaleParams(_Params, _CallerKeys):
     name: str = Field(min_length=1)
     count: int = Field(ge=0, le=5000)
 
 
-class ConfigReloadParams(_Params):
-    cwd: str | None = None
+class ConfigReloadParams(_Params, _CallerKeys):
+    cwd: str | None = Field(default=None, description="the caller's directory")
+    user_file: str | None = Field(
+        default=None, description="the caller's user config file ($GODEL_CONFIG or default)"
+    )
 
 
 def build_methods(
     engine: Engine, *, started_at: float, request_stop: Callable[[str, str], None]
 ) -> RpcMethods:
     rpc = RpcMethods()
+    register_read_methods(rpc, engine)
 
     @rpc.method("daemon.status")
     async def daemon_status(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -105,6 +163,7 @@ def build_methods(
             "socket": str(engine.paths.socket),
             "uptime_s": round(time.time() - started_at, 3),
             "agents": counts,
+            "config": engine.config.identity(),
         }
 
     @rpc.method("daemon.stop")
@@ -113,22 +172,21 @@ def build_methods(
         request_stop("stop requested", ctx.actor)
         return {"stopping": True, "pid": os.getpid()}
 
-    @rpc.method("agent.spawn", AgentSpec)
-    async def agent_spawn(p: AgentSpec, ctx: CallContext, emit: Emit) -> JSON:
+    @rpc.method("agent.spawn", AgentSpawnParams)
+    async def agent_spawn(p: AgentSpawnParams, ctx: CallContext, emit: Emit) -> JSON:
         """Spawn an agent on a runtime; returns it once ready."""
-        return await engine.spawn_agent(p, ctx.actor)
+        return await engine.spawn_agent(p.spec(), ctx.actor, keys=p.keys())
 
-    @rpc.method("agent.list", ListAgentsParams)
-    async def agent_list(p: ListAgentsParams, ctx: CallContext, emit: Emit) -> JSON:
-        """Every agent the store knows, with status and the status's source."""
-        return await engine.list_agents(include_ended=p.include_ended)
+    @rpc.method("exec.get", ExecGetParams)
+    async def exec_get(p: ExecGetParams, ctx: CallContext, emit: Emit) -> JSON:
+        """One exec: its record and its stored output (every stream, in order)."""
+        found = await engine.get_exec(p.id, limit=p.limit)
+        return {"exec": found.record, "output": found.output, "truncated": found.truncated}
 
-    @rpc.method("agent.get", AgentRef)
-    async def agent_get(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
-        """One agent and its recent execs."""
-        agent = await engine.get_agent(p.id)
-        execs = await engine.list_execs(agent.id, limit=20)
-        return {"agent": agent, "execs": execs}
+    @rpc.method("exec.list", ExecListParams)
+    async def exec_list(p: ExecListParams, ctx: CallContext, emit: Emit) -> JSON:
+        """An agent's execs, newest first."""
+        return await engine.list_execs(p.agent, limit=p.limit)
 
     @rpc.method("agent.exec", ExecParams, streaming=True)
     async def agent_exec(p: ExecParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -151,10 +209,12 @@ def build_methods(
         """Deliver a message to the agent's running exec (LLM runtimes with steer)."""
         return {"delivered": await engine.steer(p.id, p.message, ctx.actor)}
 
-    @rpc.method("model.list")
-    async def model_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
-        """Configured models: provider, API, upstream id, prices, whether the key is set."""
-        return engine.model_info()
+    @rpc.method("model.list", ModelListParams)
+    async def model_list(p: ModelListParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Configured models: provider, API, upstream id, prices, whether the key is set
+        (in the caller's shell, whose set key variables are named in ``keys_set``, or the
+        daemon's environment)."""
+        return engine.model_info(p.keys_set)
 
     @rpc.method("agent.kill", AgentRef)
     async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
@@ -190,6 +250,12 @@ def build_methods(
         """One task with its last result."""
         return await engine.get_task(p.id)
 
+    @rpc.method("task.wait", TaskWaitParams, streaming=True)
+    async def task_wait(p: TaskWaitParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Wait until every named task is final (or ``timeout``); streams progress
+        (counts by status) as tasks change; returns ``{tasks, timed_out, elapsed_s}``."""
+        return await wait_for_tasks(engine, p.ids, p.timeout, emit)
+
     @rpc.method("task.cancel", TaskRef)
     async def task_cancel(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
         """Cancel a queued or running task (a running one is aborted on its agent)."""
@@ -197,30 +263,25 @@ def build_methods(
 
     @rpc.method("task.retry", TaskRef)
     async def task_retry(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
-        """Queue a dead, failed or cancelled task again with fresh attempts."""
+        """Queue a failed or cancelled task again with fresh attempts."""
         return await engine.retry_task(p.id, ctx.actor)
 
-    @rpc.method("swarm.create", SwarmSpec)
-    async def swarm_create(p: SwarmSpec, ctx: CallContext, emit: Emit) -> JSON:
+    @rpc.method("swarm.create", SwarmCreateParams)
+    async def swarm_create(p: SwarmCreateParams, ctx: CallContext, emit: Emit) -> JSON:
         """Create a swarm and spawn its agents."""
-        swarm, agents, errors = await engine.create_swarm(p, ctx.actor)
-        return {"swarm": swarm, "agents": agents, "failures": errors}
-
-    @rpc.method("swarm.list")
-    async def swarm_list(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
-        """Active swarms with their agent and task counts."""
-        return await engine.list_swarms()
-
-    @rpc.method("swarm.status", SwarmRef)
-    async def swarm_status(p: SwarmRef, ctx: CallContext, emit: Emit) -> JSON:
-        """A swarm, its agents, task counts, ready tasks by priority."""
-        return await engine.swarm_status(p.name)
+        swarm, agents, errors = await engine.create_swarm(p.spec(), ctx.actor, p.keys())
+        # The swarm and agent objects of swarm.list and agent.list (one shape each).
+        return {
+            "swarm": engine.views.swarm_row(swarm.name) or swarm,
+            "agents": [engine.agent_row(a.id) for a in agents],
+            "failures": errors,
+        }
 
     @rpc.method("swarm.scale", SwarmScaleParams)
     async def swarm_scale(p: SwarmScaleParams, ctx: CallContext, emit: Emit) -> JSON:
         """Spawn or stop agents until the swarm has ``count``."""
-        swarm, errors = await engine.scale_swarm(p.name, p.count, ctx.actor)
-        return {"swarm": swarm, "failures": errors}
+        swarm, errors = await engine.scale_swarm(p.name, p.count, ctx.actor, p.keys())
+        return {"swarm": engine.views.swarm_row(swarm.name) or swarm, "failures": errors}
 
     @rpc.method("swarm.strategy", SwarmStrategyParams)
     async def swarm_strategy(p: SwarmStrategyParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -280,9 +341,22 @@ def build_methods(
 
     @rpc.method("config.reload", ConfigReloadParams)
     async def config_reload(p: ConfigReloadParams, ctx: CallContext, emit: Emit) -> JSON:
-        """Reload config files and apply what changed; lists what needs a restart."""
-        reload = await engine.reload_config(ctx.actor, cwd=Path(p.cwd) if p.cwd else None)
+        """Reload the config files that apply in the caller's directory and apply what
+        changed; lists what needs a restart."""
+        reload = await engine.reload_config(
+            ctx.actor,
+            cwd=Path(p.cwd) if p.cwd else None,
+            user_file=Path(p.user_file) if p.user_file else None,
+            keys=p.keys(),
+        )
         return {**_config(engine), "reload": reload}
+
+    @rpc.method("config.sources")
+    async def config_sources(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Which config the daemon runs with: its files (path, SHA-256 of the bytes read),
+        digest and when it was loaded. Cheap: the CLI compares it with its directory's
+        files on every call."""
+        return engine.config.identity()
 
     @rpc.method("rpc.discover")
     async def discover(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -300,10 +374,86 @@ def build_methods(
     return rpc
 
 
+def _wait_progress(tasks: dict[str, Task], elapsed_s: float) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for t in tasks.values():
+        counts[t.status.value] = counts.get(t.status.value, 0) + 1
+    final = sum(1 for t in tasks.values() if t.status.is_final)
+    return {
+        "kind": "progress",
+        "total": len(tasks),
+        "final": final,
+        "counts": counts,
+        "elapsed_s": round(elapsed_s, 3),
+    }
+
+
+async def wait_for_tasks(
+    engine: Engine, ids: list[str], timeout: float | None, emit: Emit
+) -> dict[str, Any]:
+    """``task.wait``: read-only; driven by ``task.changed`` events, never by polling."""
+    ids = list(dict.fromkeys(ids))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Subscribed before the first read: a change committed in between is still seen
+    # (reading a task again on an event is harmless, missing one is not).
+    sub = engine.bus.subscribe("task.wait", types={"task.changed"})
+    try:
+        tasks: dict[str, Task] = {}
+        unknown: list[str] = []
+        for task_id in ids:
+            try:
+                tasks[task_id] = await engine.get_task(task_id)
+            except TaskNotFound:
+                unknown.append(task_id)
+        if unknown:
+            names = ", ".join(repr(u) for u in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            what = "task" if len(unknown) == 1 else "tasks"
+            raise TaskNotFound(
+                f"{what} {names}{more} not found; nothing was waited for (see `godel task list`)",
+                task_ids=unknown,
+            )
+        pending = {i for i, t in tasks.items() if not t.status.is_final}
+        await emit(_wait_progress(tasks, loop.time() - started))
+        while pending:
+            left = None if timeout is None else timeout - (loop.time() - started)
+            if left is not None and left <= 0:
+                break
+            try:
+                async with asyncio.timeout(left):
+                    events = [await sub.get()]
+            except TimeoutError:
+                break
+            except SubscriptionClosed:
+                raise DaemonError("the daemon is stopping; the wait ended early") from None
+            while True:  # take what else is queued: one progress line per burst
+                try:
+                    events.append(sub.get_nowait())
+                except (asyncio.QueueEmpty, SubscriptionClosed):
+                    break
+            changed: set[str] = set()
+            for ev in events:
+                if isinstance(ev, EventsDropped):
+                    changed |= pending  # some changes were missed: read them all again
+                elif isinstance(ev, TaskChanged) and ev.task_id in pending:
+                    changed.add(ev.task_id)
+            if not changed:
+                continue
+            for task_id in changed:
+                tasks[task_id] = await engine.get_task(task_id)
+                if tasks[task_id].status.is_final:
+                    pending.discard(task_id)
+            await emit(_wait_progress(tasks, loop.time() - started))
+    finally:
+        sub.close()
+    return {
+        "tasks": [tasks[i] for i in ids],
+        "timed_out": bool(pending),
+        "elapsed_s": round(loop.time() - started, 3),
+    }
+
+
 def _config(engine: Engine) -> dict[str, Any]:
     c = engine.config
-    return {
-        "config": c.config.model_dump(mode="json"),
-        "sources": [str(s) for s in c.sources],
-        "digest": c.digest,
-    }
+    return {"config": c.config.model_dump(mode="json"), **c.identity()}

@@ -39,7 +39,7 @@ async def _wait_final(engine: Engine, swarm: str, n: int, timeout: float) -> dic
     deadline = time.monotonic() + timeout
     while True:
         counts = await engine.task_counts(swarm)
-        done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "dead", "cancelled"))
+        done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
         if done >= n or time.monotonic() > deadline:
             return counts
         await asyncio.sleep(0.02)

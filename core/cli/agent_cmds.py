@@ -8,21 +8,26 @@ from typing import Any
 
 import click
 
+from core.api.protocol import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
+from core.api.shapes import AGENT_STATUSES, ENDED_STATUSES, AgentObject, ExecObject
 from core.cli import render
 from core.cli.common import (
     EXIT_ERROR,
     Ctx,
-    async_command,
     call,
     echo_json,
     fail,
     json_option,
     pass_ctx,
+    request,
     run,
+    sync_command,
 )
-from core.models import Agent, ExecResult, LogLine
 
 __all__ = ["agent"]
+
+# How many of an agent's execs `agent get` shows.
+RECENT_EXECS = 20
 
 
 @click.group()
@@ -48,8 +53,8 @@ def _skills(value: str | None) -> list[str]:
 )
 @json_option
 @pass_ctx
-@async_command
-async def agent_spawn(
+@sync_command
+def agent_spawn(
     ctx: Ctx,
     runtime: str,
     name: str | None,
@@ -66,48 +71,81 @@ async def agent_spawn(
         params["model"] = model
     if workdir:
         params["workdir"] = workdir
-    result = await call(ctx, "agent.spawn", params)
-    agent = Agent.model_validate(result)
+    result = request(ctx, "agent.spawn", params)
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"Spawned {render.runtime_label(agent.runtime)} agent: {agent.id}")
+        click.echo(f"Spawned {render.runtime_label(result['runtime'])} agent: {result['id']}")
 
 
 @agent.command("list")
-@click.option("--live", is_flag=True, help="Only agents that have not ended.")
+@click.option("--swarm", help="Only the agents of this swarm.")
+@click.option("--status", type=click.Choice(AGENT_STATUSES), help="Only agents in this status.")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Include agents that have ended (stopped, lost, failed); hidden by default.",
+)
 @json_option
 @pass_ctx
-@async_command
-async def agent_list(ctx: Ctx, live: bool, as_json: bool) -> None:
-    """List agents with their status and where that status came from."""
-    result = await call(ctx, "agent.list", {"include_ended": not live})
+@sync_command
+def agent_list(ctx: Ctx, swarm: str | None, status: str | None, all_: bool, as_json: bool) -> None:
+    """List agents: swarm, status (with its source and age), task, tokens and cost.
+
+    A cost of ``-`` is unknown (no price for the model, or no usage reported), not zero.
+    """
+    # Asking for an ended status asks for ended agents.
+    params: dict[str, Any] = {"include_ended": all_ or status in ENDED_STATUSES}
+    if swarm is not None:
+        params["swarm"] = swarm
+    if status is not None:
+        params["status"] = status
+    agents: list[AgentObject] = request(ctx, "agent.list", params)
     if as_json:
-        echo_json(result)
+        echo_json(agents)
         return
-    agents = [Agent.model_validate(a) for a in result]
     if not agents:
-        click.echo("No agents. Spawn one with `godel agent spawn --runtime shell`.")
+        click.echo(_no_agents(swarm, status, all_))
         return
     click.echo(render.table(render.AGENT_HEADERS, [render.agent_row(a) for a in agents]))
+
+
+def _no_agents(swarm: str | None, status: str | None, all_: bool) -> str:
+    if swarm is None and status is None:
+        if all_:
+            return "No agents. Spawn one with `godel agent spawn --runtime shell`."
+        return (
+            "No running agents (`--all` also shows ended ones). "
+            "Spawn one with `godel agent spawn --runtime shell`."
+        )
+    what = f"No {status + ' ' if status else ''}agents{' in swarm ' + swarm if swarm else ''}"
+    hidden = not all_ and status not in ENDED_STATUSES
+    return what + (" (`--all` also shows ended ones)." if hidden else ".")
 
 
 @agent.command("get")
 @click.argument("agent_id")
 @json_option
 @pass_ctx
-@async_command
-async def agent_get(ctx: Ctx, agent_id: str, as_json: bool) -> None:
-    """Show one agent and its recent execs."""
-    from core.models import ExecRecord
-
-    result = await call(ctx, "agent.get", {"id": agent_id})
+@sync_command
+def agent_get(ctx: Ctx, agent_id: str, as_json: bool) -> None:
+    """Show one agent (the object `agent list` shows) and, as text, its recent execs."""
+    result: AgentObject = request(ctx, "agent.get", {"id": agent_id})
     if as_json:
         echo_json(result)
         return
-    agent = Agent.model_validate(result["agent"])
-    execs = [ExecRecord.model_validate(x) for x in result["execs"]]
-    click.echo(render.agent_detail(agent, execs))
+    execs: list[ExecObject] | None
+    try:
+        execs = request(
+            ctx, "exec.list", {"agent": result.get("id", agent_id), "limit": RECENT_EXECS}
+        )
+    except RpcError as e:
+        # A daemon without exec.list (older than this client): show the agent anyway.
+        if e.rpc_code not in (METHOD_NOT_FOUND, INVALID_PARAMS):
+            raise
+        execs = None
+    click.echo(render.agent_detail(result, execs))
 
 
 @agent.command("exec")
@@ -150,6 +188,8 @@ def agent_exec(ctx: Ctx, agent_id: str, command: str, timeout: float | None, as_
     if timeout is not None:
         params["timeout"] = timeout
     raw = run(call(ctx, "agent.exec", params, on_stream=on_stream))
+    from core.models import ExecResult  # the exec path renders events with pydantic anyway
+
     result = ExecResult.model_validate(raw)
     if as_json:
         click.echo(json.dumps(raw))
@@ -160,10 +200,10 @@ def agent_exec(ctx: Ctx, agent_id: str, command: str, timeout: float | None, as_
         summary = render.exec_summary(result)
         if summary:
             click.echo(summary, err=True)
-        if result.status.value not in ("succeeded", "failed") or (
-            result.status.value == "failed" and result.exit_code is None
-        ):
-            click.echo(f"godel: exec {result.status.value}: {result.reason}", err=True)
+        # Why it failed, unless the command's own exit code and stderr already say it.
+        if result.status.value != "succeeded" and (result.reason or result.exit_code is None):
+            failure = render.exec_failure(result.exec_id, result.status.value, result.reason)
+            click.echo(f"godel: {failure}", err=True)
     if result.exit_code is None:
         sys.exit(EXIT_ERROR)
     sys.exit(result.exit_code if 0 <= result.exit_code < 256 else EXIT_ERROR)
@@ -174,30 +214,29 @@ def agent_exec(ctx: Ctx, agent_id: str, command: str, timeout: float | None, as_
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the agent ends.")
 @json_option
 @pass_ctx
-@async_command
-async def agent_logs(ctx: Ctx, agent_id: str, follow: bool, as_json: bool) -> None:
+@sync_command
+def agent_logs(ctx: Ctx, agent_id: str, follow: bool, as_json: bool) -> None:
     """Print an agent's stored output (stdout and stderr, in order)."""
 
     def on_stream(data: Any) -> None:
         if as_json:
             click.echo(json.dumps(data))
             return
-        line = LogLine.model_validate(data)
-        stream = sys.stderr if line.stream == "stderr" else sys.stdout
-        stream.write(line.data)
+        stream = sys.stderr if data.get("stream") == "stderr" else sys.stdout
+        stream.write(data.get("data", ""))
         stream.flush()
 
-    await call(ctx, "agent.logs", {"id": agent_id, "follow": follow}, on_stream=on_stream)
+    request(ctx, "agent.logs", {"id": agent_id, "follow": follow}, on_stream=on_stream)
 
 
 @agent.command("kill")
 @click.argument("agent_id")
 @json_option
 @pass_ctx
-@async_command
-async def agent_kill(ctx: Ctx, agent_id: str, as_json: bool) -> None:
+@sync_command
+def agent_kill(ctx: Ctx, agent_id: str, as_json: bool) -> None:
     """End an agent and every process it started."""
-    result = await call(ctx, "agent.kill", {"id": agent_id})
+    result = request(ctx, "agent.kill", {"id": agent_id})
     if as_json:
         echo_json(result)
     else:
@@ -208,10 +247,10 @@ async def agent_kill(ctx: Ctx, agent_id: str, as_json: bool) -> None:
 @click.argument("agent_id")
 @click.argument("message")
 @pass_ctx
-@async_command
-async def agent_steer(ctx: Ctx, agent_id: str, message: str) -> None:
+@sync_command
+def agent_steer(ctx: Ctx, agent_id: str, message: str) -> None:
     """Tell an LLM agent's running exec something (delivered between its turns)."""
-    result = await call(ctx, "agent.steer", {"id": agent_id, "message": message})
+    result = request(ctx, "agent.steer", {"id": agent_id, "message": message})
     if not result["delivered"]:
         fail(f"agent {agent_id} is not running anything to steer")
     click.echo("Steered.")
@@ -220,10 +259,10 @@ async def agent_steer(ctx: Ctx, agent_id: str, message: str) -> None:
 @agent.command("abort")
 @click.argument("agent_id")
 @pass_ctx
-@async_command
-async def agent_abort(ctx: Ctx, agent_id: str) -> None:
+@sync_command
+def agent_abort(ctx: Ctx, agent_id: str) -> None:
     """Abort the agent's running exec; the agent stays."""
-    result = await call(ctx, "agent.abort", {"id": agent_id})
+    result = request(ctx, "agent.abort", {"id": agent_id})
     click.echo("Aborted." if result["aborted"] else "Nothing was running.")
 
 
@@ -231,10 +270,10 @@ async def agent_abort(ctx: Ctx, agent_id: str) -> None:
 @click.argument("agent_id")
 @json_option
 @pass_ctx
-@async_command
-async def agent_health(ctx: Ctx, agent_id: str, as_json: bool) -> None:
+@sync_command
+def agent_health(ctx: Ctx, agent_id: str, as_json: bool) -> None:
     """Probe an agent's process now."""
-    result = await call(ctx, "agent.health", {"id": agent_id})
+    result = request(ctx, "agent.health", {"id": agent_id})
     if as_json:
         echo_json(result)
     else:

@@ -8,9 +8,17 @@ from typing import IO, Any
 
 import click
 
+from core.api.shapes import VerifyReport
 from core.cli import render
-from core.cli.common import EXIT_ERROR, Ctx, async_command, call, echo_json, json_option, pass_ctx
-from core.models import AuditEntry
+from core.cli.common import (
+    EXIT_ERROR,
+    Ctx,
+    echo_json,
+    json_option,
+    pass_ctx,
+    request,
+    sync_command,
+)
 
 __all__ = ["audit"]
 
@@ -32,8 +40,8 @@ def audit() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
 @json_option
 @pass_ctx
-@async_command
-async def audit_list(
+@sync_command
+def audit_list(
     ctx: Ctx, subject: str | None, after_seq: int, limit: int | None, as_json: bool
 ) -> None:
     """List audit entries, oldest first."""
@@ -42,28 +50,25 @@ async def audit_list(
         params["subject"] = subject
     if limit:
         params["limit"] = limit
-    result = await call(ctx, "audit.list", params)
+    result = request(ctx, "audit.list", params)
     if as_json:
         echo_json(result)
         return
-    entries = [AuditEntry.model_validate(e) for e in result]
-    click.echo(render.table(render.AUDIT_HEADERS, [render.audit_row(e) for e in entries]))
+    click.echo(render.table(render.AUDIT_HEADERS, [render.audit_row(e) for e in result]))
 
 
 @audit.command("verify")
 @json_option
 @pass_ctx
-@async_command
-async def audit_verify(ctx: Ctx, as_json: bool) -> None:
+@sync_command
+def audit_verify(ctx: Ctx, as_json: bool) -> None:
     """Recompute the hash chain; exit 1 and name the first bad entry if it is broken."""
-    from core.audit import VerifyReport
-
-    report = VerifyReport.model_validate(await call(ctx, "audit.verify"))
+    report: VerifyReport = request(ctx, "audit.verify")
     if as_json:
-        echo_json(report.model_dump(mode="json"))
+        echo_json(report)
     else:
-        click.echo(report.summary(), err=not report.ok)
-    if not report.ok:
+        click.echo(render.verify_summary(report), err=not report["ok"])
+    if not report["ok"]:
         sys.exit(EXIT_ERROR)
 
 
@@ -76,14 +81,14 @@ async def audit_verify(ctx: Ctx, as_json: bool) -> None:
     help="Write to this file instead of stdout.",
 )
 @pass_ctx
-@async_command
-async def audit_export(ctx: Ctx, output: IO[str]) -> None:
+@sync_command
+def audit_export(ctx: Ctx, output: IO[str]) -> None:
     """Export every audit entry as JSON lines (with hashes, so it can be verified offline)."""
 
     def on_stream(data: Any) -> None:
         output.write(json.dumps(data, sort_keys=True) + "\n")
 
-    result = await call(ctx, "audit.export", on_stream=on_stream)
+    result = request(ctx, "audit.export", on_stream=on_stream)
     output.flush()
     if output is not sys.stdout:
         click.echo(f"Exported {result['entries']} entries to {output.name}", err=True)

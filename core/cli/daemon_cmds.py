@@ -16,6 +16,7 @@ from core.api.client import (
     start_daemon,
     wait_daemon_gone,
 )
+from core.cli.caller import drift_line
 from core.cli.common import (
     EXIT_NOT_RUNNING,
     Ctx,
@@ -102,12 +103,21 @@ def daemon_status(ctx: Ctx, as_json: bool) -> None:
         else:
             click.echo(f"No daemon running for {ctx.paths.home}")
         sys.exit(EXIT_NOT_RUNNING)
+    # Which config the daemon runs with, and (on stderr) whether it is not this directory's.
+    config = status.get("config") or {}
+    warning = drift_line(config)
     if as_json:
         echo_json(status)
-        return
-    agents = ", ".join(f"{n} {s}" for s, n in sorted(status["agents"].items())) or "none"
-    click.echo(
-        f"Daemon running (pid {status['pid']}, version {status['version']}, "
-        f"up {status['uptime_s']:.0f}s)\n"
-        f"Home:    {status['home']}\nSocket:  {status['socket']}\nAgents:  {agents}"
-    )
+    else:
+        agents = ", ".join(f"{n} {s}" for s, n in sorted(status["agents"].items())) or "none"
+        files = ", ".join(config.get("sources") or []) or "no config files (defaults)"
+        digest = str(config.get("digest", "unknown"))[:12]
+        loaded = config.get("loaded_at") or "at its start"
+        click.echo(
+            f"Daemon running (pid {status['pid']}, version {status['version']}, "
+            f"up {status['uptime_s']:.0f}s)\n"
+            f"Home:    {status['home']}\nSocket:  {status['socket']}\nAgents:  {agents}\n"
+            f"Config:  {files} (digest {digest}, loaded {loaded})"
+        )
+    if warning:
+        click.echo(f"godel: {warning}", err=True)

@@ -14,7 +14,7 @@ from typing import Any
 from core.api.client import DaemonClient, connect, stop_daemon
 from core.audit import VerifyReport
 from core.cli import render
-from core.models import Agent, AuditEntry, ExecResult
+from core.models import Agent, ExecResult
 from core.paths import GodelPaths
 
 JOBS = [
@@ -106,17 +106,17 @@ async def run_demo(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
         say(f"\n$ godel agent kill {agents[-1].id}")
         await client.call("agent.kill", {"id": agents[-1].id})
 
-        say("\n$ godel agent list")
-        listed = [Agent.model_validate(a) for a in await client.call("agent.list")]
+        say("\n$ godel agent list --all")
+        listed = await client.call("agent.list", {"include_ended": True})
         ours = {a.id for a in agents}
         say(
             render.table(
-                render.AGENT_HEADERS, [render.agent_row(a) for a in listed if a.id in ours]
+                render.AGENT_HEADERS, [render.agent_row(a) for a in listed if a["id"] in ours]
             )
         )
 
         say("\n$ godel audit list  (this run)")
-        entries = [AuditEntry.model_validate(e) for e in await client.call("audit.list")]
+        entries = await client.call("audit.list")
         say(render.table(render.AUDIT_HEADERS, [render.audit_row(e) for e in entries[-20:]]))
 
         say("\n$ godel audit verify")

@@ -1,32 +1,60 @@
 """The ``godel`` command line: a client of the daemon (or of an embedded engine).
 
 Exit codes: 0 success; 1 a Godel error (printed as one line on stderr); 2 bad usage;
-3 ``daemon status`` when no daemon runs; ``agent exec`` exits with the command's own
+3 no daemon runs (``daemon status``, and any read-only command: reads never start
+one); ``agent exec`` exits with the command's own
 exit code (124 on timeout, 130 when aborted). ``--json`` on every listing.
 
 This module holds the root group, ``metrics``, ``demo`` and ``main()``; the command groups
-live in ``core/cli/*_cmds.py`` (daemon, agent, runtime/model, audit, config, bench) and
-``core/cli/work.py`` (task, swarm, route).
+live in ``core/cli/*_cmds.py`` (daemon, agent, exec, runtime/model, audit, config, bench) and
+``core/cli/work.py`` (task, swarm, route). A group's module is imported only when that
+group runs (or ``--help`` lists them), so a command pays for its own imports alone.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from core import __version__
-from core.cli.agent_cmds import agent
-from core.cli.audit_cmds import audit
-from core.cli.bench_cmds import bench
-from core.cli.common import Ctx, async_command, call, pass_ctx, run
-from core.cli.config_cmds import config
-from core.cli.daemon_cmds import daemon
-from core.cli.model_cmds import model, runtime
-from core.cli.work import route, swarm, task
+from core.cli.common import Ctx, pass_ctx, request, run, sync_command
+
+# name -> (module, attribute): the command groups, imported on first use.
+LAZY_COMMANDS = {
+    "daemon": ("core.cli.daemon_cmds", "daemon"),
+    "agent": ("core.cli.agent_cmds", "agent"),
+    "runtime": ("core.cli.model_cmds", "runtime"),
+    "model": ("core.cli.model_cmds", "model"),
+    "audit": ("core.cli.audit_cmds", "audit"),
+    "config": ("core.cli.config_cmds", "config"),
+    "bench": ("core.cli.bench_cmds", "bench"),
+    "task": ("core.cli.work", "task"),
+    "swarm": ("core.cli.work", "swarm"),
+    "route": ("core.cli.work", "route"),
+    "exec": ("core.cli.exec_cmds", "exec_group"),
+    "events": ("core.cli.events_cmds", "events"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands in ``LAZY_COMMANDS`` are imported when first used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[cmd_name]
+            cmd = getattr(importlib.import_module(module), attr)
+            assert isinstance(cmd, click.Command)
+            self.add_command(cmd, cmd_name)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     envvar="GODEL_HOME",
@@ -47,7 +75,8 @@ def cli(click_ctx: click.Context, home: str | None) -> None:
       godel agent kill shell-3f9a1c
       godel audit verify
 
-    Commands that need the daemon start it on demand (`godel daemon stop` ends it).
+    Commands that change something start the daemon on demand (`godel daemon stop`
+    ends it); commands that only read never do: they say that none runs (exit 3).
     """
     click_ctx.obj = Ctx(home)
 
@@ -57,10 +86,10 @@ def cli(click_ctx: click.Context, home: str | None) -> None:
 
 @cli.command("metrics")
 @pass_ctx
-@async_command
-async def metrics(ctx: Ctx) -> None:
+@sync_command
+def metrics(ctx: Ctx) -> None:
     """Print the engine's metrics (Prometheus text format)."""
-    result = await call(ctx, "metrics.get")
+    result = request(ctx, "metrics.get")
     sys.stdout.write(result["text"])
 
 
@@ -76,18 +105,6 @@ def demo(ctx: Ctx, n_agents: int, keep: bool) -> None:
     from core.cli.demo import run_demo
 
     sys.exit(run(run_demo(ctx.paths, n_agents=n_agents, keep=keep)))
-
-
-cli.add_command(daemon)
-cli.add_command(agent)
-cli.add_command(runtime)
-cli.add_command(model)
-cli.add_command(audit)
-cli.add_command(config)
-cli.add_command(bench)
-cli.add_command(task)
-cli.add_command(swarm)
-cli.add_command(route)
 
 
 def main() -> None:

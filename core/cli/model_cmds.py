@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 
 from core.cli import render
-from core.cli.common import Ctx, async_command, call, echo_json, json_option, pass_ctx
-from core.models import RuntimeInfo
+from core.cli.common import Ctx, echo_json, json_option, pass_ctx, request, sync_command
 
 __all__ = ["model", "runtime"]
 
@@ -24,15 +23,14 @@ def runtime() -> None:
 @runtime.command("list")
 @json_option
 @pass_ctx
-@async_command
-async def runtime_list(ctx: Ctx, as_json: bool) -> None:
+@sync_command
+def runtime_list(ctx: Ctx, as_json: bool) -> None:
     """List runtimes with their declared capabilities."""
-    result = await call(ctx, "runtime.list")
+    result = request(ctx, "runtime.list")
     if as_json:
         echo_json(result)
         return
-    infos = [RuntimeInfo.model_validate(r) for r in result]
-    click.echo(render.table(render.RUNTIME_HEADERS, [render.runtime_row(r) for r in infos]))
+    click.echo(render.table(render.RUNTIME_HEADERS, [render.runtime_row(r) for r in result]))
 
 
 @click.group()
@@ -43,17 +41,14 @@ def model() -> None:
 @model.command("list")
 @json_option
 @pass_ctx
-@async_command
-async def model_list(ctx: Ctx, as_json: bool) -> None:
+@sync_command
+def model_list(ctx: Ctx, as_json: bool) -> None:
     """Configured models with provider, prices (per million tokens) and key status."""
-    from core.llm.catalog import ModelInfo
-
-    result = await call(ctx, "model.list")
+    result = request(ctx, "model.list")
     if as_json:
         echo_json(result)
         return
-    infos = [ModelInfo.model_validate(m) for m in result]
-    click.echo(render.table(render.MODEL_HEADERS, [render.model_row(m) for m in infos]))
+    click.echo(render.table(render.MODEL_HEADERS, [render.model_row(m) for m in result]))
 
 
 @model.command("serve")

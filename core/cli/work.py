@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from core.api.shapes import ExecShowObject
 from core.cli import render
 from core.cli.common import Ctx, async_command, call, echo_json, fail, json_option, pass_ctx
-from core.models import DEFAULT_STRATEGY, Agent, Swarm, Task, TaskPriority, TaskStatus
+from core.cli.waiting import wait_tasks
+from core.models import DEFAULT_STRATEGY, Swarm, Task, TaskPriority, TaskStatus
 
 
 def _csv(value: str | None) -> list[str]:
@@ -36,6 +38,18 @@ def task() -> None:
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per attempt.")
 @click.option("--swarm", help="Queue in this swarm (default: the default pool).")
+@click.option(
+    "--runtime",
+    "-r",
+    help="Only agents of this runtime may take it (e.g. shell, so a command never reaches "
+    "an LLM agent).",
+)
+@click.option("--wait", is_flag=True, help="Block until the tasks are final (as `task wait`).")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --wait: give up after S seconds (exit 124).",
+)
 @json_option
 @pass_ctx
 @async_command
@@ -48,9 +62,15 @@ async def task_submit(
     max_attempts: int,
     timeout: float | None,
     swarm: str | None,
+    runtime: str | None,
+    wait: bool,
+    wait_timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Queue one task per INPUT (a command for shell agents, a prompt for LLM agents)."""
+    """Queue one task per INPUT (a command for shell agents, a prompt for LLM agents).
+
+    With --wait, block until they are final, then exit 0 if all succeeded, 1 if any
+    failed or was cancelled; --json then prints the final tasks."""
     specs: list[dict[str, Any]] = []
     for text in inputs:
         spec: dict[str, Any] = {
@@ -63,13 +83,31 @@ async def task_submit(
         }
         if timeout is not None:
             spec["timeout_s"] = timeout
+        if runtime is not None:
+            spec["runtime"] = runtime
         specs.append(spec)
     result = await call(ctx, "task.submit", {"tasks": specs})
-    if as_json:
+    _warn_stranded(result)
+    if as_json and not wait:
         echo_json(result)
         return
-    for t in result:
-        click.echo(f"Queued task: {t['id']} ({t['status']})")
+    if not as_json:
+        for t in result:
+            click.echo(f"Queued task: {t['id']} ({t['status']})")
+    if wait:
+        sys.exit(await wait_tasks(ctx, [t["id"] for t in result], wait_timeout, as_json))
+
+
+def _warn_stranded(tasks: list[dict[str, Any]]) -> None:
+    """One warning on stderr per distinct reason no agent present can take a task (it
+    is queued all the same: an agent may come later)."""
+    why: dict[str, list[str]] = {}
+    for t in tasks:
+        if t.get("stranded"):
+            why.setdefault(t.get("waiting") or "no agent can take it", []).append(t["id"])
+    for text, ids in why.items():
+        which = ids[0] if len(ids) == 1 else f"{len(ids)} tasks"
+        click.echo(f"warning: {which}: {text}", err=True)
 
 
 @task.command("list")
@@ -103,12 +141,37 @@ async def task_list(
 @pass_ctx
 @async_command
 async def task_get(ctx: Ctx, task_id: str, as_json: bool) -> None:
-    """Show a task, its attempts and its last result."""
+    """Show a task: why it waits, or how its last attempt ended (reason, stdout, stderr)."""
     result = await call(ctx, "task.get", {"id": task_id})
     if as_json:
         echo_json(result)
         return
-    click.echo(render.task_detail(Task.model_validate(result)))
+    output = None
+    if result.get("exec_id"):
+        # The last attempt's output, every stream (the task keeps its stdout only).
+        shown: ExecShowObject = await call(ctx, "exec.get", {"id": result["exec_id"]})
+        output = shown["output"]
+    click.echo(render.task_detail(Task.model_validate(result), output))
+
+
+@task.command("wait")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up after S seconds (exit 124); the tasks keep running.",
+)
+@json_option
+@pass_ctx
+@async_command
+async def task_wait(
+    ctx: Ctx, task_ids: tuple[str, ...], timeout: float | None, as_json: bool
+) -> None:
+    """Block until every TASK_ID is final, showing progress on a terminal.
+
+    Exits 0 if all succeeded, 1 if any failed or was cancelled, 124 on --timeout.
+    --json prints the final tasks. Never starts a stopped daemon."""
+    sys.exit(await wait_tasks(ctx, list(task_ids), timeout, as_json))
 
 
 @task.command("cancel")
@@ -126,7 +189,7 @@ async def task_cancel(ctx: Ctx, task_id: str) -> None:
 @pass_ctx
 @async_command
 async def task_retry(ctx: Ctx, task_id: str) -> None:
-    """Queue a dead, failed or cancelled task again, with fresh attempts."""
+    """Queue a failed or cancelled task again, with fresh attempts."""
     result = await call(ctx, "task.retry", {"id": task_id})
     click.echo(f"Requeued task: {result['id']} ({result['status']})")
 
@@ -207,7 +270,7 @@ async def _create(
     if as_json:
         echo_json(result)
     else:
-        agents = [Agent.model_validate(a) for a in result["agents"]]
+        agents = result["agents"]
         click.echo(
             f"Created swarm {name}: {len(agents)} {runtime} agents, "
             f"{len(result['failures'])} failures"

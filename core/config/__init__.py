@@ -1,7 +1,9 @@
 """Godel's configuration: loading, merging and validating ``config.toml`` files.
 
 The models are in ``schema`` (plus ``health`` and ``autoscaler`` for those sections), the
-error messages in ``messages``, files and merging in ``loading``; import them from here.
+built-in providers and models in ``builtin``, the error messages in ``messages``, which
+files apply and their fingerprints in ``files`` (standard library only, for the thin
+client), reading and merging in ``loading``; import them from here.
 
 Two files are read, both optional:
 
@@ -20,27 +22,65 @@ Every problem is reported as a ``ConfigError`` whose one-line message reads
 
 from __future__ import annotations
 
-from core.config.autoscaler import AutoscalerSettings
-from core.config.health import HealthSettings
-from core.config.loading import (
-    CONFIG_ENV_VAR,
-    PROJECT_CONFIG_PATH,
-    find_project_config,
-    load_config,
-    parse_config_file,
-    user_config_path,
-)
-from core.config.schema import (
-    BUILTIN_CONFIG,
-    AgentGroup,
-    DaemonSettings,
-    Defaults,
-    GodelConfig,
-    LoadedConfig,
-    ModelSettings,
-    ProviderSettings,
-    QueueSettings,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.config.autoscaler import AutoscalerSettings
+    from core.config.files import ConfigFile
+    from core.config.health import HealthSettings
+    from core.config.loading import (
+        CONFIG_ENV_VAR,
+        PROJECT_CONFIG_PATH,
+        find_project_config,
+        load_config,
+        parse_config_file,
+        user_config_path,
+    )
+    from core.config.schema import (
+        BUILTIN_CONFIG,
+        AgentGroup,
+        DaemonSettings,
+        Defaults,
+        GodelConfig,
+        LoadedConfig,
+        ModelSettings,
+        ProviderSettings,
+        QueueSettings,
+    )
+
+# Imported on first use: the thin client imports ``core.config.files`` (standard library
+# only) on every call, and must not pay for pydantic and the schema through this package.
+_WHERE = {
+    "AutoscalerSettings": "autoscaler",
+    "ConfigFile": "files",
+    "CONFIG_ENV_VAR": "files",
+    "PROJECT_CONFIG_PATH": "files",
+    "find_project_config": "files",
+    "user_config_path": "files",
+    "load_config": "loading",
+    "parse_config_file": "loading",
+    "BUILTIN_CONFIG": "builtin",
+    "AgentGroup": "schema",
+    "DaemonSettings": "schema",
+    "Defaults": "schema",
+    "GodelConfig": "schema",
+    "HealthSettings": "health",
+    "LoadedConfig": "schema",
+    "ModelSettings": "schema",
+    "ProviderSettings": "schema",
+    "QueueSettings": "schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'core.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"core.config.{where}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "BUILTIN_CONFIG",
@@ -48,6 +88,7 @@ __all__ = [
     "PROJECT_CONFIG_PATH",
     "AgentGroup",
     "AutoscalerSettings",
+    "ConfigFile",
     "DaemonSettings",
     "Defaults",
     "GodelConfig",

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tomllib
 from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import ValidationError
 
+from core.config.files import (
+    CONFIG_ENV_VAR,
+    PROJECT_CONFIG_PATH,
+    ConfigFile,
+    config_paths,
+    find_project_config,
+    fingerprint,
+    user_config_path,
+)
 from core.config.messages import config_error, describe_error, key_path
 from core.config.schema import BUILTIN_CONFIG, CONTEXT_KEY, PARTIAL_KEY, GodelConfig, LoadedConfig
 
@@ -28,8 +36,6 @@ __all__ = [
     "user_config_path",
 ]
 
-CONFIG_ENV_VAR = "GODEL_CONFIG"
-PROJECT_CONFIG_PATH = Path(".godel") / "config.toml"
 SYNTAX_KEY = "(syntax)"
 FILE_KEY = "(file)"
 
@@ -54,33 +60,16 @@ def _validate(
         raise config_error(file, problems) from None
 
 
-def user_config_path() -> Path:
-    """``$GODEL_CONFIG`` if set, else ``<user config dir>/godel/config.toml``."""
-    override = os.environ.get(CONFIG_ENV_VAR, "").strip()
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_config_dir("godel")) / "config.toml"
-
-
-def find_project_config(start: Path) -> Path | None:
-    """The first ``.godel/config.toml`` in ``start`` or one of its parents."""
-    here = start.expanduser().resolve()
-    if here.is_file():
-        here = here.parent
-    for directory in (here, *here.parents):
-        candidate = directory / PROJECT_CONFIG_PATH
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    file = str(path)
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         problem = f"cannot read the file: {exc.strerror or exc}"
-        raise config_error(file, [{"key": FILE_KEY, "problem": problem}]) from None
+        raise config_error(str(path), [{"key": FILE_KEY, "problem": problem}]) from None
+
+
+def _read_toml(path: Path, raw: bytes) -> dict[str, Any]:
+    file = str(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -109,13 +98,16 @@ def _base_dir(path: Path) -> Path:
     return parent.parent if parent.name == PROJECT_CONFIG_PATH.parent.name else parent
 
 
-def parse_config_file(path: Path, known_runtimes: Collection[str]) -> dict[str, Any]:
-    """Read and validate one file; return its raw table, ready to merge.
+def parse_config_file(
+    path: Path, known_runtimes: Collection[str], raw: bytes | None = None
+) -> dict[str, Any]:
+    """Read (unless ``raw`` holds its bytes) and validate one file; return its raw table,
+    ready to merge.
 
     A relative ``defaults.workspace_root`` is made absolute here, while we still know
     which file it came from.
     """
-    data = _read_toml(path)
+    data = _read_toml(path, _read_bytes(path) if raw is None else raw)
     config = _validate(data, known_runtimes, str(path), partial=True)
     root = config.defaults.workspace_root
     if root is not None:
@@ -156,23 +148,23 @@ def load_config(
     ``user_file`` replaces the ``GODEL_CONFIG`` / platform lookup (for tests and
     ``--config``); ``cwd`` is where the walk for ``.godel/config.toml`` starts.
     """
-    user_path = user_file.expanduser() if user_file is not None else user_config_path()
-    project_path = find_project_config(cwd if cwd is not None else Path.cwd())
     # Built-in providers and models sit under the files, so a file adds or overrides keys.
     merged: dict[str, Any] = json.loads(json.dumps(BUILTIN_CONFIG))
     sources: list[Path] = []
-    seen: set[Path] = set()
-    for path in (user_path, project_path):
-        # A missing file is fine, but a directory or unreadable file is an error.
-        if path is None or not path.exists():
-            continue
-        resolved = path.resolve()
-        if resolved in seen:  # e.g. GODEL_CONFIG pointing at the project file
-            continue
-        seen.add(resolved)
-        merged = _deep_merge(merged, parse_config_file(path, known_runtimes))
+    files: list[ConfigFile] = []
+    for kind, path in config_paths(cwd, user_file):
+        # Hashed from the bytes parsed, so the fingerprint is of what is in force.
+        raw = _read_bytes(path)
+        merged = _deep_merge(merged, parse_config_file(path, known_runtimes, raw))
         sources.append(path)
+        files.append(fingerprint(kind, path, raw))
     # Each file passed on its own, so a failure here comes from their combination.
     label = " + ".join(str(p) for p in sources) or "(defaults)"
     config = _validate(merged, known_runtimes, label)
-    return LoadedConfig(config=config, sources=sources, digest=_digest(config))
+    return LoadedConfig(
+        config=config,
+        sources=sources,
+        digest=_digest(config),
+        files=files,
+        loaded_at=datetime.now(UTC),
+    )

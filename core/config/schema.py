@@ -7,6 +7,7 @@ Known runtimes reach the validators through the validation context (``CONTEXT_KE
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -25,6 +26,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.config.autoscaler import AutoscalerSettings
+from core.config.builtin import BUILTIN_CONFIG
+from core.config.files import ConfigFile
 from core.config.health import HealthSettings
 
 __all__ = [
@@ -194,56 +197,6 @@ class ModelSettings(_Section):
     max_tokens: Annotated[StrictInt, Field(ge=1)] = 4096
 
 
-# Built in, and merged under the user's files, so `--model scripted` works offline and a
-# user entry only needs the keys it changes.
-BUILTIN_CONFIG: dict[str, Any] = {
-    "providers": {
-        "scripted": {"kind": "openai", "scripted": True, "api_key_env": "GODEL_SCRIPTED_API_KEY"},
-        "scripted-anthropic": {
-            "kind": "anthropic",
-            "scripted": True,
-            "api_key_env": "GODEL_SCRIPTED_API_KEY",
-        },
-        "anthropic": {
-            "kind": "anthropic",
-            "base_url": "https://api.anthropic.com",
-            "api_key_env": "ANTHROPIC_API_KEY",
-        },
-        "openai": {
-            "kind": "openai",
-            "base_url": "https://api.openai.com/v1",
-            "api_key_env": "OPENAI_API_KEY",
-        },
-    },
-    "models": {
-        # Made-up prices, so that the offline demo shows real cost arithmetic.
-        "scripted": {
-            "provider": "scripted",
-            "id": "scripted",
-            "input_per_mtok": "1",
-            "output_per_mtok": "2",
-            "context_window": 32000,
-        },
-        "scripted-anthropic": {
-            "provider": "scripted-anthropic",
-            "id": "scripted",
-            "input_per_mtok": "1",
-            "output_per_mtok": "2",
-            "context_window": 32000,
-        },
-        "claude-sonnet-4-5": {
-            "provider": "anthropic",
-            "context_window": 200000,
-            "max_tokens": 8192,
-        },
-        "claude-haiku-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
-        "claude-opus-4-5": {"provider": "anthropic", "context_window": 200000, "max_tokens": 8192},
-        "gpt-4.1": {"provider": "openai", "context_window": 1047576},
-        "gpt-4o-mini": {"provider": "openai"},
-    },
-}
-
-
 class GodelConfig(_Section):
     """The whole configuration; every field has a default, so ``GodelConfig()`` is valid."""
 
@@ -317,3 +270,16 @@ class LoadedConfig(BaseModel):
     config: GodelConfig
     sources: list[Path]  # files actually read, lowest precedence first
     digest: str  # sha256 of the canonical JSON of ``config``, to audit changes
+    # The files as read (resolved path, hash of their bytes): what a client compares its
+    # own directory's files with, without loading them.
+    files: list[ConfigFile] = Field(default_factory=list)
+    loaded_at: datetime | None = None  # when the files were read; None: built in code
+
+    def identity(self) -> dict[str, Any]:
+        """Which config this is, where from and since when (``config.sources``)."""
+        return {
+            "sources": [str(s) for s in self.sources],
+            "files": [f.to_json() for f in self.files],
+            "digest": self.digest,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds") if self.loaded_at else None,
+        }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from core.engine.health import HealthService
 from core.engine.live import LiveAgent
 from core.engine.status import record_status
 from core.errors import InvalidInput, RuntimeFailure
-from core.events import AgentSpawned, AgentStatusChanged
+from core.events import AgentCreated, AgentSpawned, ExecFinished
 from core.llm.catalog_types import ResolvedModel
 from core.models import (
     Agent,
@@ -67,11 +67,14 @@ class AgentService:
 
     # spawn ---------------------------------------------------------------------------------
 
-    async def resolve_model(self, runtime: str, model: str | None) -> ResolvedModel | None:
-        """The model an agent of ``runtime`` will use; fails before anything runs."""
+    async def resolve_model(
+        self, runtime: str, model: str | None, keys: Mapping[str, str] | None = None
+    ) -> ResolvedModel | None:
+        """The model an agent of ``runtime`` will use; fails before anything runs.
+        ``keys``: the caller's API key variables (see ``spawn``)."""
         rt = self.ctx.registry.get(runtime)  # raises UnknownRuntime
         if Capability.MODEL in rt.capabilities:
-            return await self.ctx.models.resolve(model or self.ctx.config.defaults.model)
+            return await self.ctx.models.resolve(model or self.ctx.config.defaults.model, keys)
         if model:
             raise InvalidInput(
                 f"the {runtime} runtime does not use a model; drop --model {model}",
@@ -79,9 +82,19 @@ class AgentService:
             )
         return None
 
-    async def spawn(self, spec: AgentSpec, actor: str, *, swarm: str | None = None) -> Agent:
+    async def spawn(
+        self,
+        spec: AgentSpec,
+        actor: str,
+        *,
+        swarm: str | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> Agent:
+        """``keys``: the calling shell's values of API key variables, taken over the
+        daemon's own (as tmux's ``update-environment``). Only the resolved model's key
+        reaches the runtime; none is stored, audited, published or logged."""
         runtime = self.ctx.registry.get(spec.runtime)
-        model = await self.resolve_model(spec.runtime, spec.model)
+        model = await self.resolve_model(spec.runtime, spec.model, keys)
         if model is not None:
             spec = spec.model_copy(update={"model": model.name})
         agent_id = new_agent_id(spec.runtime)
@@ -106,12 +119,16 @@ class AgentService:
         await self.ctx.journal.commit(
             ops.InsertAgent(agent),
             events=[
-                AgentStatusChanged(
+                AgentCreated(
+                    at=now,
                     agent_id=agent_id,
-                    status=AgentStatus.STARTING,
-                    source=StatusSource.SPAWN,
-                    reason="spawn requested",
-                    previous=None,
+                    runtime=spec.runtime,
+                    name=spec.name,
+                    model=spec.model,
+                    skills=spec.skills,
+                    swarm=swarm,
+                    workspace=str(workspace),
+                    status_reason=agent.status_reason,
                 )
             ],
         )
@@ -292,8 +309,15 @@ class AgentService:
     # recovery at start ---------------------------------------------------------------------
 
     async def recover(self, actor: str) -> None:
-        """Mark what a crashed daemon left behind: execs interrupted, agents lost (and
-        any process of theirs that survived, ended)."""
+        """Mark what the last daemon left behind: execs interrupted, agents lost (and any
+        process of theirs that survived, ended), and every task still leased sent back
+        to the queue at once.
+
+        No agent is held yet when this runs, so every running lease is stranded: its
+        agent was lost in a crash, or stopped by ``daemon stop`` (which keeps leases).
+        Waiting out the lease would only delay the task. Each requeue clears the lease
+        token, so nothing the old daemon started can complete the task any more, and it
+        runs after the agent's surviving processes were ended (``runtime.recover``)."""
         for rec in await self.ctx.store.running_execs():
             await self.ctx.journal.commit(
                 ops.FinishExec(
@@ -310,8 +334,19 @@ class AgentService:
                     result="interrupted",
                     payload={"exec_id": rec.id},
                 ),
+                events=[
+                    ExecFinished(
+                        agent_id=rec.agent_id,
+                        exec_id=rec.id,
+                        status=ExecStatus.INTERRUPTED,
+                        reason="the daemon stopped unexpectedly while this ran",
+                        model=rec.model,
+                    )
+                ],
             )
         limit = asyncio.Semaphore(RECOVER_CONCURRENCY)
+
+        lost: dict[str, str] = {}  # agent id -> why it was lost
 
         async def one(agent: Agent) -> None:
             async with limit:
@@ -320,6 +355,7 @@ class AgentService:
                     reason = await runtime.recover(agent)
                 except Exception as e:  # a runtime that cannot recover must not stop the daemon
                     reason = f"could not recover after a daemon restart: {e}"
+            lost[agent.id] = reason
             await record_status(
                 self.ctx,
                 agent.id,
@@ -336,3 +372,13 @@ class AgentService:
         await asyncio.gather(
             *(one(a) for a in await self.ctx.store.list_agents(include_ended=False))
         )
+        for agent_id in await self.ctx.store.in_flight(None):
+            if agent_id in lost:
+                why = f"agent {agent_id} was lost when the daemon restarted ({lost[agent_id]})"
+            else:
+                ended = await self.ctx.store.get_agent(agent_id)
+                how = f": {ended.status.value}, {ended.status_reason}" if ended else ""
+                why = f"agent {agent_id} ended with the previous daemon{how}"
+            requeued = await self.ctx.journal.commit(ops.RequeueAgent(agent_id, why, actor))
+            if requeued:
+                log.info("requeued %d tasks of %s at start: %s", len(requeued), agent_id, why)

@@ -17,6 +17,7 @@ from core.engine.execs import ExecService
 from core.engine.facade import Engine, Services
 from core.engine.health import HealthService
 from core.engine.queries import QueryService
+from core.engine.reads import ReadService
 from core.engine.settings import ConfigService
 from core.engine.swarms import SwarmService
 from core.engine.tasks import TaskService
@@ -161,6 +162,7 @@ def build_engine(
             tasks=tasks,
             swarms=swarms,
             queries=QueryService(ctx),
+            reads=ReadService(ctx),
             config=config_service,
             dispatcher=dispatcher,
             autoscaler=autoscaler,

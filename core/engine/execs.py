@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 from core.activity import activity_line
@@ -22,7 +23,7 @@ from core.audit import AuditDraft
 from core.engine.context import EngineContext
 from core.engine.live import LiveAgent
 from core.engine.status import StatusEvents
-from core.errors import AgentNotFound, AgentUnavailable, InvalidInput
+from core.errors import AgentNotFound, AgentUnavailable, ExecNotFound, InvalidInput
 from core.events import AgentActivity, AgentOutput, ExecFinished, ExecStarted, SubscriptionClosed
 from core.models import (
     Agent,
@@ -48,6 +49,15 @@ OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
 OUTPUT_FLUSH_ROWS = 256
 
 Stream = Literal["stdout", "stderr", "system"]
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    """One exec as ``godel exec show`` prints it."""
+
+    record: ExecRecord
+    output: list[LogLine]
+    truncated: bool  # more lines are stored than were read
 
 
 class ExecService:
@@ -232,6 +242,9 @@ class ExecService:
             exit_code=result.exit_code,
             duration_s=result.duration_s,
             reason=result.reason,
+            model=live.agent.model,
+            usage=result.usage,
+            cost_usd=None if result.cost_usd is None else str(result.cost_usd),
         )
         idle_events = StatusEvents(self.ctx, agent_id, idle) if idle else None
         try:
@@ -263,10 +276,28 @@ class ExecService:
                 ),
                 events=lambda prev: [*(idle_events(prev) if idle_events else ()), finished],
             )
+            self._count_spend(live, result)
         finally:
             live.exec_id = None
             live.exec_task = None
             queue.put_nowait(result)
+
+    def _count_spend(self, live: LiveAgent, result: ExecResult) -> None:
+        """Spend metrics, once per exec as it ends: with a task or without (``agent exec``)."""
+        m, agent = self.ctx.metrics, live.agent
+        usage = result.usage
+        try:
+            if usage.input_tokens or usage.output_tokens:
+                m.inc_tokens(
+                    agent.swarm,
+                    agent.runtime,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                )
+            if result.cost_usd is not None:
+                m.inc_cost(agent.swarm, agent.runtime, result.cost_usd)
+        except ValueError as e:  # a runtime's bad figure must not fail the recorded exec
+            log.warning("exec %s: spend not counted: %s", result.exec_id, e)
 
     def _runtime_exec(
         self, live: LiveAgent, input: str, exec_id: str, timeout: float | None
@@ -423,6 +454,17 @@ class ExecService:
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
         agent = await self.get_agent(agent_id)
         return await self.ctx.store.list_execs(agent.id, limit)
+
+    async def get_exec(self, exec_id: str, *, limit: int = 10_000) -> ExecOutput:
+        """One exec's record and its stored output (every stream, in order; at most
+        ``limit`` lines, the first ones)."""
+        record = await self.ctx.store.get_exec(exec_id)
+        if record is None:
+            raise ExecNotFound(f"exec {exec_id!r} not found", exec_id=exec_id)
+        if record.status is ExecStatus.RUNNING:
+            await self.flush()  # what it printed so far
+        lines = await self.ctx.store.read_exec_output(exec_id, limit=limit + 1)
+        return ExecOutput(record, lines[:limit], truncated=len(lines) > limit)
 
 
 async def _aborted_before_start(exec_id: str) -> AsyncIterator[RuntimeEvent]:

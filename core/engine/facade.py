@@ -8,7 +8,7 @@ and ``start``/``stop`` run the engine's lifecycle. Build one with
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,15 @@ from core.audit import AuditDraft, VerifyReport
 from core.config import LoadedConfig
 from core.engine.agents import AgentService
 from core.engine.context import EngineContext
-from core.engine.execs import ExecService
+from core.engine.execs import ExecOutput, ExecService
 from core.engine.health import HealthService
 from core.engine.queries import QueryService
+from core.engine.reads import ReadService
 from core.engine.settings import ConfigReload, ConfigService, apply_log_level
 from core.engine.swarms import SwarmService
 from core.engine.tasks import TaskService
-from core.events import DaemonStarted, DaemonStopping, EventBus
+from core.errors import SwarmError
+from core.events import DaemonStarted, DaemonStopping, Event, EventBus
 from core.federation.autoscaler import Autoscaler
 from core.federation.dispatcher import Dispatcher
 from core.llm.catalog import ModelCatalog, ModelInfo
@@ -47,6 +49,8 @@ from core.paths import GodelPaths
 from core.runtimes.base import HealthReport
 from core.runtimes.children import install_child_watcher
 from core.runtimes.registry import RuntimeRegistry
+from core.views import AgentRow, SwarmRow, Views, ViewSnapshot
+from core.views.filter import EventFilter
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Services:
     tasks: TaskService
     swarms: SwarmService
     queries: QueryService
+    reads: ReadService
     config: ConfigService
     dispatcher: Dispatcher
     autoscaler: Autoscaler
@@ -97,6 +102,7 @@ class Engine:
         install_child_watcher()  # no thread per agent process (Python 3.11)
         apply_log_level(ctx.config)
         await ctx.store.open()
+        await s.reads.start()  # before anything publishes: the views miss nothing
         await s.agents.recover(actor)
         s.execs.start()
         s.dispatcher.start()
@@ -117,6 +123,7 @@ class Engine:
             ),
             events=[DaemonStarted(pid=os.getpid(), version=__version__)],
         )
+        await s.swarms.restore(actor)  # swarms back to their desired size
         if ctx.config.agents:
             # In the background: a pi agent takes a second to start, the daemon need not.
             ctx.background.spawn(s.config.start_agent_groups("config"), name="agent-groups")
@@ -132,7 +139,8 @@ class Engine:
         await s.dispatcher.stop()
         await s.health.stop()
         await ctx.background.cancel_all()
-        # Tasks that were running keep their leases: the next daemon rescues them.
+        # Tasks that were running keep their leases: the next daemon's recovery sends
+        # them back to the queue at once.
         await s.agents.stop_many(
             [lv.id for lv in ctx.live],
             actor=actor,
@@ -147,19 +155,58 @@ class Engine:
             )
         )
         await ctx.store.close()
+        s.reads.stop()
         for close in ctx.on_close:
             await close()
+
+    # the read side -----------------------------------------------------------------------------
+
+    def view_snapshot(self) -> ViewSnapshot:
+        return self.s.reads.snapshot()
+
+    @property
+    def views(self) -> Views:
+        """The live views (read them; never change them)."""
+        return self.s.reads.views
+
+    def agent_rows(
+        self, *, swarm: str | None = None, status: str | None = None, include_ended: bool = False
+    ) -> list[AgentRow]:
+        return self.s.reads.agents(swarm=swarm, status=status, include_ended=include_ended)
+
+    def agent_row(self, ref: str) -> AgentRow:
+        return self.s.reads.agent(ref)
+
+    def events(
+        self,
+        flt: EventFilter,
+        *,
+        after_seq: int | None = None,
+        last: int | None = None,
+        follow: bool,
+        name: str,
+    ) -> AsyncIterator[Event]:
+        return self.s.reads.events(flt, after_seq=after_seq, last=last, follow=follow, name=name)
 
     # agents ------------------------------------------------------------------------------------
 
     def runtimes(self) -> list[RuntimeInfo]:
         return self.s.queries.runtimes()
 
-    def model_info(self) -> list[ModelInfo]:
-        return self.ctx.models.info()
+    def model_info(self, keys_set: Collection[str] = ()) -> list[ModelInfo]:
+        """``keys_set``: the key variables set in the caller's shell (names only)."""
+        return self.ctx.models.info(keys_set)
 
-    async def spawn_agent(self, spec: AgentSpec, actor: str, *, swarm: str | None = None) -> Agent:
-        return await self.s.agents.spawn(spec, actor, swarm=swarm)
+    async def spawn_agent(
+        self,
+        spec: AgentSpec,
+        actor: str,
+        *,
+        swarm: str | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> Agent:
+        """``keys``: the caller's API key variables, used for this spawn and never kept."""
+        return await self.s.agents.spawn(spec, actor, swarm=swarm, keys=keys)
 
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]:
         return await self.s.queries.list_agents(include_ended=include_ended)
@@ -204,6 +251,9 @@ class Engine:
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]:
         return await self.s.execs.list_execs(agent_id, limit)
 
+    async def get_exec(self, exec_id: str, *, limit: int = 10_000) -> ExecOutput:
+        return await self.s.execs.get_exec(exec_id, limit=limit)
+
     # tasks -------------------------------------------------------------------------------------
 
     async def submit_tasks(self, specs: list[TaskSpec], actor: str) -> list[Task]:
@@ -235,21 +285,31 @@ class Engine:
     # swarms ------------------------------------------------------------------------------------
 
     async def create_swarm(
-        self, spec: SwarmSpec, actor: str
+        self, spec: SwarmSpec, actor: str, keys: Mapping[str, str] | None = None
     ) -> tuple[Swarm, list[Agent], list[str]]:
-        return await self.s.swarms.create(spec, actor)
+        """``keys``: the caller's API key variables; the one the swarm's model reads is
+        kept in memory for the swarm's later spawns (scale, autoscaling, replacements)."""
+        return await self.s.swarms.create(spec, actor, keys)
 
     async def get_swarm(self, name: str) -> Swarm:
         return await self.s.swarms.get(name)
 
-    async def list_swarms(self) -> list[dict[str, Any]]:
-        return await self.s.queries.list_swarms()
+    def list_swarms(self) -> list[SwarmRow]:
+        """Active swarms, each with its live agents and tasks by status (the views')."""
+        return self.s.reads.views.swarm_rows()
 
-    async def swarm_status(self, name: str) -> dict[str, Any]:
-        return await self.s.queries.swarm_status(name)
+    def swarm_status(self, name: str) -> SwarmRow:
+        row = self.s.reads.views.swarm_row(name)
+        if row is None:
+            raise SwarmError(
+                f"swarm {name!r} not found (`godel swarm list` lists them)", swarm=name
+            )
+        return row
 
-    async def scale_swarm(self, name: str, count: int, actor: str) -> tuple[Swarm, list[str]]:
-        return await self.s.swarms.scale(name, count, actor)
+    async def scale_swarm(
+        self, name: str, count: int, actor: str, keys: Mapping[str, str] | None = None
+    ) -> tuple[Swarm, list[str]]:
+        return await self.s.swarms.scale(name, count, actor, keys)
 
     async def set_strategy(self, swarm: str, strategy: str, actor: str) -> Swarm:
         return await self.s.swarms.set_strategy(swarm, strategy, actor)
@@ -276,5 +336,13 @@ class Engine:
             AuditDraft(actor=actor, action=action, subject=subject, payload=payload)
         )
 
-    async def reload_config(self, actor: str, cwd: Path | None = None) -> ConfigReload:
-        return await self.s.config.reload(actor, cwd)
+    async def reload_config(
+        self,
+        actor: str,
+        cwd: Path | None = None,
+        user_file: Path | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> ConfigReload:
+        """Reload the config files that apply in the caller's ``cwd`` (and its
+        ``user_file``); ``keys`` serve the ``[[agents]]`` the reload starts."""
+        return await self.s.config.reload(actor, cwd, user_file, keys)

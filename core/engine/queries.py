@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from core.audit import VerifyReport, verify_chain
 from core.engine.context import EngineContext
@@ -28,25 +27,6 @@ class QueryService:
     async def task_counts(self, swarm: str | None = None) -> dict[str, int]:
         """Tasks by status, of one swarm (None: of the default pool)."""
         return await self.ctx.store.count_tasks(swarm, any_swarm=False)
-
-    async def swarm_status(self, name: str) -> dict[str, Any]:
-        swarm = await self.ctx.active_swarm(name)
-        agents = [
-            a for a in await self.ctx.store.list_agents(include_ended=False) if a.swarm == name
-        ]
-        by_status: dict[str, int] = {}
-        for a in agents:
-            by_status[a.status.value] = by_status.get(a.status.value, 0) + 1
-        return {
-            "swarm": swarm,
-            "agents": agents,
-            "agents_by_status": by_status,
-            "tasks": await self.ctx.store.count_tasks(name, any_swarm=False),
-            "ready_by_priority": await self.ctx.store.ready_by_priority(name),
-        }
-
-    async def list_swarms(self) -> list[dict[str, Any]]:
-        return [await self.swarm_status(s.name) for s in await self.ctx.store.list_swarms()]
 
     async def metrics_text(self) -> bytes:
         """Prometheus exposition, with the gauges refreshed from the store first."""

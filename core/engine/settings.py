@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -75,7 +75,12 @@ def group_names(index: int, group: AgentGroup) -> list[str]:
     return [f"{base}-{k}" for k in range(1, group.count + 1)]
 
 
-Spawn = Callable[[AgentSpec, str], Awaitable[Any]]
+class Spawn(Protocol):
+    def __call__(
+        self, spec: AgentSpec, actor: str, *, keys: Mapping[str, str] | None = None
+    ) -> Awaitable[Any]: ...
+
+
 Apply = Callable[[GodelConfig], Awaitable[None] | None]
 
 
@@ -86,14 +91,23 @@ class ConfigService:
         # Set by build: each applies one part of a new config to a running engine.
         self.appliers: list[Apply] = []
 
-    async def reload(self, actor: str, cwd: Path | None = None) -> ConfigReload:
-        new = load_config(self.ctx.registry.names(), cwd=cwd)
+    async def reload(
+        self,
+        actor: str,
+        cwd: Path | None = None,
+        user_file: Path | None = None,
+        api_keys: Mapping[str, str] | None = None,
+    ) -> ConfigReload:
+        """Load the files that apply in ``cwd`` (the caller's directory; with the caller's
+        ``user_file``) and apply what changed. ``api_keys`` (the caller's, never kept)
+        serve the ``[[agents]]`` this starts."""
+        new = load_config(self.ctx.registry.names(), cwd=cwd, user_file=user_file)
         old = self.ctx.loaded
         keys = changed_keys(old.config, new.config)
         restart = [k for k in keys if needs_restart(k)]
         applied = [k for k in keys if not needs_restart(k)]
         if new.digest != old.digest:
-            await self._apply(old, new)
+            await self._apply(old, new, api_keys)
             await self.ctx.journal.audit(
                 AuditDraft(
                     actor=actor,
@@ -109,6 +123,12 @@ class ConfigService:
                 ),
                 events=[ConfigChanged(digest=new.digest, sources=[str(s) for s in new.sources])],
             )
+        elif new.files != old.files:
+            # The same settings from other files (or reformatted ones): nothing to apply,
+            # but clients compare files, so the daemon must know which it now serves.
+            self.ctx.loaded = old.model_copy(
+                update={"sources": new.sources, "files": new.files, "loaded_at": new.loaded_at}
+            )
         return ConfigReload(
             digest=self.ctx.loaded.digest,
             sources=[str(s) for s in self.ctx.loaded.sources],
@@ -117,7 +137,9 @@ class ConfigService:
             needs_restart=restart,
         )
 
-    async def _apply(self, old: LoadedConfig, new: LoadedConfig) -> None:
+    async def _apply(
+        self, old: LoadedConfig, new: LoadedConfig, api_keys: Mapping[str, str] | None
+    ) -> None:
         # Keys that need a restart keep their old values until then, so what
         # ``config show`` prints is what is in force.
         merged = new.config.model_copy(
@@ -126,7 +148,7 @@ class ConfigService:
         merged.health = merged.health.model_copy(
             update={"max_concurrent_probes": old.config.health.max_concurrent_probes}
         )
-        self.ctx.loaded = LoadedConfig(config=merged, sources=new.sources, digest=new.digest)
+        self.ctx.loaded = new.model_copy(update={"config": merged})
         self.ctx.models = ModelCatalog(merged, scripted_url=self.ctx.scripted_url)
         apply_log_level(merged)
         self.ctx.bus.default_maxsize = merged.daemon.event_queue_size
@@ -135,9 +157,11 @@ class ConfigService:
             if ret is not None:
                 await ret
         if [g.model_dump() for g in merged.agents] != [g.model_dump() for g in old.config.agents]:
-            await self.start_agent_groups("config")
+            await self.start_agent_groups("config", api_keys)
 
-    async def start_agent_groups(self, actor: str) -> list[str]:
+    async def start_agent_groups(
+        self, actor: str, api_keys: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Spawn the ``[[agents]]`` that are not running; returns problems, one line each
         (a group that fails to start is reported and audited, never fatal)."""
         running = {
@@ -152,7 +176,7 @@ class ConfigService:
                     runtime=group.runtime, name=name, model=group.model, skills=group.skills
                 )
                 try:
-                    await self.spawn(spec, actor)
+                    await self.spawn(spec, actor, keys=api_keys)
                 except Exception as e:
                     problems.append(f"[[agents]] {name}: {e}")
                     log.warning("could not start [[agents]] %s: %s", name, e)

@@ -23,6 +23,7 @@ class StatusEvents:
         self.ctx.live.mirror(self.agent_id, self.change)
         return [
             AgentStatusChanged(
+                at=self.change.at,  # the stored status_at: a view shows the same time
                 agent_id=self.agent_id,
                 status=self.change.status,
                 source=self.change.source,

@@ -4,13 +4,18 @@ and change a swarm's routing strategy. This is federation's ``SwarmScaler`` port
 Destroying a swarm leaves nothing behind: its agents stop, its unfinished tasks are
 cancelled, and its routing pool, metric series, autoscaler window and restart history
 are dropped.
+
+A daemon start brings every active swarm back to its desired size (``restore``): a
+daemon stop or crash ends the agents but keeps ``desired``. Changes of a swarm's size
+(restore, scale, resize, replacing an agent) take turns per swarm, each counting the
+members once it has the turn, so two of them never both spawn the same missing agents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +27,7 @@ from core.errors import InvalidInput
 from core.federation.health import RestartPolicy
 from core.federation.routing import RoutingTable, check_strategy
 from core.models import Agent, AgentSpec, StatusSource, Swarm, SwarmSpec, utcnow
+from core.runtimes.base import Capability
 from core.store import ops
 
 log = logging.getLogger("godel.engine")
@@ -41,16 +47,23 @@ class SwarmService:
         self.routing = routing
         self.restarts = RestartPolicy(ctx.config.health, clock=ctx.clock.monotonic)
         self._gone: set[tuple[str, datetime]] = set()  # (name, created_at) destroyed
+        self._sizing: dict[str, asyncio.Lock] = {}  # per swarm: one size change at a time
         # Set by build: forget a destroyed swarm's autoscaler window.
         self.forget_autoscaling: Callable[[str], None] = lambda name: None
+        # Per swarm, in memory only: the caller's API key its model reads, for the agents
+        # spawned after the call (scale, autoscaling, replacements).
+        self._keys: dict[str, dict[str, str]] = {}
 
     async def get(self, name: str) -> Swarm:
         return await self.ctx.active_swarm(name)
 
-    async def create(self, spec: SwarmSpec, actor: str) -> tuple[Swarm, list[Agent], list[str]]:
-        """Create a swarm and spawn its agents; returns (swarm, agents, spawn errors)."""
+    async def create(
+        self, spec: SwarmSpec, actor: str, keys: Mapping[str, str] | None = None
+    ) -> tuple[Swarm, list[Agent], list[str]]:
+        """Create a swarm and spawn its agents; returns (swarm, agents, spawn errors).
+        ``keys``: the caller's API key variables (``AgentService.spawn``)."""
         check_strategy(spec.strategy)
-        await self.agents.resolve_model(spec.runtime, spec.model)
+        await self.agents.resolve_model(spec.runtime, spec.model, keys)
         min_agents = spec.min_agents if spec.min_agents is not None else 0
         max_agents = spec.max_agents if spec.max_agents is not None else max(spec.count, 1)
         if not min_agents <= spec.count <= max_agents:
@@ -71,20 +84,70 @@ class SwarmService:
             status="active",
             created_at=utcnow(),
         )
-        await self.ctx.journal.commit(
-            ops.InsertSwarm(swarm),
-            audit=AuditDraft(
-                actor=actor,
-                action="swarm.create",
-                subject=spec.name,
-                payload=spec.model_dump(mode="json"),
-            ),
-        )
-        agents, errors = await self._grow(swarm, spec.count, actor)
+        async with self._turn(spec.name):
+            await self.ctx.journal.commit(
+                ops.InsertSwarm(swarm),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="swarm.create",
+                    subject=spec.name,
+                    payload=spec.model_dump(mode="json"),
+                ),
+            )
+            self._keep_keys(swarm, keys)
+            agents, errors = await self._grow(swarm, spec.count, actor)
         return swarm, agents, errors
 
     def members(self, swarm: str) -> list[Agent]:
         return [lv.agent for lv in self.ctx.live.in_swarm(swarm)]
+
+    def _turn(self, swarm: str) -> asyncio.Lock:
+        return self._sizing.setdefault(swarm, asyncio.Lock())
+
+    async def restore(self, actor: str) -> None:
+        """At start no agent is held: spawn each active swarm's missing agents, so it is
+        back at its desired size whether the last daemon was stopped or killed.
+
+        The swarms are those the store holds now; their agents start in the background
+        (a pi agent takes a second), each swarm in its turn with other size changes."""
+        swarms = await self.ctx.store.list_swarms()
+        if swarms:
+            self.ctx.background.spawn(self._restore(swarms, actor), name="swarm-restore")
+
+    async def _restore(self, swarms: list[Swarm], actor: str) -> None:
+        for listed in swarms:
+            async with self._turn(listed.name):
+                record = await self.ctx.store.get_swarm(listed.name)
+                if record is None or record.status != "active" or self._destroyed(record):
+                    continue
+                missing = record.desired - len(self.members(record.name))
+                if missing <= 0:
+                    continue
+                agents, errors = await self._grow(record, missing, actor)
+            if errors:
+                log.warning("swarm %s: %d agents did not start again", record.name, len(errors))
+            await self.ctx.journal.audit(
+                AuditDraft(
+                    actor=actor,
+                    action="swarm.restore",
+                    subject=record.name,
+                    result="ok" if not errors else "error",
+                    payload={
+                        "desired": record.desired,
+                        "spawned": [a.id for a in agents],
+                        "errors": errors[:5],
+                    },
+                )
+            )
+
+    def _keep_keys(self, swarm: Swarm, keys: Mapping[str, str] | None) -> None:
+        """Keep the key the swarm's model reads from the caller's ``keys`` (a newer one
+        replaces the one kept); nothing else of them is kept."""
+        if not keys or Capability.MODEL not in self.ctx.registry.get(swarm.runtime).capabilities:
+            return
+        env = self.ctx.models.key_env(swarm.model or self.ctx.config.defaults.model)
+        if env is not None and keys.get(env):
+            self._keys[swarm.name] = {env: keys[env]}
 
     async def _grow(self, swarm: Swarm, n: int, actor: str) -> tuple[list[Agent], list[str]]:
         """Spawn ``n`` agents into a swarm, a few at a time (spawns are CPU-heavy)."""
@@ -104,7 +167,9 @@ class SwarmService:
                 if self._destroyed(swarm):
                     return
                 try:
-                    agent = await self.agents.spawn(spec, actor, swarm=swarm.name)
+                    agent = await self.agents.spawn(
+                        spec, actor, swarm=swarm.name, keys=self._keys.get(swarm.name)
+                    )
                 except Exception as e:
                     errors.append(str(e))
                     return
@@ -139,14 +204,17 @@ class SwarmService:
 
     async def resize(self, swarm: str, count: int, *, actor: str, reason: str) -> None:
         """Spawn or stop agents so the swarm has ``count``; records the desired size."""
-        updated = await self.ctx.journal.commit(ops.UpdateSwarm(swarm, {"desired": count}))
-        current = len(self.members(swarm))
-        if count > current:
-            await self._grow(updated, count - current, actor)
-        elif count < current:
-            await self._shrink(swarm, current - count, actor, reason)
+        async with self._turn(swarm):
+            updated = await self.ctx.journal.commit(ops.UpdateSwarm(swarm, {"desired": count}))
+            current = len(self.members(swarm))
+            if count > current:
+                await self._grow(updated, count - current, actor)
+            elif count < current:
+                await self._shrink(swarm, current - count, actor, reason)
 
-    async def scale(self, name: str, count: int, actor: str) -> tuple[Swarm, list[str]]:
+    async def scale(
+        self, name: str, count: int, actor: str, keys: Mapping[str, str] | None = None
+    ) -> tuple[Swarm, list[str]]:
         swarm = await self.get(name)
         if not swarm.min_agents <= count <= swarm.max_agents:
             raise InvalidInput(
@@ -154,21 +222,23 @@ class SwarmService:
                 f"{count} is outside",
                 swarm=name,
             )
-        swarm = await self.ctx.journal.commit(
-            ops.UpdateSwarm(name, {"desired": count}),
-            audit=AuditDraft(
-                actor=actor,
-                action="swarm.scale",
-                subject=name,
-                payload={"from": swarm.desired, "to": count},
-            ),
-        )
-        current = len(self.members(name))
-        errors: list[str] = []
-        if count > current:
-            _, errors = await self._grow(swarm, count - current, actor)
-        elif count < current:
-            await self._shrink(name, current - count, actor, f"scaled down by {actor}")
+        async with self._turn(name):
+            swarm = await self.ctx.journal.commit(
+                ops.UpdateSwarm(name, {"desired": count}),
+                audit=AuditDraft(
+                    actor=actor,
+                    action="swarm.scale",
+                    subject=name,
+                    payload={"from": swarm.desired, "to": count},
+                ),
+            )
+            current = len(self.members(name))
+            errors: list[str] = []
+            self._keep_keys(swarm, keys)
+            if count > current:
+                _, errors = await self._grow(swarm, count - current, actor)
+            elif count < current:
+                await self._shrink(name, current - count, actor, f"scaled down by {actor}")
         return swarm, errors
 
     async def destroy(self, name: str, actor: str) -> tuple[list[str], int]:
@@ -189,6 +259,8 @@ class SwarmService:
             members, actor=actor, source=StatusSource.USER, reason=reason
         )
         self.routing.pools.pop(name, None)
+        self._sizing.pop(name, None)
+        self._keys.pop(name, None)
         self.ctx.metrics.forget_swarm(name)
         self.restarts.forget(name)
         self.forget_autoscaling(name)
@@ -238,13 +310,14 @@ class SwarmService:
 
     async def _replace(self, swarm: str, dead_id: str, delay: float) -> None:
         await self.ctx.clock.sleep(delay)
-        record = await self.ctx.store.get_swarm(swarm)
-        if record is None or record.status != "active" or not self.ctx.running:
-            return
-        if len(self.members(swarm)) >= record.desired:
-            return
-        self.restarts.record_restart(swarm)
-        agents, errors = await self._grow(record, 1, "daemon")
+        async with self._turn(swarm):
+            record = await self.ctx.store.get_swarm(swarm)
+            if record is None or record.status != "active" or not self.ctx.running:
+                return
+            if len(self.members(swarm)) >= record.desired:
+                return
+            self.restarts.record_restart(swarm)
+            agents, errors = await self._grow(record, 1, "daemon")
         payload: dict[str, Any] = {
             "dead_agent": dead_id,
             "replacement": agents[0].id if agents else None,

@@ -5,9 +5,15 @@ them from here.
 
 Every event is a frozen pydantic model with a ``type`` string discriminator, so an
 event survives a trip through JSON (the recorder, the API stream) as the same class.
-``seq`` is stamped by the bus that publishes the event (monotonic per bus, starting
-at 1; 0 means "never published", which is also what a subscriber's synthesized
-``EventsDropped`` marker carries).
+``seq`` is stamped by the bus that publishes the event: monotonic, and durable when
+the bus has a ``SeqFile`` (the daemon's does: seqs never restart, across stops and
+crashes; see ``seq``). 0 means "never published", which is also what a subscriber's
+synthesized ``EventsDropped`` marker carries.
+
+The live stream (``events.subscribe``), the recorder's JSONL and replay's input are one
+format: one event per line, as ``event_to_json`` writes it. ``read_recording`` and
+``tail_recording`` read it tolerantly (a torn last line and unknown types are skipped
+and counted in ``ReadStats``). ``Backlog`` keeps the last events for resuming.
 
 The bus (``EventBus``) never blocks its publisher: each subscriber has a bounded
 queue, and when that queue is full the event is dropped *for that subscriber only*.
@@ -36,12 +42,14 @@ with defaults over renaming or removing fields.
 from __future__ import annotations
 
 from core.events.bus import EventBus, Subscription, SubscriptionClosed
-from core.events.recording import EventRecorder, read_recording
+from core.events.recording import EventRecorder, ReadStats, read_recording, tail_recording
+from core.events.seq import SeqFile
 from core.events.types import (
     EVENT_ADAPTER,
     EVENT_CLASSES,
     EVENT_TYPES,
     AgentActivity,
+    AgentCreated,
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
@@ -57,6 +65,8 @@ from core.events.types import (
     ExecStarted,
     QueuePressure,
     SwarmAutoscaled,
+    SwarmChanged,
+    TaskChanged,
     TaskFinished,
     TaskRouted,
     event_to_json,
@@ -68,6 +78,7 @@ __all__ = [
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "AgentActivity",
+    "AgentCreated",
     "AgentOutput",
     "AgentSpawned",
     "AgentStatusChanged",
@@ -84,12 +95,17 @@ __all__ = [
     "ExecFinished",
     "ExecStarted",
     "QueuePressure",
+    "ReadStats",
+    "SeqFile",
     "Subscription",
     "SubscriptionClosed",
     "SwarmAutoscaled",
+    "SwarmChanged",
+    "TaskChanged",
     "TaskFinished",
     "TaskRouted",
     "event_to_json",
     "parse_event",
     "read_recording",
+    "tail_recording",
 ]

@@ -7,14 +7,22 @@ subscriber only, which then receives an ``EventsDropped`` marker at the gap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from collections.abc import Set as AbstractSet
 from types import TracebackType
 from typing import Self
 
+from core.events.seq import SeqFile
 from core.events.types import EVENT_TYPES, Event, EventsDropped
 
-__all__ = ["EventBus", "Subscription", "SubscriptionClosed"]
+log = logging.getLogger("godel.events")
+
+__all__ = ["EventBus", "Subscription", "SubscriptionClosed", "Tap"]
+
+# A synchronous observer of every published event, called inside ``publish``: for views
+# that must be exactly as of the bus's current seq (a snapshot and its seq agree).
+Tap = Callable[[Event], None]
 
 
 class SubscriptionClosed(Exception):
@@ -187,12 +195,17 @@ class EventBus:
     thread use ``loop.call_soon_threadsafe(bus.publish, event)``).
     """
 
-    def __init__(self, default_maxsize: int = 1000) -> None:
+    def __init__(self, default_maxsize: int = 1000, *, seq_file: SeqFile | None = None) -> None:
+        """With ``seq_file``, seq numbers continue from the last run and are reserved in
+        blocks in that file (see ``core.events.seq``); without, they start at 1."""
         # A subscription's queue size when it names none (``[daemon] event_queue_size``).
         self.default_maxsize = default_maxsize
-        self._seq = 0
+        self._seq_file = seq_file
+        self._seq = seq_file.load() if seq_file is not None else 0
+        self._reserved = self._seq
         # A dict keeps subscription order and gives O(1) removal.
         self._subs: dict[Subscription, None] = {}
+        self._taps: list[Tap] = []
         self._closed = False
 
     @property
@@ -217,11 +230,32 @@ class EventBus:
         if self._closed:
             return
         self._seq += 1
-        if not self._subs:
+        if self._seq > self._reserved and self._seq_file is not None:
+            # Rare (once per block) and a small atomic file write.
+            self._reserved = self._seq + self._seq_file.block - 1
+            self._seq_file.write(self._reserved)
+        if not self._subs and not self._taps:
             return  # nobody listens: spare the copy (the seq still counts)
         stamped = event.model_copy(update={"seq": self._seq})
+        for tap in self._taps:
+            try:
+                tap(stamped)
+            except Exception:
+                # An observer's bug must not stop the publisher or the other observers.
+                log.exception("event tap %r failed on %s", tap, stamped.type)
         for sub in self._subs:
             sub._offer(stamped)
+
+    def tap(self, fn: Tap) -> Callable[[], None]:
+        """Call ``fn`` synchronously with every event published from now on (stamped);
+        returns a function that removes it. ``fn`` must be quick and must not publish."""
+        self._taps.append(fn)
+
+        def untap() -> None:
+            if fn in self._taps:
+                self._taps.remove(fn)
+
+        return untap
 
     def subscribe(
         self, name: str, maxsize: int | None = None, types: AbstractSet[str] | None = None
@@ -247,7 +281,15 @@ class EventBus:
         self._subs.pop(sub, None)
 
     def close(self) -> None:
-        """Stop accepting events and end every subscription (queued events still drain)."""
+        """Stop accepting events and end every subscription (queued events still drain).
+
+        With a seq file, records the exact last seq, so the next run continues without
+        a gap."""
+        if not self._closed and self._seq_file is not None:
+            try:
+                self._seq_file.write(self._seq)
+            except OSError as e:
+                log.warning("could not record the last event seq in %s: %s", self._seq_file.path, e)
         self._closed = True
         for sub in list(self._subs):
             sub.end()

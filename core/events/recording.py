@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -12,9 +15,9 @@ from typing import IO, Self
 from pydantic import ValidationError
 
 from core.events.bus import EventBus, Subscription, SubscriptionClosed
-from core.events.types import EVENT_ADAPTER, Event, event_to_json
+from core.events.types import EVENT_ADAPTER, EVENT_TYPES, Event, event_to_json
 
-__all__ = ["EventRecorder", "read_recording"]
+__all__ = ["EventRecorder", "ReadStats", "parse_line", "read_recording", "tail_recording"]
 
 
 class EventRecorder:
@@ -125,17 +128,125 @@ def _write_flush(f: IO[str], text: str) -> None:
     f.flush()
 
 
-def read_recording(path: str | Path) -> Iterator[Event]:
-    """Yield the events of a JSONL recording in order.
+@dataclass
+class ReadStats:
+    """What a tolerant read skipped: unknown event types (a newer Godel wrote them), a
+    torn last line (a writer killed mid-line), malformed lines elsewhere."""
 
-    Every line must be an event: a blank, truncated or otherwise malformed line
-    raises ``ValueError`` naming the file and line number, never skipped.
+    events: int = 0
+    unknown: int = 0
+    unknown_types: dict[str, int] = field(default_factory=dict)
+    torn_tail: bool = False
+    malformed: list[int] = field(default_factory=list)  # line numbers
+
+    @property
+    def skipped(self) -> int:
+        return self.unknown + len(self.malformed) + int(self.torn_tail)
+
+    def describe(self) -> str:
+        """One line for the user, or "" when nothing was skipped."""
+        parts = []
+        if self.unknown:
+            kinds = ", ".join(sorted(self.unknown_types))
+            parts.append(f"{self.unknown} event(s) of unknown type ({kinds})")
+        if self.malformed:
+            parts.append(
+                f"{len(self.malformed)} malformed line(s) (first: line {self.malformed[0]})"
+            )
+        if self.torn_tail:
+            parts.append("a torn last line (the writer stopped mid-line)")
+        return "skipped " + "; ".join(parts) if parts else ""
+
+
+def parse_line(line: str | bytes, stats: ReadStats, lineno: int, last: bool) -> Event | None:
+    """One recorded line as an event, or None (counted in ``stats``) if it cannot be."""
+    try:
+        event = EVENT_ADAPTER.validate_json(line)
+    except ValidationError as exc:
+        kind = _unknown_type(line, exc)
+        if kind is not None:
+            stats.unknown += 1
+            stats.unknown_types[kind] = stats.unknown_types.get(kind, 0) + 1
+        elif last:
+            stats.torn_tail = True
+        else:
+            stats.malformed.append(lineno)
+        return None
+    stats.events += 1
+    return event
+
+
+def _unknown_type(line: str | bytes, exc: ValidationError) -> str | None:
+    """The ``type`` of a well-formed event object whose type this Godel does not know."""
+    if not any(e["type"] == "union_tag_invalid" for e in exc.errors()):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) and kind not in EVENT_TYPES else None
+
+
+def read_recording(path: str | Path, stats: ReadStats | None = None) -> Iterator[Event]:
+    """Yield the events of a JSONL recording (the live stream's format) in order.
+
+    Tolerant, as a reader of a file another process may have been killed writing must
+    be: a torn last line and events of unknown types are skipped and counted in
+    ``stats``, as are malformed lines elsewhere (reported, never silently).
     """
     path = Path(path)
-    with path.open(encoding="utf-8", newline="\n") as f:
-        for lineno, line in enumerate(f, start=1):
-            try:
-                event = EVENT_ADAPTER.validate_json(line)
-            except ValidationError as exc:
-                raise ValueError(f"{path}: malformed event on line {lineno}: {exc}") from exc
-            yield event
+    stats = stats if stats is not None else ReadStats()
+    with path.open("rb") as f:
+        lineno = 0
+        pending: bytes | None = None
+        for raw in f:
+            if pending is not None:
+                lineno += 1
+                event = parse_line(pending, stats, lineno, last=False)
+                if event is not None:
+                    yield event
+            pending = raw
+        if pending is not None:
+            lineno += 1
+            # A last line without its newline was cut mid-write.
+            torn = not pending.endswith(b"\n")
+            if pending.strip():
+                event = parse_line(pending, stats, lineno, last=torn)
+                if event is not None:
+                    yield event
+
+
+def tail_recording(path: str | Path, n: int, stats: ReadStats | None = None) -> list[Event]:
+    """The last ``n`` events of a recording, reading only its end (the file may be big)."""
+    path = Path(path)
+    if n <= 0:
+        return []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        pos, chunk, data = end, 1 << 16, b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(chunk, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.split(b"\n")
+    torn = not data.endswith(b"\n") and data != b""
+    if pos > 0:
+        lines = lines[1:]  # the first piece may start mid-line
+    if lines and lines[-1] == b"":
+        lines.pop()
+    stats = stats if stats is not None else ReadStats()
+    events: list[Event] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        event = parse_line(line, stats, 0, last=torn and i == len(lines) - 1)
+        if event is not None:
+            events.append(event)
+    return events[-n:]

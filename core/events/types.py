@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from core.models import AgentStatus, ExecStatus, StatusSource, utcnow
+from core.models import AgentStatus, ExecStatus, StatusSource, Swarm, Usage, utcnow
 
 __all__ = [
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "AgentActivity",
+    "AgentCreated",
     "AgentOutput",
     "AgentSpawned",
     "AgentStatusChanged",
@@ -33,6 +34,8 @@ __all__ = [
     "ExecStarted",
     "QueuePressure",
     "SwarmAutoscaled",
+    "SwarmChanged",
+    "TaskChanged",
     "TaskFinished",
     "TaskRouted",
     "event_to_json",
@@ -58,7 +61,23 @@ class EventBase(BaseModel):
         return v.astimezone(UTC)
 
 
+class AgentCreated(EventBase):
+    """An agent's record was stored (status ``starting``), before its process runs."""
+
+    type: Literal["agent.created"] = "agent.created"
+    agent_id: str
+    runtime: str
+    name: str | None = None
+    model: str | None = None
+    skills: list[str] = Field(default_factory=list)
+    swarm: str | None = None
+    workspace: str
+    status_reason: str = ""
+
+
 class AgentSpawned(EventBase):
+    """The agent's process runs (``pid``); its status moves to idle next."""
+
     type: Literal["agent.spawned"] = "agent.spawned"
     agent_id: str
     runtime: str
@@ -104,6 +123,7 @@ class TaskRouted(EventBase):
     swarm: str | None = None
     strategy: str = ""
     reason: str = ""
+    elapsed_ms: float = 0.0  # time spent routing this task
 
 
 class TaskFinished(EventBase):
@@ -113,6 +133,31 @@ class TaskFinished(EventBase):
     agent_id: str | None = None
     exec_id: str | None = None
     reason: str = ""
+
+
+class TaskChanged(EventBase):
+    """A task's status changed (or it was created: ``previous`` None). Published for
+    every change the store commits, whichever op made it, so a view that folds these
+    events always agrees with the store."""
+
+    type: Literal["task.changed"] = "task.changed"
+    task_id: str
+    swarm: str | None = None
+    status: str  # a TaskStatus value
+    previous: str | None = None
+    agent_id: str | None = None  # the lease holder while running, else the last one
+    attempts: int = 0
+    priority: str = "normal"
+    runtime: str | None = None
+    error: str = ""
+    input: str = ""  # its first 200 characters
+
+
+class SwarmChanged(EventBase):
+    """A swarm was created or changed (size, strategy, destroyed): its whole record."""
+
+    type: Literal["swarm.changed"] = "swarm.changed"
+    swarm: Swarm
 
 
 class QueuePressure(EventBase):
@@ -171,6 +216,11 @@ class ExecFinished(EventBase):
     exit_code: int | None = None
     duration_s: float = 0.0
     reason: str = ""
+    task_id: str | None = None
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    # Decimal as text; None means unknown (no price or no report), never free.
+    cost_usd: str | None = None
 
 
 class AuditAppended(EventBase):
@@ -208,12 +258,15 @@ class EventsDropped(EventBase):
 
 
 Event = Annotated[
-    AgentSpawned
+    AgentCreated
+    | AgentSpawned
     | AgentStatusChanged
     | AgentOutput
     | AgentActivity
     | TaskRouted
     | TaskFinished
+    | TaskChanged
+    | SwarmChanged
     | QueuePressure
     | Anomaly
     | SwarmAutoscaled

@@ -131,7 +131,13 @@ class Dispatcher:
         free = sum(max(0, AGENT_CAPACITY - in_flight[a.id]) for a in agents)
         if free == 0:
             return 0
-        ready = await self.store.ready_tasks(pool, free, self.clock.time())
+        ready = await self.store.ready_tasks(
+            pool,
+            free,
+            self.clock.time(),
+            runtimes={a.runtime for a in agents},
+            skills={s for a in agents for s in a.skills},
+        )
         if not ready:
             return 0
         candidates = self.routing.sync(pool, strategy, agents, in_flight)

@@ -93,7 +93,7 @@ TASK_BUCKETS: tuple[float, ...] = (
 
 # Closed label vocabularies: a typo in the engine must not mint a new series.
 TASK_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "timed_out", "dead", "cancelled", "retried"}
+    {"succeeded", "failed", "timed_out", "cancelled", "retried"}
 )
 AGENT_OUTCOMES: tuple[str, str] = ("succeeded", "failed")
 TOKEN_KINDS: tuple[str, str] = ("input", "output")
@@ -155,8 +155,8 @@ class Metrics:
     - ``godel_task_duration_seconds{swarm,runtime}`` histogram, ``TASK_BUCKETS``
     - ``godel_agents{swarm,status}`` gauge
     - ``godel_agent_tasks_total{agent,outcome}`` outcome succeeded|failed
-    - ``godel_cost_usd_total{swarm,runtime}`` counter (float dollars)
-    - ``godel_tokens_total{swarm,runtime,kind}`` kind input|output
+    - ``godel_cost_usd_total{swarm,runtime}`` counter (float dollars), every exec
+    - ``godel_tokens_total{swarm,runtime,kind}`` kind input|output, every exec
 
     Counters and histograms also export prometheus-client's ``*_created`` series.
     """
@@ -216,13 +216,13 @@ class Metrics:
         )
         self._cost = Counter(
             "godel_cost_usd_total",
-            "Model spend in US dollars (only execs with a known cost).",
+            "Model spend in US dollars: every exec with a known cost, with a task or not.",
             ["swarm", "runtime"],
             registry=r,
         )
         self._tokens = Counter(
             "godel_tokens_total",
-            "Model tokens.",
+            "Model tokens of every exec, with a task or not.",
             ["swarm", "runtime", "kind"],
             registry=r,
         )

@@ -8,11 +8,12 @@ or a provider whose API key variable is not set (pi would otherwise send the var
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from pydantic import BaseModel
 
 from core.config import GodelConfig, ModelSettings
+from core.config.files import default_key_env
 from core.errors import LLMUnavailable
 from core.llm.catalog_types import ApiKind, ModelPrices, ResolvedModel
 from core.llm.prices import snapshot_price
@@ -73,12 +74,22 @@ class ModelCatalog:
             )
         return m
 
+    def key_env(self, name: str) -> str | None:
+        """The variable model ``name``'s key is read from; None for an unknown model."""
+        m = self.config.models.get(name)
+        p = self.config.providers.get(m.provider) if m is not None else None
+        if m is None or p is None:
+            return None
+        return p.api_key_env or default_key_env(m.provider)
+
     def prices(self, name: str) -> ModelPrices | None:
         m = self._settings(name)
         p = self.config.providers[m.provider]
         return config_prices(m) or snapshot_price(p.kind, m.id or name)
 
-    def info(self) -> list[ModelInfo]:
+    def info(self, keys_set: Collection[str] = ()) -> list[ModelInfo]:
+        """``keys_set``: key variables set in the caller's shell, which a spawn from there
+        sends (``resolve``'s ``keys``), so their models' keys count as set."""
         out = []
         for name in self.names():
             m = self.config.models[name]
@@ -91,17 +102,23 @@ class ModelCatalog:
                     upstream_id=m.id or name,
                     scripted=p.scripted,
                     api_key_env=p.api_key_env,
-                    api_key_set=p.scripted or bool(self._environ.get(p.api_key_env or "")),
+                    api_key_set=p.scripted or self._key_set(m.provider, keys_set),
                     prices=self.prices(name),
                 )
             )
         return out
 
-    async def resolve(self, name: str) -> ResolvedModel:
+    def _key_set(self, provider: str, keys_set: Collection[str]) -> bool:
+        env = self.config.providers[provider].api_key_env or default_key_env(provider)
+        return env in keys_set or bool(self._environ.get(env))
+
+    async def resolve(self, name: str, keys: Mapping[str, str] | None = None) -> ResolvedModel:
+        """``keys``: the calling shell's values of key variables; they win over the
+        daemon's environment (as tmux's ``update-environment``)."""
         m = self._settings(name)
         p = self.config.providers[m.provider]
-        key_env = p.api_key_env or f"GODEL_{m.provider.upper().replace('-', '_')}_API_KEY"
-        key = self._environ.get(key_env, "")
+        key_env = p.api_key_env or default_key_env(m.provider)
+        key = (keys or {}).get(key_env) or self._environ.get(key_env, "")
         if p.scripted:
             if self._scripted_url is None:
                 raise LLMUnavailable(
@@ -118,8 +135,8 @@ class ModelCatalog:
             if not key:
                 raise LLMUnavailable(
                     f"model {name!r} needs the {key_env} environment variable (provider "
-                    f"{m.provider!r}), and it is not set where the daemon runs; export it "
-                    "and restart the daemon (`godel daemon stop`)",
+                    f"{m.provider!r}), and it is set neither in the calling shell nor where "
+                    "the daemon runs; export it and run the command again",
                     model=name,
                     provider=m.provider,
                     env_var=key_env,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 ApiKind = Literal["openai", "anthropic"]
 
@@ -29,7 +29,9 @@ class ResolvedModel(BaseModel):
     base_url: str
     upstream_id: str  # the id sent to the endpoint
     api_key_env: str  # the env var that holds the key (set in the agent's environment)
-    api_key: str  # its value, resolved by the engine; never logged
+    # Its value, resolved by the engine (the caller's, else the daemon's); never logged,
+    # so kept out of repr (a log line or traceback showing the model shows no key).
+    api_key: str = Field(repr=False)
     prices: ModelPrices | None  # None: unknown price (cost reported as unknown)
     context_window: int = 128_000
     max_tokens: int = 4096

@@ -12,7 +12,7 @@ audit chain's maths from ``core.audit`` (``seal``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -27,18 +27,54 @@ from core.models import (
     TaskStatus,
 )
 from core.store.ops import Op, OutputRow
+from core.views import ViewSnapshot
 
-__all__ = ["AuditDraft", "Committed", "OnCommit", "OutputRow", "Store"]
+__all__ = [
+    "AuditDraft",
+    "Changes",
+    "Committed",
+    "OnCommit",
+    "OutputRow",
+    "Store",
+    "TaskChange",
+]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class TaskChange:
+    """A task created (``previous`` None) or moved to another status by a commit."""
+
+    task_id: str
+    swarm: str | None
+    status: str
+    previous: str | None
+    agent_id: str | None
+    attempts: int
+    priority: str
+    runtime: str | None
+    error: str
+    input: str  # its first 200 characters
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a commit changed in tasks and swarms, whichever op it was: the backend
+    captures it (SQLite: temporary triggers), so no op can leave a change unannounced."""
+
+    tasks: list[TaskChange] = field(default_factory=list)
+    swarms: list[Swarm] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Committed(Generic[T]):
-    """What a committed op returned, and the audit entries it appended (in order)."""
+    """What a committed op returned, the audit entries it appended (in order) and the
+    task and swarm changes it made."""
 
     value: T
     entries: list[AuditEntry] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
 
 
 OnCommit = Callable[[Committed[T]], None]
@@ -62,6 +98,10 @@ class Store(Protocol):
         publishes from it, so a committed change is never left unannounced)."""
         ...
 
+    async def view_snapshot(self) -> ViewSnapshot:
+        """Every view as the store holds it now (``seq`` 0: the caller knows the seq)."""
+        ...
+
     # agents, execs, output
     async def get_agent(self, agent_id: str) -> Agent | None: ...
     async def list_agents(self, *, include_ended: bool = True) -> list[Agent]: ...
@@ -70,6 +110,10 @@ class Store(Protocol):
     async def read_output(
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> list[LogLine]: ...
+    async def get_exec(self, exec_id: str) -> ExecRecord | None: ...
+    async def read_exec_output(self, exec_id: str, *, limit: int = 10_000) -> list[LogLine]:
+        """One exec's stored output, every stream, in order."""
+        ...
 
     # swarms and the queue
     async def get_swarm(self, name: str) -> Swarm | None: ...
@@ -87,8 +131,18 @@ class Store(Protocol):
         self, swarm: str | None = None, any_swarm: bool = True
     ) -> dict[str, int]: ...
     async def ready_by_priority(self, swarm: str | None) -> dict[str, int]: ...
-    async def ready_tasks(self, swarm: str | None, limit: int, now: float) -> list[Task]:
-        """Ready tasks in claim order: priority, then age (FIFO within a priority)."""
+    async def ready_tasks(
+        self,
+        swarm: str | None,
+        limit: int,
+        now: float,
+        *,
+        runtimes: Collection[str] | None = None,
+        skills: Collection[str] | None = None,
+    ) -> list[Task]:
+        """Ready tasks in claim order: priority, then age (FIFO within a priority).
+        With ``runtimes``, only tasks that need none of them or one of them; with
+        ``skills``, only tasks whose skills are all among them."""
         ...
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:

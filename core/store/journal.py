@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from core.audit import AuditDraft
-from core.events import AuditAppended, Event, EventBus
+from core.events import AuditAppended, Event, EventBus, SwarmChanged, TaskChanged
 from core.models import AuditEntry
 from core.store.base import Committed, Store
 from core.store.ops import NoChange, Op
@@ -43,6 +43,7 @@ class Journal:
         drafts = (audit,) if isinstance(audit, AuditDraft) else tuple(audit)
 
         def publish(done: Committed[T]) -> None:
+            self._changed(done)
             for event in events(done.value) if callable(events) else events:
                 self.bus.publish(event)
             self._published(done.entries)
@@ -59,6 +60,27 @@ class Journal:
     def publish(self, event: Event) -> None:
         """An event with no durable change behind it."""
         self.bus.publish(event)
+
+    def _changed(self, done: Committed[T]) -> None:
+        """What the store saw change in tasks and swarms: before the caller's events,
+        which may refer to it."""
+        for swarm in done.changes.swarms:
+            self.bus.publish(SwarmChanged(swarm=swarm))
+        for c in done.changes.tasks:
+            self.bus.publish(
+                TaskChanged(
+                    task_id=c.task_id,
+                    swarm=c.swarm,
+                    status=c.status,
+                    previous=c.previous,
+                    agent_id=c.agent_id,
+                    attempts=c.attempts,
+                    priority=c.priority,
+                    runtime=c.runtime,
+                    error=c.error,
+                    input=c.input,
+                )
+            )
 
     def _published(self, entries: Sequence[AuditEntry]) -> None:
         for entry in entries:

@@ -174,7 +174,8 @@ class CompleteTask(Op[TaskStatus | None]):
     """Finish an attempt if ``token`` still holds the lease (None if it does not).
 
     Success releases dependents; a failure is retried with backoff until the last
-    attempt, then dead-lettered, and its dependents fail with that reason.
+    attempt, then the task is ``failed`` (its error says after how many attempts and
+    why), and its dependents fail with that reason.
     """
 
     task_id: str
@@ -188,7 +189,7 @@ class CompleteTask(Op[TaskStatus | None]):
 
 @dataclass(frozen=True)
 class RescueExpired(Op[list[str]]):
-    """Running tasks whose lease ran out: a failed attempt each (retry or dead letter)."""
+    """Running tasks whose lease ran out: a failed attempt each (retried, or failed)."""
 
     now: float
     actor: str = "dispatcher"
@@ -222,7 +223,7 @@ class CancelSwarmTasks(Op[list[tuple[str, str | None]]]):
 
 @dataclass(frozen=True)
 class RetryTask(Op[Task]):
-    """Queue a dead, failed or cancelled task again with fresh attempts."""
+    """Queue a failed or cancelled task again with fresh attempts."""
 
     task_id: str
     actor: str

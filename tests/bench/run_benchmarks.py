@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli_latency import bench_cli, goal_line, section, update_doc  # tests/bench/
 from compare import bench_json, commit_of, compare_with  # tests/bench/ (run as a script)
 
 from core.bench import (
@@ -38,6 +39,8 @@ SHELL_OVERHEAD_GOAL = 1.2
 # The no-op dispatch goal of the engine-services work: 3x the ~400 tasks/s of the
 # engine before it (commit a882516, measured on this kind of machine).
 DISPATCH_GOAL = 1200.0
+
+_WHEN = "%Y-%m-%d %H:%M UTC"
 
 # Figures of the previous run (docs/benchmarks.json before this run overwrites it),
 # shown beside the new ones.
@@ -272,6 +275,7 @@ def write(
         "",
         *(route_rows(results["route"]) or ["(the router is not in this build)"]),
         "",
+        *section(results["cli"], machine_text(machine), when),
         "## Goals",
         "",
         f"- Engine overhead on a pi exec ≤ {EXEC_OVERHEAD_GOAL}x: "
@@ -297,6 +301,7 @@ def write(
     )
     lines += _federation_goals(results)
     lines += _stop_goals(results["stop"])
+    lines.append(goal_line(results["cli"]))
     DOC.write_text("\n".join(lines) + "\n")
     RAW.write_text(
         json.dumps(
@@ -310,11 +315,30 @@ def write(
                 "swarm": [b.model_dump(mode="json") for b in results["swarm"]],
                 "stop": [b.model_dump(mode="json") for b in results["stop"]],
                 "route": [b.model_dump(mode="json") for b in results["route"]],
+                "cli": results["cli"],
             },
             indent=1,
         )
         + "\n"
     )
+
+
+def machine_text(machine: Machine) -> str:
+    return (
+        f"{machine.cpus} CPUs ({machine.cpu_model}), {machine.memory_gib} GiB, "
+        f"Python {machine.python}, {machine.platform}"
+    )
+
+
+def write_cli_only(cli: dict[str, Any], machine: Machine, when: str) -> None:
+    """``--only cli``: this benchmark's section and figures, the rest of the files kept."""
+    update_doc(DOC, cli, machine_text(machine), when)
+    try:
+        raw: dict[str, Any] = json.loads(RAW.read_text())
+    except (OSError, ValueError):
+        raw = {}
+    raw["cli"] = cli
+    RAW.write_text(json.dumps(raw, indent=1) + "\n")
 
 
 def _stop_goals(results: list[StopBench]) -> list[str]:
@@ -388,15 +412,29 @@ def main() -> int:
         " exec figures are measured beside this tree's and written down",
     )
     ap.add_argument("--rounds", type=int, default=3, help="runs per tree for --compare-with")
+    ap.add_argument(
+        "--only",
+        choices=["cli"],
+        help="run only this benchmark and update only its section of docs/benchmarks.md",
+    )
     args = ap.parse_args()
+    if args.only == "cli":
+        cli = bench_cli(args.quick)
+        print(json.dumps(cli))
+        if not args.no_write:
+            write_cli_only(cli, Machine.here(), dt.datetime.now(dt.UTC).strftime(_WHEN))
+            print(f"wrote {DOC}")
+        return 0
     prev = load_previous()
     compare = compare_with(args.compare_with, args.rounds) if args.compare_with else None
     results = asyncio.run(run(args.quick))
+    results["cli"] = bench_cli(args.quick)  # whole processes: after the engine's benches
     machine = Machine.here()
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.now(dt.UTC).strftime(_WHEN)
     for key in ("spawn", "exec", "dispatch", "swarm", "stop", "route"):
         for b in results[key]:
             print(b.model_dump_json())
+    print(json.dumps(results["cli"]))
     if not args.no_write:
         write(results, machine, when, prev, compare)
         print(f"wrote {DOC}")

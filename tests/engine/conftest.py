@@ -39,7 +39,9 @@ DEFAULT_OVERRIDES: dict[str, Any] = {
 
 
 class MakeEngine(Protocol):
-    async def __call__(self, *, start: bool = True, **overrides: Any) -> Engine: ...
+    async def __call__(
+        self, *, start: bool = True, home: GodelPaths | None = None, **overrides: Any
+    ) -> Engine: ...
 
 
 @pytest.fixture(autouse=True)
@@ -124,11 +126,14 @@ async def _stop_and_check(engine: Engine) -> None:
 async def make_engine(tmp_path: Path, clock: FakeClock) -> AsyncIterator[MakeEngine]:
     """``await make_engine(health={...}, queue={...}, agents=[...])``: an engine on
     ``tmp_path`` and the fake ``clock``, started (unless ``start=False``) and stopped at
-    teardown, where no agent process (nor anything it started) may survive."""
+    teardown, where no agent process (nor anything it started) may survive. ``home``
+    (another engine's ``paths``) builds a daemon restart: a new engine on the same store."""
     engines: list[Engine] = []
 
-    async def make(*, start: bool = True, **overrides: Any) -> Engine:
-        paths = GodelPaths.resolve(tmp_path / f"home{len(engines)}")
+    async def make(
+        *, start: bool = True, home: GodelPaths | None = None, **overrides: Any
+    ) -> Engine:
+        paths = home or GodelPaths.resolve(tmp_path / f"home{len(engines)}")
         paths.ensure()
         engine = build_engine(paths, config=config_of(**overrides), clock=clock)
         engines.append(engine)
@@ -160,7 +165,7 @@ E = TypeVar("E", bound=EventBase)
 
 
 class Match(Generic[E]):
-    """A readable event predicate: ``Match(TaskFinished, task_id=t, status="dead")``; a
+    """A readable event predicate: ``Match(TaskFinished, task_id=t, status="failed")``; a
     field's expected value may also be a one-argument predicate. ``next_event`` returns
     the event as that class."""
 

@@ -193,3 +193,26 @@ def test_daemon_log_level_sets_godels_loggers(monkeypatch: pytest.MonkeyPatch) -
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)  # setLevel also clears logging's cache
+
+
+async def test_reload_of_the_same_settings_from_other_bytes_updates_the_files_only(
+    make_engine: MakeEngine, tmp_path: Path
+) -> None:
+    engine = await make_engine()
+    project = tmp_path / "same"
+    (project / ".godel").mkdir(parents=True)
+    file = project / ".godel" / "config.toml"
+    file.write_text("[queue]\nlease_s = 30\n")
+    first = await engine.reload_config("test", cwd=project)
+    assert "queue.lease_s" in first.applied
+    before = engine.config
+    assert [f.path for f in before.files] == [str(file.resolve())]
+
+    # A comment: the settings (and their digest) are the same, the file's bytes are not.
+    file.write_text("# why 30: see the runbook\n[queue]\nlease_s = 30\n")
+    again = await engine.reload_config("test", cwd=project)
+    assert again.changed == [] and again.digest == before.digest
+    after = engine.config
+    assert after.files != before.files and after.loaded_at is not None
+    assert after.config == before.config
+    assert len(await audit(engine, "config.change")) == 1  # only the first reload

@@ -56,7 +56,7 @@ async def test_priority_then_fifo_on_one_agent(engine: Engine) -> None:
     assert await output_of(engine, dep) == "after-low\n"
 
 
-async def test_dependencies_released_on_success_and_failed_transitively_on_dead_letter(
+async def test_dependencies_released_on_success_and_failed_transitively_on_failure(
     engine: Engine,
 ) -> None:
     await make_swarm(engine, "deps", 2)
@@ -70,11 +70,11 @@ async def test_dependencies_released_on_success_and_failed_transitively_on_dead_
     done = {}
     for ev in await events(sub, Match(TaskFinished), 3):
         done[ev.task_id] = ev.status
-    assert done == {a: "succeeded", b: "succeeded", d: "dead"}
+    assert done == {a: "succeeded", b: "succeeded", d: "failed"}
 
     assert await output_of(engine, b) == "b\n"
-    dead = await engine.get_task(d)
-    assert dead.attempts == 1 and dead.error == "failed: exit code 3"
+    failed = await engine.get_task(d)
+    assert failed.attempts == 1 and failed.error == "failed after 1 attempt: exit code 3"
     for task_id, because in ((c, d), (e, c)):
         t = await engine.get_task(task_id)
         assert t.status is TaskStatus.FAILED and t.attempts == 0
@@ -82,15 +82,15 @@ async def test_dependencies_released_on_success_and_failed_transitively_on_dead_
         (entry,) = await audit(engine, "task.finish", task_id)
         assert entry.result == "failed"
 
-    # A dead task can be retried by hand: from scratch, and dead again here.
+    # A failed task can be retried by hand: from scratch, and failed again here.
     again = await engine.retry_task(d, "test")
     assert again.status is TaskStatus.READY and again.attempts == 0
     redone = await next_event(sub, Match(TaskFinished, task_id=d))
-    assert redone.status == "dead"
+    assert redone.status == "failed"
     assert [e.actor for e in await audit(engine, "task.retry.manual", d)] == ["test"]
 
 
-async def test_a_failed_task_is_retried_only_after_its_backoff_then_dead_lettered(
+async def test_a_failing_task_is_retried_only_after_its_backoff_then_failed(
     engine: Engine, clock: FakeClock
 ) -> None:
     await make_swarm(engine, "flaky", 1)
@@ -111,12 +111,12 @@ async def test_a_failed_task_is_retried_only_after_its_backoff_then_dead_lettere
 
     await advance(clock, 0.02)  # past not_before: the next dispatch round takes it
     poll_now(engine)
-    dead = await next_event(sub, Match(TaskFinished, task_id=t))
-    assert dead.status == "dead"
+    failed = await next_event(sub, Match(TaskFinished, task_id=t))
+    assert failed.status == "failed"
     task = await engine.get_task(t)
-    assert task.attempts == 2 and task.error == "failed: exit code 3"
+    assert task.attempts == 2 and task.error == "failed after 2 attempts: exit code 3"
     assert [e.result for e in await audit(engine, "task.retry", t)] == ["ready"]
-    assert [e.result for e in await audit(engine, "task.finish", t)] == ["dead"]
+    assert [e.result for e in await audit(engine, "task.finish", t)] == ["failed"]
 
 
 async def test_a_task_whose_agent_dies_finishes_on_another_agent(

@@ -54,7 +54,7 @@ async def test_failures_open_the_breaker_then_one_trial_closes_it(
 
     # Open: nothing is sent to it (in a pool of one, that one may be ejected).
     gate = gates("trial")
-    await events(sub, Match(TaskFinished, status="dead"), 2)
+    await events(sub, Match(TaskFinished, status="failed"), 2)
     trial, after = await submit(engine, "br", f"{gate.cmd}; echo trial", "echo after")
     assert health.workers("br") == []
     assert await engine.s.dispatcher.dispatch_once() == 0

@@ -28,7 +28,7 @@ async def test_a_batch_completes_with_the_right_results_spread_over_the_swarm(
         result = tasks[task_id].result
         assert result is not None and result.output == text.removeprefix("echo ") + "\n"
     assert len({e.agent_id for e in finished}) == 5  # every agent took a share
-    assert (await engine.swarm_status("batch"))["tasks"] == {"succeeded": 100}
+    assert engine.swarm_status("batch").tasks_by_status == {"succeeded": 100}
 
 
 async def test_explain_shows_why_a_task_is_unroutable_and_how_one_was_placed(

@@ -24,7 +24,8 @@ def spawn(godel: Godel, *extra: str) -> str:
 
 
 def agents(godel: Godel) -> dict[str, dict[str, object]]:
-    data = json.loads(godel.run("agent", "list", "--json", check=True).stdout)
+    """Every agent, ended ones too."""
+    data = json.loads(godel.run("agent", "list", "--all", "--json", check=True).stdout)
     return {a["id"]: a for a in data}
 
 
@@ -79,7 +80,8 @@ def test_unknown_agent_and_unknown_runtime_are_one_line_errors(godel: Godel) -> 
     ):
         r = godel.run(*args)
         assert r.returncode == 1, args
-        assert r.stderr == "godel: agent 'shell-000000' not found\n", args
+        assert r.stderr.startswith("godel: agent 'shell-000000' not found"), args
+        assert r.stderr.count("\n") == 1, args
     r = godel.run("agent", "spawn", "--runtime", "nope")
     assert r.returncode == 1
     assert r.stderr.startswith("godel: unknown runtime 'nope' (known: ")
@@ -143,6 +145,7 @@ def test_logs_and_follow(godel: Godel) -> None:
 
 
 def test_runtime_list(godel: Godel) -> None:
+    godel.run("daemon", "start", check=True)
     data = json.loads(godel.run("runtime", "list", "--json", check=True).stdout)
     shell = next(r for r in data if r["name"] == "shell")
     assert {"exec", "kill", "timeout", "abort"} <= set(shell["capabilities"])
@@ -171,7 +174,7 @@ def test_daemon_status_start_stop_and_socket_mode(godel: Godel) -> None:
 def test_daemon_that_cannot_start_is_a_one_line_error(godel: Godel) -> None:
     godel.home.mkdir(parents=True)
     (godel.home / "godel.db").write_bytes(b"garbage" * 1000)
-    r = godel.run("agent", "list")
+    r = godel.run("agent", "spawn", "--runtime", "shell")  # a command that starts the daemon
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1
     assert "the daemon could not start" in r.stderr
@@ -186,7 +189,7 @@ def test_bad_config_stops_the_daemon_with_file_and_key(godel: Godel) -> None:
     r = godel.run("config", "validate")
     assert r.returncode == 1
     assert "config.toml: queue.lease_s:" in r.stderr and "'ten'" in r.stderr
-    r = godel.run("agent", "list")
+    r = godel.run("agent", "spawn", "--runtime", "shell")
     assert r.returncode == 1 and "queue.lease_s" in r.stderr
 
 
@@ -217,3 +220,77 @@ def test_raw_json_rpc_errors_over_the_socket(godel: Godel) -> None:
         assert r["error"]["data"] == {"kind": "agent_not_found", "agent_id": "shell-000000"}  # type: ignore[index]
         r = ask(b'{"jsonrpc":"2.0","id":5,"method":"agent.list"}')  # still usable
         assert r["result"] == []
+
+
+READS = [
+    ("agent", "list"),
+    ("agent", "list", "--all", "--json"),
+    ("agent", "get", "shell-000000"),
+    ("agent", "logs", "shell-000000", "--follow"),
+    ("agent", "health", "shell-000000"),
+    ("runtime", "list"),
+    ("model", "list"),
+    ("audit", "list"),
+    ("audit", "verify"),
+    ("metrics",),
+    ("task", "list"),
+    ("swarm", "list"),
+    ("config", "show", "--daemon"),
+]
+
+
+def test_read_only_commands_never_start_a_daemon(godel: Godel) -> None:
+    for args in (("--version",), ("--help",), ("agent", "--help")):
+        assert godel.run(*args, check=True).stdout
+    not_running = (
+        f"godel: no daemon is running for {godel.home}; start one with `godel daemon start`\n"
+    )
+    for args in READS:
+        r = godel.run(*args)
+        assert (r.returncode, r.stdout, r.stderr) == (3, "", not_running), args
+    assert not godel.home.exists()  # no daemon, socket, database or log was made
+
+    # Nor after a daemon ran: a read after `daemon stop` leaves it stopped.
+    agent_id = spawn(godel)
+    pid = godel.daemon_pid()
+    assert pid is not None
+    godel.run("daemon", "stop", check=True)
+    assert gone(pid)
+    r = godel.run("agent", "get", agent_id)
+    assert (r.returncode, r.stderr) == (3, not_running)
+    assert godel.daemon_pid() is None and godel.run("daemon", "status").returncode == 3
+
+
+def test_agent_list_columns_filters_and_ended_agents(godel: Godel) -> None:
+    loose = spawn(godel, "--name", "loose")
+    godel.run("swarm", "create", "web", "--count", "2", check=True)
+    godel.run("agent", "exec", loose, "echo hi", check=True)
+    ended = spawn(godel)
+    godel.run("agent", "kill", ended, check=True)
+
+    text = godel.run("agent", "list", check=True).stdout.splitlines()
+    assert text[0].split() == ["ID", "NAME", "SWARM", "RUNTIME", "STATUS", "TASK", "TOKENS", "COST"]
+    rows = {line.split()[0]: line for line in text[1:]}
+    assert len(rows) == 3 and ended not in rows  # ended agents are hidden by default
+    cells = rows[loose].split()
+    # A shell agent has no model: 0 tokens, and its cost is unknown ("-"), never $0.
+    assert cells[1:4] == ["loose", "-", "shell"] and cells[-3:] == ["-", "0", "-"]
+    assert re.fullmatch(r"idle \(runtime_event, \d+[smhd]\)", " ".join(cells[4:7]))
+
+    listed = json.loads(godel.run("agent", "list", "--json", check=True).stdout)
+    a = next(x for x in listed if x["id"] == loose)
+    assert a["swarm"] is None and a["execs"] == 1 and a["cost_usd"] is None
+    assert a["tokens"]["total"] == 0 and a["current_task"] is None
+    one = json.loads(godel.run("agent", "get", loose, "--json", check=True).stdout)
+    assert one.keys() == a.keys() and one["id"] == loose  # one shape for list and get
+
+    web = json.loads(godel.run("agent", "list", "--swarm", "web", "--json", check=True).stdout)
+    assert len(web) == 2 and {x["swarm"] for x in web} == {"web"}
+    everyone = json.loads(godel.run("agent", "list", "--all", "--json", check=True).stdout)
+    assert {x["id"] for x in everyone} == {*rows, ended}
+    stopped = godel.run("agent", "list", "--status", "stopped", check=True).stdout
+    assert ended in stopped and loose not in stopped and "stopped (user, " in stopped
+    r = godel.run("agent", "list", "--swarm", "nowhere", check=True)
+    assert r.stdout.startswith("No agents in swarm nowhere")
+    r = godel.run("agent", "list", "--status", "sleepy")
+    assert r.returncode == 2 and "'sleepy' is not one of" in r.stderr

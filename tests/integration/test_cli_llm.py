@@ -9,6 +9,8 @@ import re
 import psutil
 import pytest
 
+from core.api import blocking
+from core.paths import GodelPaths
 from tests.conftest import Godel, daemon_runs, gone, wait_for
 
 
@@ -31,10 +33,20 @@ def test_native_exec_shows_tool_call_output_answer_tokens_and_cost(godel: Godel)
     m = re.search(r"tokens: ([\d,]+) in / ([\d,]+) out · cost \$(\d+\.\d{6})", r.stderr)
     assert m, r.stderr
     agent = json.loads(godel.run("agent", "get", agent_id, "--json", check=True).stdout)
-    assert agent["agent"]["model"] == "scripted"
-    x = agent["execs"][0]
+    assert agent["model"] == "scripted" and agent["execs"] == 1
+    assert agent["tokens"]["input"] > 0
+    assert agent["cost_usd"] is not None and float(agent["cost_usd"]) > 0
+    x = blocking.call(GodelPaths.resolve(godel.home), "exec.list", {"agent": agent_id})[0]
     assert x["status"] == "succeeded" and x["usage"]["input_tokens"] > 0
-    assert x["cost_usd"] is not None and float(x["cost_usd"]) > 0
+    assert x["cost_usd"] == agent["cost_usd"]
+    # The listing shows the tokens and the cost the exec reported.
+    row = next(
+        line
+        for line in godel.run("agent", "list", check=True).stdout.splitlines()
+        if line.startswith(agent_id)
+    )
+    assert f"{agent['tokens']['total']:,}" in row.split()
+    assert row.split()[-1] == f"${float(agent['cost_usd']):.6f}".rstrip("0").rstrip(".")
     logs = godel.run("agent", "logs", agent_id, check=True).stdout
     assert "→ bash" in logs and "← bash: hello" in logs
 
@@ -42,7 +54,7 @@ def test_native_exec_shows_tool_call_output_answer_tokens_and_cost(godel: Godel)
 def test_default_model_is_scripted(godel: Godel) -> None:
     agent_id = spawn(godel, "native")
     data = json.loads(godel.run("agent", "get", agent_id, "--json", check=True).stdout)
-    assert data["agent"]["model"] == "scripted"
+    assert data["model"] == "scripted"
 
 
 def test_missing_api_key_fails_before_anything_is_spawned(godel: Godel) -> None:
@@ -61,6 +73,7 @@ def test_shell_rejects_a_model_and_unknown_models_are_named(godel: Godel) -> Non
 
 
 def test_model_list(godel: Godel) -> None:
+    godel.run("daemon", "start", check=True)
     models = {
         m["name"]: m for m in json.loads(godel.run("model", "list", "--json", check=True).stdout)
     }
@@ -77,10 +90,7 @@ def test_steer_and_abort_from_other_processes(godel: Godel) -> None:
     agent_id = spawn(godel, "native")
     p = godel.popen("agent", "exec", agent_id, "run: sleep 30")
     assert wait_for(
-        lambda: (
-            json.loads(godel.run("agent", "get", agent_id, "--json").stdout)["agent"]["status"]
-            == "busy"
-        )
+        lambda: json.loads(godel.run("agent", "get", agent_id, "--json").stdout)["status"] == "busy"
     )
     # Busy is recorded as the exec starts; steering needs the agent's turn under way,
     # which its tool's process proves.
@@ -133,7 +143,7 @@ def test_no_pi_or_tool_process_survives_kill_or_daemon_stop(godel: Godel) -> Non
     killed = spawn(godel, "pi")
     stopped = spawn(godel, "pi")
     pids = {
-        a: json.loads(godel.run("agent", "get", a, "--json").stdout)["agent"]["pid"]
+        a: json.loads(godel.run("agent", "get", a, "--json").stdout)["pid"]
         for a in (killed, stopped)
     }
     runners = [godel.popen("agent", "exec", a, "run: sleep 77") for a in (killed, stopped)]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import StoreError
 from core.events import (
     EVENT_TYPES,
     AgentActivity,
+    AgentCreated,
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
@@ -29,13 +31,19 @@ from core.events import (
     QueuePressure,
     SubscriptionClosed,
     SwarmAutoscaled,
+    SwarmChanged,
+    TaskChanged,
     TaskFinished,
     TaskRouted,
     event_to_json,
     parse_event,
     read_recording,
+    tail_recording,
 )
-from core.models import AgentStatus, ExecStatus, StatusSource
+from core.events.backlog import Backlog
+from core.events.recording import ReadStats
+from core.events.seq import SeqFile
+from core.models import AgentStatus, ExecStatus, StatusSource, Swarm
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -56,6 +64,31 @@ SAMPLES: list[Event] = [
     ),
     TaskRouted(task_id="task-1", agent_id="shell-1", swarm="s", strategy="balanced"),
     TaskFinished(task_id="task-1", status="succeeded", agent_id="shell-1", exec_id="exec-1"),
+    SwarmChanged(
+        swarm=Swarm(
+            name="s",
+            runtime="shell",
+            model=None,
+            skills=[],
+            strategy="balanced",
+            min_agents=0,
+            max_agents=5,
+            target_per_agent=1,
+            desired=1,
+            capacity=10,
+            status="active",
+            created_at=datetime.now(UTC),
+        )
+    ),
+    AgentCreated(agent_id="shell-1", runtime="shell", workspace="/tmp/w", swarm="s"),
+    TaskChanged(
+        task_id="task-1",
+        swarm="s",
+        status="running",
+        previous="ready",
+        agent_id="shell-1",
+        attempts=1,
+    ),
     QueuePressure(scope="swarm 's'", fraction=0.91, capacity=100),
     AgentActivity(
         agent_id="pi-3f9a1c",
@@ -392,27 +425,90 @@ async def test_recorder_ends_when_bus_closes(tmp_path: Path) -> None:
     assert len(list(read_recording(path))) == 1
 
 
-def test_read_recording_names_the_malformed_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
+def test_read_recording_skips_and_counts_a_torn_last_line(tmp_path: Path) -> None:
+    """A SIGKILLed writer leaves half a line at the end: the rest reads, and it says so."""
+    path = tmp_path / "torn.jsonl"
     good = event_to_json(SAMPLES[0])
-    path.write_text(f"{good}\n{good}\n{{truncated\n{good}\n", encoding="utf-8")
-    it = read_recording(path)
-    assert next(it) == SAMPLES[0]
-    assert next(it) == SAMPLES[0]
-    with pytest.raises(ValueError, match=r"line 3\b"):
-        next(it)
+    path.write_text(f"{good}\n{good}\n{good[: len(good) // 2]}", encoding="utf-8")
+    stats = ReadStats()
+    assert list(read_recording(path, stats)) == [SAMPLES[0], SAMPLES[0]]
+    assert stats.torn_tail and stats.events == 2 and stats.skipped == 1
+    assert "torn last line" in stats.describe()
 
 
-def test_read_recording_does_not_skip_blank_lines(tmp_path: Path) -> None:
-    path = tmp_path / "blank.jsonl"
+def test_read_recording_skips_and_counts_unknown_types_and_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
     good = event_to_json(SAMPLES[0])
-    path.write_text(f"{good}\n\n{good}\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"line 2\b"):
-        list(read_recording(path))
+    path.write_text(
+        f'{good}\n{{"type": "from.the.future", "seq": 1}}\n{{truncated\n\n{good}\n'
+        '{"type": "from.the.future", "seq": 2}\n',
+        encoding="utf-8",
+    )
+    stats = ReadStats()
+    assert list(read_recording(path, stats)) == [SAMPLES[0], SAMPLES[0]]
+    assert stats.unknown == 2 and stats.unknown_types == {"from.the.future": 2}
+    assert stats.malformed == [3, 4] and not stats.torn_tail
+    assert stats.describe() == (
+        "skipped 2 event(s) of unknown type (from.the.future); 2 malformed line(s) (first: line 3)"
+    )
 
 
-def test_read_recording_rejects_unknown_event_type(tmp_path: Path) -> None:
-    path = tmp_path / "unknown.jsonl"
-    path.write_text('{"type": "from.the.future", "seq": 1}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"line 1\b"):
-        list(read_recording(path))
+def test_a_known_type_with_new_fields_still_reads(tmp_path: Path) -> None:
+    """Forward compatibility: a newer Godel may add fields to an event."""
+    path = tmp_path / "newer.jsonl"
+    data = json.loads(event_to_json(SAMPLES[0]))
+    data["added_later"] = {"x": 1}
+    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    assert list(read_recording(path)) == [SAMPLES[0]]
+
+
+def test_tail_recording_reads_the_end_of_a_big_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    bus_events = [output(i).model_copy(update={"seq": i + 1}) for i in range(5000)]
+    path.write_text("".join(event_to_json(e) + "\n" for e in bus_events) + '{"ty', "utf-8")
+    stats = ReadStats()
+    tail = tail_recording(path, 10, stats)
+    assert [e.seq for e in tail] == list(range(4991, 5001))
+    assert stats.torn_tail
+    assert tail_recording(tmp_path / "missing.jsonl", 10) == []
+
+
+def test_seq_numbers_continue_across_runs_and_never_repeat_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    seq = SeqFile(tmp_path / "events.seq", block=100)
+    bus = EventBus(seq_file=seq)
+    for _ in range(5):
+        bus.publish(DaemonStopping())
+    bus.close()  # a clean stop records the exact last seq: the next run has no gap
+    assert seq.load() == 5
+    bus = EventBus(seq_file=seq)
+    for _ in range(150):
+        bus.publish(DaemonStopping())
+    assert bus.seq == 155
+    # A crash (no close): the file still covers every seq handed out.
+    assert seq.load() >= 155
+    crashed = EventBus(seq_file=seq)
+    crashed.publish(DaemonStopping())
+    assert crashed.seq > 155
+
+
+def test_a_hand_edited_seq_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "events.seq").write_text("garbage\n")
+    with pytest.raises(StoreError, match="does not hold an event sequence number"):
+        EventBus(seq_file=SeqFile(tmp_path / "events.seq"))
+
+
+def test_backlog_resumes_after_a_cursor_and_counts_what_it_no_longer_keeps() -> None:
+    bus = EventBus()
+    backlog = Backlog(bus, size=10)
+    for i in range(25):
+        bus.publish(output(i))
+    missed, kept = backlog.since(20)
+    assert missed == 0 and [e.seq for e in kept] == [21, 22, 23, 24, 25]
+    missed, kept = backlog.since(3)
+    assert missed == 12 and [e.seq for e in kept] == list(range(16, 26))
+    assert backlog.since(25) == (0, [])
+    backlog.close()
+    bus.publish(output(99))
+    assert len(backlog) == 10

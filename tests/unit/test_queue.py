@@ -121,6 +121,26 @@ async def test_claim_order_is_priority_then_age(store: SqliteStore, journal: Jou
     assert await store.ready_by_priority(None) == {"critical": 1, "high": 1, "normal": 3, "low": 1}
 
 
+async def test_ready_tasks_leave_out_what_the_pool_cannot_take(
+    store: SqliteStore, journal: Journal
+) -> None:
+    shell, any_rt, llm, gpu, py = await submit(
+        journal,
+        TaskSpec(input="a", runtime="shell"),
+        TaskSpec(input="b"),
+        TaskSpec(input="c", runtime="pi"),
+        TaskSpec(input="d", skills=["gpu", "py"]),
+        TaskSpec(input="e", skills=["py"]),
+    )
+    assert (await store.get_task(shell)).runtime == "shell"  # type: ignore[union-attr]
+    found = await store.ready_tasks(None, 10, NOW, runtimes={"pi"}, skills={"py"})
+    assert [t.id for t in found] == [any_rt, llm, py]
+    found = await store.ready_tasks(None, 10, NOW, runtimes={"shell"}, skills=set())
+    assert [t.id for t in found] == [shell, any_rt]
+    everything = await store.ready_tasks(None, 10, NOW)
+    assert [t.id for t in everything] == [shell, any_rt, llm, gpu, py]
+
+
 async def test_submit_is_audited(store: SqliteStore, journal: Journal) -> None:
     (t,) = await submit(journal, TaskSpec(input="x", skills=["py"]))
     [entry] = await store.list_audit()
@@ -151,7 +171,7 @@ async def test_success_releases_dependents_and_failure_cascades(
     assert set(task_c.depends_on) == {a, b}
     [lc] = await claim(journal, (c, "x"))
     assert await complete(journal, c, lc.token, bad(), ok=False, retryable=False) is (
-        TaskStatus.DEAD
+        TaskStatus.FAILED
     )
     task_d = await store.get_task(d)
     assert task_d is not None and task_d.status is TaskStatus.FAILED
@@ -163,7 +183,7 @@ async def test_success_releases_dependents_and_failure_cascades(
     finished = [
         (x.subject, x.result) for x in await store.list_audit() if x.action == "task.finish"
     ]
-    assert set(finished[-3:]) == {(c, "dead"), (d, "failed"), (e, "failed")}
+    assert set(finished[-3:]) == {(c, "failed"), (d, "failed"), (e, "failed")}
     # A new task on a dependency that already failed fails at once.
     (f,) = await submit(journal, TaskSpec(input="f", depends_on=[c]))
     assert await status_of(store, f) is TaskStatus.FAILED
@@ -188,7 +208,9 @@ async def test_unknown_dependency_is_an_error(store: SqliteStore, journal: Journ
     assert await store.list_audit() == []
 
 
-async def test_retries_back_off_then_dead_letter(store: SqliteStore, journal: Journal) -> None:
+async def test_retries_back_off_then_fail_naming_the_attempts(
+    store: SqliteStore, journal: Journal
+) -> None:
     (t,) = await submit(journal, TaskSpec(input="x", max_attempts=2))
     task_id, token = await claim_one(store, journal)
     assert await complete(journal, task_id, token, bad("first"), ok=False) is TaskStatus.READY
@@ -200,14 +222,19 @@ async def test_retries_back_off_then_dead_letter(store: SqliteStore, journal: Jo
     assert [x.id for x in later] == [t]
     [lease] = await claim(journal, (t, "shell-000002"), now=NOW + 10)
     assert await complete(journal, t, lease.token, bad("second"), ok=False, now=NOW + 11) is (
-        TaskStatus.DEAD
+        TaskStatus.FAILED
     )
     task = await store.get_task(t)
-    assert task is not None and task.status is TaskStatus.DEAD and task.error == "second"
+    assert task is not None and task.status is TaskStatus.FAILED
+    assert task.error == "failed after 2 attempts: second"
     assert task.attempts == 2
     assert await store.ready_tasks(None, 10, NOW + 10_000) == []
     actions = [(e.action, e.result) for e in await store.list_audit(subject=t)]
-    assert actions == [("task.submit", "ready"), ("task.retry", "ready"), ("task.finish", "dead")]
+    assert actions == [
+        ("task.submit", "ready"),
+        ("task.retry", "ready"),
+        ("task.finish", "failed"),
+    ]
 
 
 async def test_a_late_result_from_an_old_lease_is_ignored(
@@ -289,7 +316,7 @@ async def test_cancel_and_manual_retry(store: SqliteStore, journal: Journal) -> 
         await journal.commit(CancelTask("task-nope", "t"))
     task = await journal.commit(RetryTask(a, "t"))
     assert task.status is TaskStatus.READY and task.attempts == 0
-    with pytest.raises(InvalidInput, match="only dead, failed or cancelled"):
+    with pytest.raises(InvalidInput, match="only failed or cancelled"):
         await journal.commit(RetryTask(a, "t"))
     # c failed because a was cancelled; a succeeded since, so c's retry is ready at once.
     [la] = await claim(journal, (a, "x"))

@@ -99,6 +99,35 @@ def test_missing_skills_lists_only_the_missing_ones() -> None:
 # --- no one to route to -----------------------------------------------------------------------
 
 
+def test_a_required_runtime_leaves_out_agents_of_other_runtimes() -> None:
+    pool = CandidatePool(
+        [
+            cand("pi-1", runtime="pi"),
+            cand("shell-1", runtime="shell", skills=frozenset({"go"})),
+            cand("shell-2", runtime="shell", in_flight=1),
+        ],
+        panic_threshold=0,
+    )
+    d = pool.route(req(runtime="shell"), explain=True)
+    assert d.chosen == "shell-1" and d.matched == 2
+    assert excluded(d) == {
+        "shell-1": None,
+        "shell-2": "at capacity (1/1)",
+        "pi-1": "runtime pi, not shell",
+    }
+    assert pool.route(req(runtime="native")).reason == (
+        "no agent of runtime native (runtimes here: pi, shell)"
+    )
+    # Skills are looked for among the agents of that runtime only.
+    assert pool.route(req("python", runtime="pi")).chosen == "pi-1"
+    d = pool.route(req("rust", "go", runtime="shell"), reserve=False)
+    assert d.reason == "no shell agent has skills rust"
+    # An agent's runtime can change in place (the cached match is dropped).
+    pool.upsert(cand("pi-1", runtime="shell"))
+    assert pool.route(req("python", runtime="pi")).chosen is None
+    assert pool.route(req("python", runtime="shell"), reserve=False).chosen == "pi-1"
+
+
 def test_empty_pool() -> None:
     d = CandidatePool().route(req("python"), explain=True)
     assert (d.chosen, d.reason, d.candidates) == (None, "no candidates in the pool", [])
@@ -452,19 +481,21 @@ def test_random_operations_keep_the_columns_consistent() -> None:
 
 @dataclass
 class _Task:
-    """Only what ``for_task`` reads (``core.models.Task`` has the same two fields)."""
+    """Only what ``for_task`` reads (``core.models.Task`` has the same three fields)."""
 
     id: str
     skills: list[str]
+    runtime: str | None = None
 
 
 def test_request_from_a_task() -> None:
-    r = RouteRequest.for_task(_Task("task-1", ["python", "go"]), strategy="cost")
-    assert (r.task_id, r.skills, r.key, r.strategy) == (
+    r = RouteRequest.for_task(_Task("task-1", ["python", "go"], "shell"), strategy="cost")
+    assert (r.task_id, r.skills, r.key, r.strategy, r.runtime) == (
         "task-1",
         frozenset({"python", "go"}),
         None,
         "cost",
+        "shell",
     )
 
 

@@ -15,7 +15,16 @@ import pytest
 
 from core.audit import AuditDraft, verify_chain
 from core.errors import StoreError, SwarmError, TaskNotFound
-from core.events import AuditAppended, Event, EventBus, QueuePressure, Subscription, TaskFinished
+from core.events import (
+    AuditAppended,
+    Event,
+    EventBus,
+    QueuePressure,
+    Subscription,
+    SwarmChanged,
+    TaskChanged,
+    TaskFinished,
+)
 from core.models import Swarm, TaskSpec, utcnow
 from core.store import Journal, SqliteStore
 from core.store.ops import (
@@ -194,7 +203,12 @@ async def test_group_commit_lands_the_good_ops_and_isolates_the_bad(env: Env) ->
     assert await assert_chain_intact(env.store) == len(audit)
     # The journal published one audit.appended per new entry, and nothing for failures.
     published = drain(sub)
-    assert all(isinstance(e, AuditAppended) for e in published)
+    assert all(isinstance(e, AuditAppended | TaskChanged | SwarmChanged) for e in published)
+    # ...and one change event per task and swarm the good ops wrote, none for the bad.
+    changed_tasks = {e.task_id for e in published if isinstance(e, TaskChanged)}
+    assert changed_tasks == {t.id for t in tasks}
+    changed_swarms = {e.swarm.name for e in published if isinstance(e, SwarmChanged)}
+    assert changed_swarms == swarms - {"taken"}
     assert sorted(e.seq_no for e in published if isinstance(e, AuditAppended)) == [
         e.seq for e in audit[1:]
     ]
@@ -287,12 +301,14 @@ async def test_the_journal_publishes_nothing_for_a_failed_commit(env: Env) -> No
             events=[TaskFinished(task_id="task-y", status="failed")],
         )
     published = drain(sub)
-    # Only the good InsertSwarm's audit entry was published; the failures published none.
-    assert [type(e) for e in published] == [AuditAppended]
+    # Only the good InsertSwarm was announced (its swarm, its audit entry); no failure was.
+    assert [type(e) for e in published] == [SwarmChanged, AuditAppended]
     assert called == []
 
 
-async def test_the_journal_publishes_the_callers_events_then_the_entries(env: Env) -> None:
+async def test_the_journal_publishes_the_changes_the_callers_events_then_the_entries(
+    env: Env,
+) -> None:
     await env.journal.audit(draft("earlier"))
     sub = env.bus.subscribe("test")
     seen: list[Submitted] = []
@@ -312,11 +328,13 @@ async def test_the_journal_publishes_the_callers_events_then_the_entries(env: En
     assert seen == [value]
     published = drain(sub)
     assert [e.type for e in published] == [
+        *["task.changed"] * 2,
         "queue.pressure",
         "task.finished",
         *["audit.appended"] * 4,
     ]
-    assert published[1].task_id == value.tasks[0].id  # type: ignore[union-attr]
+    assert [e.task_id for e in published[:2]] == [t.id for t in value.tasks]  # type: ignore[union-attr]
+    assert published[3].task_id == value.tasks[0].id  # type: ignore[union-attr]
     appended = [e for e in published if isinstance(e, AuditAppended)]
     entries = await env.store.list_audit(after_seq=1)
     assert [e.seq_no for e in appended] == [2, 3, 4, 5]

@@ -99,7 +99,8 @@ def hard_filter(c: Candidate) -> int:
 
 @dataclass(slots=True)
 class SkillView:
-    """The candidates that have every skill of one required set (cached per set).
+    """The candidates that have every skill of one required set, and the required
+    runtime if any (cached per set and runtime).
 
     ``cache`` is free for strategies to keep per-set values in (e.g. normalised scores);
     the view, and so its cache, is dropped when rows move or skills change."""
@@ -108,6 +109,7 @@ class SkillView:
     match: BoolA
     n_match: int
     layout_version: int
+    runtime: str | None = None
     matchf: F64 = field(init=False)  # match as 0.0 / 1.0, for products
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -155,6 +157,8 @@ class Columns:
         self.words = len(every) // _WORD + 1
         self.masks: list[U64] = [np.zeros(n, np.uint64) for _ in range(self.words)]
         self.nskills: I64 = np.zeros(n, np.int64)
+        self.runtime_code: dict[str, int] = {}  # runtime name -> its code in ``runtimes``
+        self.runtimes: I64 = np.zeros(n, np.int64)
         self.in_flight: I64 = np.zeros(n, np.int64)
         self.capacity: I64 = np.zeros(n, np.int64)
         # Rows of one matrix so that a weighted sum of them is one matrix-vector product
@@ -199,6 +203,7 @@ class Columns:
         for w in range(self.words):
             self.masks[w][i] = words[w]
         self.nskills[i] = len(c.skills)
+        self.runtimes[i] = self.runtime_code.setdefault(c.runtime, len(self.runtime_code))
         self.write_load(i, c)
         self.write_health(i, c)
         self.write_stats(i, c)
@@ -266,18 +271,33 @@ class Columns:
             words[bit // _WORD] = words.get(bit // _WORD, 0) | (1 << (bit % _WORD))
         return sorted(words.items())
 
-    def held(self, skill: str) -> bool:
-        """Does any agent have ``skill``? (Bits are only reclaimed by a rebuild.)"""
+    def held(self, skill: str, rows: BoolA | None = None) -> bool:
+        """Does any agent (of ``rows``, if given) have ``skill``? (Bits are only
+        reclaimed by a rebuild.)"""
         bit = self.skill_bit.get(skill)
         if bit is None:
             return False
-        return bool((self.masks[bit // _WORD] & np.uint64(1 << (bit % _WORD))).any())
+        has = (self.masks[bit // _WORD] & np.uint64(1 << (bit % _WORD))) != 0
+        return bool((has if rows is None else has & rows).any())
 
-    def match(self, skills: frozenset[str]) -> BoolA:
+    def runtime_rows(self, runtime: str) -> BoolA:
+        """The rows of agents on ``runtime``."""
+        code = self.runtime_code.get(runtime)
+        if code is None:
+            return np.zeros(self.n, np.bool_)
+        out: BoolA = self.runtimes == code
+        return out
+
+    def runtime_names(self) -> list[str]:
+        """The runtimes of the pool's agents, sorted."""
+        present = set(np.unique(self.runtimes).tolist()) if self.n else set()
+        return sorted(r for r, code in self.runtime_code.items() if code in present)
+
+    def match(self, skills: frozenset[str], runtime: str | None = None) -> BoolA:
         req = self.required_words(skills)
         if req is None:
             return np.zeros(self.n, np.bool_)
-        out: BoolA = np.ones(self.n, np.bool_)
+        out: BoolA = np.ones(self.n, np.bool_) if runtime is None else self.runtime_rows(runtime)
         for w, bits in req:
             b = np.uint64(bits)
             out &= (self.masks[w] & b) == b

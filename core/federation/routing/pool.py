@@ -6,7 +6,8 @@ swarm up to date (``upsert``, ``remove``, ``set_in_flight``, ``set_health``...) 
 
 Pipeline (LiteLLM's filter → strategy split, Envoy's panic threshold):
 
-1. Candidates = the agents that have every required skill.
+1. Candidates = the agents that have every required skill (and the required runtime,
+   if the task names one).
 2. Filters, in order; an excluded candidate keeps the name of the first that removed it:
    ``ejected``, ``unhealthy``, ``breaker open``, ``half-open trial in use``,
    ``at capacity (n/c)``, ``over budget``.
@@ -111,7 +112,8 @@ class CandidatePool:
         self._cands: dict[str, Candidate] = {}
         self._cols = Columns()
         self._dirty = False  # membership changed: the columns need a rebuild
-        self._views: dict[frozenset[str], SkillView] = {}
+        # Skill matches per (required skills, required runtime).
+        self._views: dict[tuple[frozenset[str], str | None], SkillView] = {}
         self._strategies: dict[str, Strategy] = {}
         self._strategy = ""
         self.strategy = strategy
@@ -181,6 +183,9 @@ class CandidatePool:
                 self._dirty = True
                 return
             cols.layout_version += 1  # cached skill matches are stale
+            self._views.clear()
+        if old.runtime != c.runtime:
+            cols.layout_version += 1  # so are the runtime matches
             self._views.clear()
         cols.write(cols.index[c.agent_id], c)
 
@@ -313,15 +318,16 @@ class CandidatePool:
             self._dirty = False
         return self._cols
 
-    def _view(self, cols: Columns, skills: frozenset[str]) -> SkillView:
-        view = self._views.get(skills)
+    def _view(self, cols: Columns, skills: frozenset[str], runtime: str | None) -> SkillView:
+        key = (skills, runtime)
+        view = self._views.get(key)
         if view is not None and view.layout_version == cols.layout_version:
             return view
         if len(self._views) >= _VIEW_CACHE_MAX:
             self._views.clear()
-        match = cols.match(skills)
-        view = SkillView(skills, match, int(np.count_nonzero(match)), cols.layout_version)
-        self._views[skills] = view
+        match = cols.match(skills, runtime)
+        view = SkillView(skills, match, int(np.count_nonzero(match)), cols.layout_version, runtime)
+        self._views[key] = view
         return view
 
     # --- routing ----------------------------------------------------------------------
@@ -334,7 +340,7 @@ class CandidatePool:
         name = request.strategy or self._strategy
         strat = self._strategies.get(name) or self._adopt(name)
         cols = self._columns()
-        view = self._view(cols, request.skills)
+        view = self._view(cols, request.skills, request.runtime)
         n_match = view.n_match
         if n_match == 0:
             d = RouteDecision(request.task_id, name, None, self._no_match_reason(request))
@@ -385,10 +391,19 @@ class CandidatePool:
     def _no_match_reason(self, request: RouteRequest) -> str:
         if not self._cands:
             return "no candidates in the pool"
-        missing = sorted(s for s in request.skills if not self._cols.held(s))
+        cols = self._cols
+        rows = None
+        who = "agent"
+        if request.runtime is not None:
+            rows = cols.runtime_rows(request.runtime)
+            if not rows.any():
+                here = ", ".join(cols.runtime_names())
+                return f"no agent of runtime {request.runtime} (runtimes here: {here})"
+            who = f"{request.runtime} agent"
+        missing = sorted(s for s in request.skills if not cols.held(s, rows))
         if missing:
-            return f"no agent has skills {','.join(missing)}"
-        return f"no agent has all of skills {','.join(sorted(request.skills))}"
+            return f"no {who} has skills {','.join(missing)}"
+        return f"no {who} has all of skills {','.join(sorted(request.skills))}"
 
     def _none_eligible_reason(self, cols: Columns, view: SkillView, panic: bool) -> str:
         codes = cols.hard_code if panic else cols.code
@@ -420,8 +435,11 @@ class CandidatePool:
         for i, agent_id in enumerate(cols.ids):
             c = self._cands[agent_id]
             if not match[i]:
-                missing = ",".join(sorted(request.skills - c.skills))
-                excluded.append(ScoredCandidate(agent_id, excluded=f"missing skills: {missing}"))
+                if request.runtime is not None and c.runtime != request.runtime:
+                    unfit = f"runtime {c.runtime or '?'}, not {request.runtime}"
+                else:
+                    unfit = f"missing skills: {','.join(sorted(request.skills - c.skills))}"
+                excluded.append(ScoredCandidate(agent_id, excluded=unfit))
                 continue
             why = _first_filter(c, panic)
             if why is not None:

@@ -112,12 +112,8 @@ class RoutingTable:
         return pool
 
     def choose(self, pool: CandidatePool, task: Task) -> Routed:
-        d = pool.route(RouteRequest(task_id=task.id, skills=frozenset(task.skills)))
+        d = pool.route(RouteRequest.for_task(task))
         return Routed(d.chosen, d.reason, d.strategy)
 
     def explain(self, pool: CandidatePool, task: Task) -> RouteDecision:
-        return pool.route(
-            RouteRequest(task_id=task.id, skills=frozenset(task.skills)),
-            explain=True,
-            reserve=False,
-        )
+        return pool.route(RouteRequest.for_task(task), explain=True, reserve=False)

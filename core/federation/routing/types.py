@@ -23,6 +23,8 @@ class TaskLike(Protocol):
     def id(self) -> str: ...
     @property
     def skills(self) -> Iterable[str]: ...
+    @property
+    def runtime(self) -> str | None: ...
 
 
 class RouterError(ValueError):
@@ -86,16 +88,23 @@ class Candidate:
 
 @dataclass(slots=True, frozen=True)
 class RouteRequest:
-    """One task to place. ``key`` feeds consistent-hash (default: the task id)."""
+    """One task to place. ``key`` feeds consistent-hash (default: the task id); only
+    agents of ``runtime`` are candidates when it is set."""
 
     task_id: str
     skills: frozenset[str] = frozenset()
     key: str | None = None
     strategy: str | None = None  # None: the pool's current strategy
+    runtime: str | None = None
 
     @classmethod
     def for_task(cls, task: TaskLike, strategy: str | None = None) -> RouteRequest:
-        return cls(task_id=task.id, skills=frozenset(task.skills), strategy=strategy)
+        return cls(
+            task_id=task.id,
+            skills=frozenset(task.skills),
+            strategy=strategy,
+            runtime=task.runtime,
+        )
 
 
 @dataclass(slots=True)

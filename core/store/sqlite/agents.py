@@ -165,6 +165,18 @@ def list_execs(conn: sqlite3.Connection, agent_id: str, limit: int) -> list[Exec
     return [rows.exec_record(r) for r in cur]
 
 
+def get_exec(conn: sqlite3.Connection, exec_id: str) -> ExecRecord | None:
+    row = conn.execute("SELECT * FROM execs WHERE id = ?", (exec_id,)).fetchone()
+    return rows.exec_record(row) if row else None
+
+
+def read_exec_output(conn: sqlite3.Connection, exec_id: str, limit: int) -> list[LogLine]:
+    cur = conn.execute(
+        "SELECT * FROM agent_output WHERE exec_id = ? ORDER BY seq LIMIT ?", (exec_id, limit)
+    )
+    return [rows.log_line(r) for r in cur]
+
+
 def read_output(
     conn: sqlite3.Connection, agent_id: str, after_seq: int, limit: int
 ) -> list[LogLine]:

@@ -128,6 +128,7 @@ def task(row: sqlite3.Row, deps: list[str] | None = None) -> Task:
         max_attempts=row["max_attempts"],
         timeout_s=row["timeout_s"],
         swarm=row["swarm"],
+        runtime=row["runtime"],
         status=TaskStatus(row["status"]),
         attempts=row["attempts"],
         deps_pending=row["deps_pending"],

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -49,14 +49,15 @@ from core.models import (
     TaskStatus,
 )
 from core.store import ops
-from core.store.base import Committed, OnCommit
-from core.store.sqlite import agents, swarms, tasks
+from core.store.base import Changes, Committed, OnCommit
+from core.store.sqlite import agents, changes, swarms, tasks, views
 from core.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
     check_and_migrate,
 )
 from core.store.sqlite.thread import DbThread
 from core.store.sqlite.tx import ChainHead, Tx
+from core.views import ViewSnapshot
 
 log = logging.getLogger("godel.store")
 
@@ -140,6 +141,7 @@ class _Pending:
 class _Outcome:
     value: Any = None
     entries: list[AuditEntry] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
     error: BaseException | None = None
 
 
@@ -183,6 +185,7 @@ class SqliteStore:
         conn.row_factory = sqlite3.Row
         try:
             check_and_migrate(conn, self.path)
+            changes.install(conn)
             # The writer never waits (see the module docstring); the thread retries.
             conn.execute("PRAGMA busy_timeout = 0")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -271,7 +274,7 @@ class SqliteStore:
                 self._counted(1)
                 if out.error is not None:
                     raise out.error
-                done: Committed[T] = Committed(out.value, out.entries)
+                done: Committed[T] = Committed(out.value, out.entries, out.changes)
                 self._after(op, done, on_commit)
                 return done
         future: asyncio.Future[Committed[Any]] = asyncio.get_running_loop().create_future()
@@ -339,7 +342,7 @@ class SqliteStore:
                 if not p.future.done():
                     p.future.set_exception(out.error)
             else:
-                done = Committed(out.value, out.entries)
+                done = Committed(out.value, out.entries, out.changes)
                 self._after(p.op, done, p.on_commit)
                 if not p.future.done():
                     p.future.set_result(done)
@@ -387,6 +390,7 @@ class SqliteStore:
                     value = HANDLERS[type(op)](tx, op)
                     for draft in audit:
                         tx.audit(draft)
+                    changed = changes.drain(conn)
                 except Exception as e:
                     conn.execute("ROLLBACK TO op" if savepoints else "ROLLBACK")
                     if savepoints:
@@ -396,7 +400,7 @@ class SqliteStore:
                 else:
                     if savepoints:
                         conn.execute("RELEASE op")
-                    outcomes.append(_Outcome(value=value, entries=tx.entries))
+                    outcomes.append(_Outcome(value=value, entries=tx.entries, changes=changed))
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except BaseException:
@@ -407,6 +411,9 @@ class SqliteStore:
         return outcomes
 
     # reads: agents, execs, output ----------------------------------------------------
+
+    async def view_snapshot(self) -> ViewSnapshot:
+        return await self._read(views.view_snapshot)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         return await self._read(agents.get_agent, agent_id)
@@ -424,6 +431,12 @@ class SqliteStore:
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> list[LogLine]:
         return await self._read(agents.read_output, agent_id, after_seq, limit)
+
+    async def get_exec(self, exec_id: str) -> ExecRecord | None:
+        return await self._read(agents.get_exec, exec_id)
+
+    async def read_exec_output(self, exec_id: str, *, limit: int = 10_000) -> list[LogLine]:
+        return await self._read(agents.read_exec_output, exec_id, limit)
 
     # reads: swarms and the queue -------------------------------------------------------
 
@@ -452,8 +465,16 @@ class SqliteStore:
     async def ready_by_priority(self, swarm: str | None) -> dict[str, int]:
         return await self._read(tasks.ready_by_priority, swarm)
 
-    async def ready_tasks(self, swarm: str | None, limit: int, now: float) -> list[Task]:
-        return await self._read(tasks.ready_tasks, swarm, limit, now)
+    async def ready_tasks(
+        self,
+        swarm: str | None,
+        limit: int,
+        now: float,
+        *,
+        runtimes: Collection[str] | None = None,
+        skills: Collection[str] | None = None,
+    ) -> list[Task]:
+        return await self._read(tasks.ready_tasks, swarm, limit, now, runtimes, skills)
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
         return await self._read(tasks.in_flight, agent_ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from core.audit import AuditDraft
@@ -32,6 +32,7 @@ from core.store.queue_rules import (
     PRIORITIES,
     REFUSE_FRACTION,
     failure_text,
+    final_failure_text,
     retry_delay,
 )
 from core.store.sqlite import rows
@@ -101,7 +102,7 @@ def submit_tasks(tx: Tx, op: ops.SubmitTasks) -> ops.Submitted:
         tx.run(
             "INSERT INTO tasks (id, swarm, input, priority, skills, max_attempts, "
             "timeout_s, status, deps_pending, error, created_at, updated_at, "
-            "finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "finished_at, runtime) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 task_id,
                 spec.swarm,
@@ -116,6 +117,7 @@ def submit_tasks(tx: Tx, op: ops.SubmitTasks) -> ops.Submitted:
                 now_iso,
                 now_iso,
                 now_iso if status is TaskStatus.FAILED else None,
+                spec.runtime,
             ),
         )
         if deps:
@@ -134,6 +136,7 @@ def submit_tasks(tx: Tx, op: ops.SubmitTasks) -> ops.Submitted:
                 max_attempts=spec.max_attempts,
                 timeout_s=spec.timeout_s,
                 swarm=spec.swarm,
+                runtime=spec.runtime,
                 status=status,
                 deps_pending=pending,
                 error=error,
@@ -154,6 +157,7 @@ def submit_tasks(tx: Tx, op: ops.SubmitTasks) -> ops.Submitted:
                     "skills": spec.skills,
                     "depends_on": spec.depends_on,
                     "swarm": spec.swarm,
+                    "runtime": spec.runtime,
                 },
             )
         )
@@ -221,8 +225,14 @@ def _complete(
     elif retryable and attempts < max_attempts:
         status = TaskStatus.READY
     else:
-        status = TaskStatus.DEAD
+        status = TaskStatus.FAILED
     not_before = now + retry_delay(attempts) if status is TaskStatus.READY else 0
+    if ok:
+        error = ""
+    elif status is TaskStatus.FAILED:
+        error = final_failure_text(result, attempts, retryable)
+    else:
+        error = failure_text(result)
     now_iso = utcnow().isoformat()
     # lease_agent stays: it names the agent that ran the last attempt.
     tx.run(
@@ -233,7 +243,7 @@ def _complete(
             status.value,
             result.exec_id or None,
             result.model_dump_json(),
-            "" if ok else failure_text(result),
+            error,
             not_before,
             now_iso,
             now_iso if status.is_final else None,
@@ -242,7 +252,7 @@ def _complete(
     )
     if status is TaskStatus.SUCCEEDED:
         _release_dependents(tx, task_id)
-    elif status is TaskStatus.DEAD:
+    elif status is TaskStatus.FAILED:
         _fail_dependents(tx, task_id, actor)
     tx.audit(
         AuditDraft(
@@ -398,10 +408,9 @@ def retry_task(tx: Tx, op: ops.RetryTask) -> Task:
     if row is None:
         raise TaskNotFound(f"task {op.task_id!r} not found", task_id=op.task_id)
     status = TaskStatus(row["status"])
-    if status not in (TaskStatus.DEAD, TaskStatus.FAILED, TaskStatus.CANCELLED):
+    if status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         raise InvalidInput(
-            f"task {op.task_id} is {status.value}; only dead, failed or cancelled tasks "
-            "can be retried",
+            f"task {op.task_id} is {status.value}; only failed or cancelled tasks can be retried",
             task_id=op.task_id,
         )
     counted = tx.one(
@@ -473,13 +482,30 @@ def ready_by_priority(conn: sqlite3.Connection, swarm: str | None) -> dict[str, 
     return {PRIORITIES[r["priority"]].value: r["n"] for r in cur}
 
 
-def ready_tasks(conn: sqlite3.Connection, swarm: str | None, limit: int, now: float) -> list[Task]:
-    cur = conn.execute(
-        "SELECT * FROM tasks WHERE status = 'ready' AND swarm IS ? AND not_before <= ? "
-        "ORDER BY priority, rowid LIMIT ?",
-        (swarm, now, limit),
-    )
-    return [rows.task(r) for r in cur]
+def ready_tasks(
+    conn: sqlite3.Connection,
+    swarm: str | None,
+    limit: int,
+    now: float,
+    runtimes: Collection[str] | None,
+    skills: Collection[str] | None,
+) -> list[Task]:
+    sql = "SELECT * FROM tasks WHERE status = 'ready' AND swarm IS ? AND not_before <= ?"
+    params: list[Any] = [swarm, now]
+    # Tasks no agent of the pool can take are skipped here, so that they cannot hold the
+    # first places of every round while the tasks behind them starve.
+    if runtimes is not None:
+        sql += f" AND (runtime IS NULL OR runtime IN ({','.join('?' * len(runtimes))}))"
+        params += list(runtimes)
+    if skills is not None:
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM json_each(tasks.skills) WHERE value NOT IN "
+            f"({','.join('?' * len(skills))}))"
+        )
+        params += list(skills)
+    sql += " ORDER BY priority, rowid LIMIT ?"
+    params.append(limit)
+    return [rows.task(r) for r in conn.execute(sql, params)]
 
 
 def in_flight(conn: sqlite3.Connection, agent_ids: Sequence[str] | None) -> dict[str, int]:

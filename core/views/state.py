@@ -1,0 +1,288 @@
+"""``Views``: the read side's state, a snapshot plus ``apply(event)``. Pure: no I/O, no
+clock; the daemon keeps one current (a tap on its bus), and any face can rebuild one
+from a ``view.snapshot`` and the events after its seq."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from statistics import quantiles
+from typing import Any
+
+from core.events import (
+    AgentCreated,
+    AgentSpawned,
+    AgentStatusChanged,
+    Event,
+    ExecFinished,
+    ExecStarted,
+    SwarmChanged,
+    TaskChanged,
+    TaskRouted,
+)
+from core.models import AgentStatus, StatusSource, Swarm
+from core.views.rows import (
+    AgentRow,
+    Decision,
+    RouterState,
+    SpendTotals,
+    SwarmRow,
+    TaskRow,
+    ViewSnapshot,
+)
+
+__all__ = ["ACTIVE_TASK_STATUSES", "RECENT_DECISIONS", "RECENT_TASKS", "Views"]
+
+ACTIVE_TASK_STATUSES = frozenset({"queued", "ready", "running"})
+RECENT_TASKS = 100
+RECENT_DECISIONS = 50
+LATENCY_SAMPLES = 512
+RATE_WINDOW_S = 10.0
+_SWARM_EXTRA = {"agents_by_status", "tasks_by_status", "ready_by_priority"}
+_PRIORITIES = ("critical", "high", "normal", "low")
+
+
+class Views:
+    def __init__(self, snapshot: ViewSnapshot | None = None) -> None:
+        snap = snapshot if snapshot is not None else ViewSnapshot(seq=0)
+        self.seq = snap.seq
+        self.agents: dict[str, AgentRow] = {a.id: a.model_copy(deep=True) for a in snap.agents}
+        self.swarms: dict[str, Swarm] = {
+            s.name: Swarm.model_validate(
+                s.model_dump(exclude={"agents_by_status", "tasks_by_status"})
+            )
+            for s in snap.swarms
+        }
+        self.task_counts: dict[str, dict[str, int]] = {
+            k: dict(v) for k, v in snap.tasks_by_status.items()
+        }
+        self.tasks_active: dict[str, TaskRow] = {t.id: t.model_copy() for t in snap.tasks_active}
+        self.tasks_recent: deque[TaskRow] = deque(
+            (t.model_copy() for t in snap.tasks_recent), maxlen=RECENT_TASKS
+        )
+        r = snap.router
+        self.decisions, self.routed, self.unroutable = r.decisions, r.routed, r.unroutable
+        self.strategies: dict[str, str] = dict(r.strategies)
+        self.recent_decisions: deque[Decision] = deque(r.recent, maxlen=RECENT_DECISIONS)
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._decision_times: deque[float] = deque()
+        self.spend = snap.spend.model_copy(deep=True)
+
+    # folding ----------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in. Events this view does not show are ignored."""
+        if event.seq > self.seq:
+            self.seq = event.seq
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _agent_created(self, e: AgentCreated) -> None:
+        self.agents[e.agent_id] = AgentRow(
+            id=e.agent_id,
+            name=e.name,
+            runtime=e.runtime,
+            model=e.model,
+            swarm=e.swarm,
+            skills=list(e.skills),
+            status=AgentStatus.STARTING,
+            status_source=StatusSource.SPAWN,
+            status_reason=e.status_reason,
+            status_at=e.at,
+            workspace=e.workspace,
+            created_at=e.at,
+        )
+
+    def _agent_spawned(self, e: AgentSpawned) -> None:
+        if (a := self.agents.get(e.agent_id)) is not None:
+            a.pid = e.pid
+
+    def _agent_status(self, e: AgentStatusChanged) -> None:
+        if (a := self.agents.get(e.agent_id)) is not None:
+            a.status, a.status_source = e.status, e.source
+            a.status_reason, a.status_at = e.reason, e.at
+
+    def _exec_started(self, e: ExecStarted) -> None:
+        if (a := self.agents.get(e.agent_id)) is not None:
+            a.execs += 1
+            a.current_exec = e.exec_id
+
+    def _exec_finished(self, e: ExecFinished) -> None:
+        cost = None if e.cost_usd is None else Decimal(e.cost_usd)
+        a = self.agents.get(e.agent_id)
+        if a is not None:
+            if a.current_exec == e.exec_id:
+                a.current_exec = None
+            a.add(e.usage, cost)
+        swarm = (a.swarm if a else None) or ""
+        runtime = a.runtime if a else "unknown"
+        model = e.model or ""
+        s = self.spend
+        for totals in (
+            s.total,
+            s.by_swarm.setdefault(swarm, SpendTotals()),
+            s.by_runtime.setdefault(runtime, SpendTotals()),
+            s.by_model.setdefault(model, SpendTotals()),
+        ):
+            totals.execs += 1
+            totals.add(e.usage, cost)
+
+    def _task_changed(self, e: TaskChanged) -> None:
+        counts = self.task_counts.setdefault(e.swarm or "", {})
+        if e.previous is not None:
+            left = counts.get(e.previous, 0) - 1
+            if left > 0:
+                counts[e.previous] = left
+            else:
+                counts.pop(e.previous, None)
+        counts[e.status] = counts.get(e.status, 0) + 1
+        row = TaskRow(
+            id=e.task_id,
+            swarm=e.swarm,
+            status=e.status,
+            agent_id=e.agent_id,
+            attempts=e.attempts,
+            priority=e.priority,
+            runtime=e.runtime,
+            error=e.error,
+            input=e.input,
+        )
+        if e.status in ACTIVE_TASK_STATUSES:
+            self.tasks_active[e.task_id] = row
+        else:
+            self.tasks_active.pop(e.task_id, None)
+            self.tasks_recent.append(row)
+        agent = self.agents.get(e.agent_id) if e.agent_id else None
+        if agent is not None:
+            if e.status == "running":
+                agent.current_task = e.task_id
+            elif e.previous == "running" and agent.current_task == e.task_id:
+                agent.current_task = None
+
+    def _swarm_changed(self, e: SwarmChanged) -> None:
+        s = e.swarm
+        if s.status == "active":
+            self.swarms[s.name] = s
+            self.strategies[s.name] = s.strategy
+        else:
+            self.swarms.pop(s.name, None)
+            self.strategies.pop(s.name, None)
+
+    def _task_routed(self, e: TaskRouted) -> None:
+        self.decisions += 1
+        if e.agent_id is None:
+            self.unroutable += 1
+        else:
+            self.routed += 1
+        self.recent_decisions.append(
+            Decision(
+                task_id=e.task_id,
+                agent_id=e.agent_id,
+                swarm=e.swarm,
+                strategy=e.strategy,
+                reason=e.reason,
+                elapsed_ms=e.elapsed_ms,
+                at=e.at,
+            )
+        )
+        self._latencies.append(e.elapsed_ms)
+        t = e.at.timestamp()
+        self._decision_times.append(t)
+        while self._decision_times and self._decision_times[0] < t - RATE_WINDOW_S:
+            self._decision_times.popleft()
+
+    # reading ----------------------------------------------------------------------------
+
+    def agent_rows(
+        self,
+        *,
+        swarm: str | None = None,
+        status: str | None = None,
+        include_ended: bool = False,
+    ) -> list[AgentRow]:
+        out = []
+        for a in self.agents.values():
+            if not include_ended and status is None and a.status.is_terminal:
+                continue
+            if swarm is not None and a.swarm != swarm:
+                continue
+            if status is not None and a.status.value != status:
+                continue
+            out.append(a)
+        out.sort(key=lambda a: (a.created_at, a.id))
+        return out
+
+    def swarm_rows(self) -> list[SwarmRow]:
+        by_swarm: dict[str, dict[str, int]] = {}
+        for a in self.agents.values():
+            if a.swarm is not None and not a.status.is_terminal:
+                counts = by_swarm.setdefault(a.swarm, {})
+                counts[a.status.value] = counts.get(a.status.value, 0) + 1
+        ready: dict[str, dict[str, int]] = {}
+        for t in self.tasks_active.values():
+            if t.status == "ready" and t.swarm is not None:
+                per = ready.setdefault(t.swarm, {})
+                per[t.priority] = per.get(t.priority, 0) + 1
+        return [
+            SwarmRow(
+                **s.model_dump(),
+                agents_by_status=by_swarm.get(s.name, {}),
+                tasks_by_status=dict(self.task_counts.get(s.name, {})),
+                ready_by_priority={
+                    p: ready[s.name][p] for p in _PRIORITIES if p in ready.get(s.name, {})
+                },
+            )
+            for s in sorted(self.swarms.values(), key=lambda s: (s.created_at, s.name))
+        ]
+
+    def swarm_row(self, name: str) -> SwarmRow | None:
+        return next((r for r in self.swarm_rows() if r.name == name), None)
+
+    def router_state(self) -> RouterState:
+        lat = list(self._latencies)
+        p50 = p99 = None
+        if len(lat) >= 2:
+            q = quantiles(lat, n=100, method="inclusive")
+            p50, p99 = round(q[49], 3), round(q[98], 3)
+        elif lat:
+            p50 = p99 = round(lat[0], 3)
+        rate = 0.0
+        if len(self._decision_times) >= 2:
+            span = self._decision_times[-1] - self._decision_times[0]
+            rate = round(len(self._decision_times) / max(span, 1.0), 2)
+        return RouterState(
+            decisions=self.decisions,
+            routed=self.routed,
+            unroutable=self.unroutable,
+            per_second=rate,
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+            strategies=dict(sorted(self.strategies.items())),
+            recent=list(self.recent_decisions),
+        )
+
+    def snapshot(self) -> ViewSnapshot:
+        return ViewSnapshot(
+            seq=self.seq,
+            agents=[a.model_copy(deep=True) for a in self.agent_rows(include_ended=True)],
+            swarms=self.swarm_rows(),
+            tasks_by_status={k: dict(v) for k, v in sorted(self.task_counts.items()) if v},
+            tasks_active=sorted(self.tasks_active.values(), key=lambda t: t.id),
+            tasks_recent=list(self.tasks_recent),
+            router=self.router_state(),
+            spend=self.spend.model_copy(deep=True),
+        )
+
+
+_HANDLERS: dict[type, Callable[[Views, Any], None]] = {
+    AgentCreated: Views._agent_created,
+    AgentSpawned: Views._agent_spawned,
+    AgentStatusChanged: Views._agent_status,
+    ExecStarted: Views._exec_started,
+    ExecFinished: Views._exec_finished,
+    TaskChanged: Views._task_changed,
+    SwarmChanged: Views._swarm_changed,
+    TaskRouted: Views._task_routed,
+}

@@ -1,0 +1,36 @@
+"""Reading one exec by its id: its record and its output, every stream, in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.engine import Engine
+from core.errors import ExecNotFound
+from core.models import AgentSpec, ExecResult, ExecStatus
+
+
+async def test_an_exec_is_read_by_its_id_with_stdout_and_stderr(engine: Engine) -> None:
+    agent = await engine.spawn_agent(AgentSpec(runtime="shell"), "test")
+    results = [
+        ev
+        async for ev in engine.exec(agent.id, "echo out; echo err >&2; exit 3", actor="test")
+        if isinstance(ev, ExecResult)
+    ]
+    (result,) = results
+    shown = await engine.get_exec(result.exec_id)
+    assert shown.record.id == result.exec_id and shown.record.agent_id == agent.id
+    assert (shown.record.status, shown.record.exit_code) == (ExecStatus.FAILED, 3)
+    assert shown.record.finished_at is not None
+    by_stream = {line.stream: line.data for line in shown.output}
+    assert by_stream == {"stdout": "out\n", "stderr": "err\n"}
+    assert not shown.truncated
+
+    first = await engine.get_exec(result.exec_id, limit=1)
+    assert len(first.output) == 1 and first.truncated
+    assert [x.id for x in await engine.list_execs(agent.id)] == [result.exec_id]
+
+
+async def test_an_unknown_exec_is_named(engine: Engine) -> None:
+    with pytest.raises(ExecNotFound) as e:
+        await engine.get_exec("exec-000000000000")
+    assert str(e.value) == "exec 'exec-000000000000' not found"
