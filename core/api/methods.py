@@ -175,7 +175,8 @@ def build_methods(
     @rpc.method("agent.spawn", AgentSpawnParams)
     async def agent_spawn(p: AgentSpawnParams, ctx: CallContext, emit: Emit) -> JSON:
         """Spawn an agent on a runtime; returns it once ready."""
-        return await engine.spawn_agent(p.spec(), ctx.actor, keys=p.keys())
+        agent = await engine.spawn_agent(p.spec(), ctx.actor, keys=p.keys())
+        return engine.agent_row(agent.id)  # the agent.list shape
 
     @rpc.method("exec.get", ExecGetParams)
     async def exec_get(p: ExecGetParams, ctx: CallContext, emit: Emit) -> JSON:
@@ -219,7 +220,8 @@ def build_methods(
     @rpc.method("agent.kill", AgentRef)
     async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
         """End the agent and every process it started."""
-        return await engine.kill_agent(p.id, ctx.actor)
+        agent = await engine.kill_agent(p.id, ctx.actor)
+        return engine.agent_row(agent.id)  # the agent.list shape
 
     @rpc.method("agent.health", AgentRef)
     async def agent_health(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:

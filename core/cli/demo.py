@@ -14,8 +14,9 @@ from typing import Any
 from core.api.client import DaemonClient, connect, stop_daemon
 from core.audit import VerifyReport
 from core.cli import render
-from core.models import Agent, ExecResult
+from core.models import ExecResult
 from core.paths import GodelPaths
+from core.views import AgentRow
 
 JOBS = [
     ("python,tests", "python3 -c 'import sys; print(\"python\", sys.version.split()[0])'"),
@@ -31,7 +32,7 @@ def say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-async def _exec(client: DaemonClient, agent: Agent, command: str) -> ExecResult:
+async def _exec(client: DaemonClient, agent: AgentRow, command: str) -> ExecResult:
     def on_stream(data: Any) -> None:
         for line in str(data.get("data", "")).splitlines():
             say(f"  [{agent.id}] {data.get('stream')}: {line}")
@@ -54,7 +55,7 @@ async def _llm_part(client: DaemonClient) -> None:
         except Exception as e:  # e.g. pi not installed: say so, go on with the rest
             say(f"godel: {e}")
             continue
-        agent = Agent.model_validate(raw)
+        agent = AgentRow.model_validate(raw)
         say(f"Spawned {render.runtime_label(runtime)} agent: {agent.id}")
         for prompt in ("run: echo hello from $GODEL_AGENT_ID", "write notes.txt: demo was here"):
             say(f'\n$ godel agent exec {agent.id} "{prompt}"')
@@ -90,7 +91,7 @@ async def run_demo(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
             raw = await client.call(
                 "agent.spawn", {"runtime": "shell", "skills": skills.split(",")}
             )
-            agent = Agent.model_validate(raw)
+            agent = AgentRow.model_validate(raw)
             agents.append(agent)
             say(f"Spawned {agent.runtime} agent: {agent.id} (pid {agent.pid}, skills {skills})")
 
