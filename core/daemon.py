@@ -113,6 +113,8 @@ class Daemon:
         # Let in-flight responses (like the reply to daemon.stop) go out first.
         await asyncio.sleep(0.05)
         await engine.stop(reason=self._stop_reason, actor=self._stop_actor)
+        # The engine ended every event stream: let their last events and replies go out.
+        await asyncio.sleep(0.05)
         for t in list(self._conns):
             t.cancel()
         await asyncio.gather(*self._conns, return_exceptions=True)

@@ -94,7 +94,7 @@ def register_read_methods(rpc: RpcMethods, engine: Engine) -> None:
     @rpc.method("view.spend")
     async def view_spend(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
         """Tokens and cost of every exec, by swarm, runtime and model."""
-        return {"seq": engine.views.seq, "spend": engine.views.spend}
+        return {"seq": engine.views.seq, "spend": engine.views.spend_state()}
 
     def _agents(p: AgentListParams) -> JSON:
         status = p.status.value if p.status is not None else None

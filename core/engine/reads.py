@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from core.engine.context import EngineContext
 from core.errors import AgentNotFound
-from core.events import Event, EventsDropped, SubscriptionClosed
+from core.events import Event, EventsDropped, Subscription, SubscriptionClosed
 from core.events.backlog import BACKLOG_SIZE, Backlog
 from core.events.recording import ReadStats, tail_recording
 from core.views import AgentRow, Views, ViewSnapshot
@@ -31,6 +31,7 @@ class ReadService:
         self._views: Views | None = None
         self._backlog: Backlog | None = None
         self._untap: Callable[[], None] | None = None
+        self._streams: set[Subscription] = set()
 
     async def start(self) -> None:
         """Load every view from the store, then follow the bus. Runs before anything else
@@ -47,6 +48,10 @@ class ReadService:
         self._backlog = Backlog(self.ctx.bus, preload=preload)
 
     def stop(self) -> None:
+        """End every event stream (what is queued still goes out, then each returns, so
+        a following client hears that the stream ended rather than losing its socket)."""
+        for sub in list(self._streams):
+            sub.end()
         if self._untap is not None:
             self._untap()
         if self._backlog is not None:
@@ -69,13 +74,13 @@ class ReadService:
     def agent(self, ref: str) -> AgentRow:
         """By id, or by the name of a live agent (else the newest agent of that name)."""
         views = self.views
-        row = views.agents.get(ref)
-        if row is not None:
-            return row.model_copy(deep=True)
+        cell = views.agents.get(ref)
+        if cell is not None:
+            return cell.row()
         named = [a for a in views.agents.values() if a.name == ref]
         named.sort(key=lambda a: (not a.status.is_terminal, a.created_at))
         if named:
-            return named[-1].model_copy(deep=True)
+            return named[-1].row()
         raise AgentNotFound(
             f"agent {ref!r} not found (`godel agent list --all` lists every agent)", agent_id=ref
         )
@@ -101,6 +106,8 @@ class ReadService:
         assert backlog is not None
         # Subscribe and read the backlog in the same loop turn: nothing falls between.
         sub = self.ctx.bus.subscribe(name, types=flt.types) if follow else None
+        if sub is not None:
+            self._streams.add(sub)
         if after_seq is not None:
             missed, kept = backlog.since(after_seq)
             resumed = Resumed(missed, [e for e in kept if flt.matches(e, views)])
@@ -128,5 +135,6 @@ class ReadService:
             finally:
                 if sub is not None:
                     sub.close()
+                    self._streams.discard(sub)
 
         return gen()

@@ -224,7 +224,8 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Stamp ``seq`` and hand the event to every subscriber; never blocks.
 
-        The caller's instance is left untouched (subscribers get a stamped copy).
+        A fresh event (``seq`` 0) is stamped in place; one that already carries a seq
+        (published before, or read from a recording) is copied, so its seq stays.
         After ``close()`` this is a no-op, so late publishes during shutdown are harmless.
         """
         if self._closed:
@@ -235,8 +236,14 @@ class EventBus:
             self._reserved = self._seq + self._seq_file.block - 1
             self._seq_file.write(self._reserved)
         if not self._subs and not self._taps:
-            return  # nobody listens: spare the copy (the seq still counts)
-        stamped = event.model_copy(update={"seq": self._seq})
+            return  # nobody listens: spare the stamp (the seq still counts)
+        if event.seq == 0:
+            # A fresh event (the usual case): stamped in place. A copy per event cost
+            # more than the rest of publishing; frozen only guards against subscribers.
+            event.__dict__["seq"] = self._seq
+            stamped = event
+        else:
+            stamped = event.model_copy(update={"seq": self._seq})  # published before
         for tap in self._taps:
             try:
                 tap(stamped)

@@ -22,13 +22,13 @@ from core.events import (
     TaskRouted,
 )
 from core.models import AgentStatus, StatusSource, Swarm
+from core.views.cells import AgentCell, SpendCell, TaskCell
 from core.views.rows import (
     AgentRow,
     Decision,
     RouterState,
-    SpendTotals,
+    SpendState,
     SwarmRow,
-    TaskRow,
     ViewSnapshot,
 )
 
@@ -47,19 +47,16 @@ class Views:
     def __init__(self, snapshot: ViewSnapshot | None = None) -> None:
         snap = snapshot if snapshot is not None else ViewSnapshot(seq=0)
         self.seq = snap.seq
-        self.agents: dict[str, AgentRow] = {a.id: a.model_copy(deep=True) for a in snap.agents}
+        self.agents: dict[str, AgentCell] = {a.id: AgentCell.of(a) for a in snap.agents}
         self.swarms: dict[str, Swarm] = {
-            s.name: Swarm.model_validate(
-                s.model_dump(exclude={"agents_by_status", "tasks_by_status"})
-            )
-            for s in snap.swarms
+            s.name: Swarm.model_validate(s.model_dump(exclude=_SWARM_EXTRA)) for s in snap.swarms
         }
         self.task_counts: dict[str, dict[str, int]] = {
             k: dict(v) for k, v in snap.tasks_by_status.items()
         }
-        self.tasks_active: dict[str, TaskRow] = {t.id: t.model_copy() for t in snap.tasks_active}
-        self.tasks_recent: deque[TaskRow] = deque(
-            (t.model_copy() for t in snap.tasks_recent), maxlen=RECENT_TASKS
+        self.tasks_active: dict[str, TaskCell] = {t.id: TaskCell.of(t) for t in snap.tasks_active}
+        self.tasks_recent: deque[TaskCell] = deque(
+            (TaskCell.of(t) for t in snap.tasks_recent), maxlen=RECENT_TASKS
         )
         r = snap.router
         self.decisions, self.routed, self.unroutable = r.decisions, r.routed, r.unroutable
@@ -67,7 +64,13 @@ class Views:
         self.recent_decisions: deque[Decision] = deque(r.recent, maxlen=RECENT_DECISIONS)
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._decision_times: deque[float] = deque()
-        self.spend = snap.spend.model_copy(deep=True)
+        sp = snap.spend
+        self.spend_total = SpendCell.of(sp.total)
+        self.spend_by: dict[str, dict[str, SpendCell]] = {
+            "swarm": {k: SpendCell.of(v) for k, v in sp.by_swarm.items()},
+            "runtime": {k: SpendCell.of(v) for k, v in sp.by_runtime.items()},
+            "model": {k: SpendCell.of(v) for k, v in sp.by_model.items()},
+        }
 
     # folding ----------------------------------------------------------------------------
 
@@ -80,7 +83,7 @@ class Views:
             handler(self, event)
 
     def _agent_created(self, e: AgentCreated) -> None:
-        self.agents[e.agent_id] = AgentRow(
+        self.agents[e.agent_id] = AgentCell(
             id=e.agent_id,
             name=e.name,
             runtime=e.runtime,
@@ -91,6 +94,7 @@ class Views:
             status_source=StatusSource.SPAWN,
             status_reason=e.status_reason,
             status_at=e.at,
+            pid=None,
             workspace=e.workspace,
             created_at=e.at,
         )
@@ -106,7 +110,7 @@ class Views:
 
     def _exec_started(self, e: ExecStarted) -> None:
         if (a := self.agents.get(e.agent_id)) is not None:
-            a.execs += 1
+            a.spend.execs += 1
             a.current_exec = e.exec_id
 
     def _exec_finished(self, e: ExecFinished) -> None:
@@ -115,16 +119,13 @@ class Views:
         if a is not None:
             if a.current_exec == e.exec_id:
                 a.current_exec = None
-            a.add(e.usage, cost)
-        swarm = (a.swarm if a else None) or ""
-        runtime = a.runtime if a else "unknown"
-        model = e.model or ""
-        s = self.spend
+            a.spend.add(e.usage, cost)
+        by = self.spend_by
         for totals in (
-            s.total,
-            s.by_swarm.setdefault(swarm, SpendTotals()),
-            s.by_runtime.setdefault(runtime, SpendTotals()),
-            s.by_model.setdefault(model, SpendTotals()),
+            self.spend_total,
+            _cell(by["swarm"], (a.swarm if a else None) or ""),
+            _cell(by["runtime"], a.runtime if a else "unknown"),
+            _cell(by["model"], e.model or ""),
         ):
             totals.execs += 1
             totals.add(e.usage, cost)
@@ -138,16 +139,16 @@ class Views:
             else:
                 counts.pop(e.previous, None)
         counts[e.status] = counts.get(e.status, 0) + 1
-        row = TaskRow(
-            id=e.task_id,
-            swarm=e.swarm,
-            status=e.status,
-            agent_id=e.agent_id,
-            attempts=e.attempts,
-            priority=e.priority,
-            runtime=e.runtime,
-            error=e.error,
-            input=e.input,
+        row = TaskCell(
+            e.task_id,
+            e.swarm,
+            e.status,
+            e.agent_id,
+            e.attempts,
+            e.priority,
+            e.runtime,
+            e.error,
+            e.input,
         )
         if e.status in ACTIVE_TASK_STATUSES:
             self.tasks_active[e.task_id] = row
@@ -212,7 +213,20 @@ class Views:
                 continue
             out.append(a)
         out.sort(key=lambda a: (a.created_at, a.id))
-        return out
+        return [a.row() for a in out]
+
+    def agent_row(self, agent_id: str) -> AgentRow | None:
+        cell = self.agents.get(agent_id)
+        return cell.row() if cell is not None else None
+
+    def spend_state(self) -> SpendState:
+        by = self.spend_by
+        return SpendState(
+            total=self.spend_total.totals(),
+            by_swarm={k: v.totals() for k, v in sorted(by["swarm"].items())},
+            by_runtime={k: v.totals() for k, v in sorted(by["runtime"].items())},
+            by_model={k: v.totals() for k, v in sorted(by["model"].items())},
+        )
 
     def swarm_rows(self) -> list[SwarmRow]:
         by_swarm: dict[str, dict[str, int]] = {}
@@ -266,14 +280,25 @@ class Views:
     def snapshot(self) -> ViewSnapshot:
         return ViewSnapshot(
             seq=self.seq,
-            agents=[a.model_copy(deep=True) for a in self.agent_rows(include_ended=True)],
+            agents=self.agent_rows(include_ended=True),
             swarms=self.swarm_rows(),
             tasks_by_status={k: dict(v) for k, v in sorted(self.task_counts.items()) if v},
-            tasks_active=sorted(self.tasks_active.values(), key=lambda t: t.id),
-            tasks_recent=list(self.tasks_recent),
+            tasks_active=[t.row() for t in sorted(self.tasks_active.values(), key=_by_id)],
+            tasks_recent=[t.row() for t in self.tasks_recent],
             router=self.router_state(),
-            spend=self.spend.model_copy(deep=True),
+            spend=self.spend_state(),
         )
+
+
+def _cell(cells: dict[str, SpendCell], key: str) -> SpendCell:
+    cell = cells.get(key)
+    if cell is None:
+        cell = cells[key] = SpendCell()
+    return cell
+
+
+def _by_id(t: TaskCell) -> str:
+    return t.id
 
 
 _HANDLERS: dict[type, Callable[[Views, Any], None]] = {

@@ -135,3 +135,14 @@ def test_reading_a_recording_with_a_torn_tail(godel: Godel) -> None:
         "skipped 1 event(s) of unknown type (from.a.newer.godel); "
         "a torn last line (the writer stopped mid-line)"
     )
+
+
+def test_a_daemon_stop_ends_a_follow_cleanly(godel: Godel) -> None:
+    godel.run("daemon", "start", check=True)
+    follower = Follower(godel, "--last", "1")
+    follower.until(lambda e: True, "the last kept event")
+    godel.run("daemon", "stop", check=True)
+    follower.until(lambda e: e["type"] == "daemon.stopping", "daemon.stopping")
+    assert follower.proc.wait(timeout=20) == 0
+    assert follower.proc.stderr is not None
+    assert follower.proc.stderr.read() == "godel: the daemon stopped; the stream ended\n"

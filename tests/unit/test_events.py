@@ -169,7 +169,7 @@ def test_event_time_is_utc() -> None:
 # -------------------------------------------------------------------------------- bus
 
 
-async def test_seq_is_monotonic_and_caller_instance_untouched() -> None:
+async def test_seq_is_monotonic_and_a_published_event_keeps_its_seq() -> None:
     bus = EventBus()
     sub = bus.subscribe("t")
     originals = [output(i) for i in range(5)]
@@ -179,7 +179,11 @@ async def test_seq_is_monotonic_and_caller_instance_untouched() -> None:
     assert [e.seq for e in got] == [1, 2, 3, 4, 5]
     assert [e.data for e in got if isinstance(e, AgentOutput)] == ["0", "1", "2", "3", "4"]
     assert bus.seq == 5
-    assert all(e.seq == 0 for e in originals)
+    # Publishing an event again (or one read from a recording) copies it: the first
+    # subscriber's event keeps the seq it was delivered with.
+    bus.publish(originals[0])
+    again = await sub.get()
+    assert again.seq == 6 and got[0].seq == 1 and again is not got[0]
 
 
 async def test_seq_is_per_bus_and_counts_events_nobody_receives() -> None:

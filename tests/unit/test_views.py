@@ -73,7 +73,7 @@ def test_an_agent_is_created_works_spends_and_ends() -> None:
         None,
     )
     assert (row.execs, row.tokens.total, row.cost_usd) == (1, 120, Decimal("0.0125"))
-    spend = views.spend
+    spend = views.spend_state()
     assert spend.by_swarm["api"].cost_usd == Decimal("0.0125")
     assert spend.by_runtime["pi"].tokens.input == 100
     assert spend.by_model["m"].execs == 1 and spend.total.execs == 1
@@ -92,7 +92,8 @@ def test_an_unknown_price_is_never_free() -> None:
             agent_id="n-1", exec_id="e", status=ExecStatus.SUCCEEDED, usage=Usage(input_tokens=5)
         ),
     )
-    row = views.agents["n-1"]
+    row = views.agent_row("n-1")
+    assert row is not None
     assert row.cost_usd is None and row.cost_unknown_execs == 1
 
 

@@ -158,6 +158,7 @@ class SqliteStore:
         self._checkpointing = False
         self._inline_this_turn = False
         self._head = ChainHead()
+        self._capture = changes.Capture()  # task and swarm changes, reported by triggers
         self._queue: list[_Pending] = []  # commits waiting for the batch in flight
         self._writing = False
         self._idle: asyncio.Event | None = None  # set while no batch is in flight
@@ -185,7 +186,7 @@ class SqliteStore:
         conn.row_factory = sqlite3.Row
         try:
             check_and_migrate(conn, self.path)
-            changes.install(conn)
+            self._capture.install(conn)
             # The writer never waits (see the module docstring); the thread retries.
             conn.execute("PRAGMA busy_timeout = 0")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -390,8 +391,9 @@ class SqliteStore:
                     value = HANDLERS[type(op)](tx, op)
                     for draft in audit:
                         tx.audit(draft)
-                    changed = changes.drain(conn)
+                    changed = self._capture.take(conn)
                 except Exception as e:
+                    self._capture.discard()
                     conn.execute("ROLLBACK TO op" if savepoints else "ROLLBACK")
                     if savepoints:
                         conn.execute("RELEASE op")
@@ -404,6 +406,7 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except BaseException:
+            self._capture.discard()
             self._head.value = None  # re-read from the database on the next append
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -498,9 +498,10 @@ def ready_tasks(
         sql += f" AND (runtime IS NULL OR runtime IN ({','.join('?' * len(runtimes))}))"
         params += list(runtimes)
     if skills is not None:
+        # Most tasks name no skill: skip the JSON walk for them.
         sql += (
-            " AND NOT EXISTS (SELECT 1 FROM json_each(tasks.skills) WHERE value NOT IN "
-            f"({','.join('?' * len(skills))}))"
+            " AND (tasks.skills = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(tasks.skills)"
+            f" WHERE value NOT IN ({','.join('?' * len(skills))})))"
         )
         params += list(skills)
     sql += " ORDER BY priority, rowid LIMIT ?"
