@@ -105,6 +105,7 @@ class StopBench(BaseModel):
     runtime: str
     count: int
     failures: int  # agents that did not spawn
+    failure_sample: list[str] = []  # why (the first few), so a failure is never silent
     child_watcher: str  # how the daemon learns of its children's exits
     threads_before: int  # the daemon process's OS threads, before the swarm
     threads_with_agents: int  # ... with ``count`` agents running
@@ -199,6 +200,7 @@ async def bench_stop(runtime: str = "shell", count: int = 1000) -> StopBench:
             runtime=runtime,
             count=count,
             failures=len(errors) + len(more_errors),
+            failure_sample=[*errors, *more_errors][:3],
             child_watcher=watcher,
             threads_before=threads_before,
             threads_with_agents=threads_with,
