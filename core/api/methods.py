@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -15,11 +14,9 @@ from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
 from core.api.read_methods import register_read_methods
 from core.engine import Engine
-from core.errors import DaemonError, TaskNotFound
-from core.events import EventsDropped, SubscriptionClosed, TaskChanged
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
-from core.models import AgentSpec, ExecResult, SwarmSpec, Task, TaskSpec, TaskStatus
+from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
 
 
 class _Params(BaseModel):
@@ -256,7 +253,7 @@ def build_methods(
     async def task_wait(p: TaskWaitParams, ctx: CallContext, emit: Emit) -> JSON:
         """Wait until every named task is final (or ``timeout``); streams progress
         (counts by status) as tasks change; returns ``{tasks, timed_out, elapsed_s}``."""
-        return await wait_for_tasks(engine, p.ids, p.timeout, emit)
+        return await engine.wait_tasks(p.ids, p.timeout, emit)
 
     @rpc.method("task.cancel", TaskRef)
     async def task_cancel(p: TaskRef, ctx: CallContext, emit: Emit) -> JSON:
@@ -374,86 +371,6 @@ def build_methods(
         ]
 
     return rpc
-
-
-def _wait_progress(tasks: dict[str, Task], elapsed_s: float) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for t in tasks.values():
-        counts[t.status.value] = counts.get(t.status.value, 0) + 1
-    final = sum(1 for t in tasks.values() if t.status.is_final)
-    return {
-        "kind": "progress",
-        "total": len(tasks),
-        "final": final,
-        "counts": counts,
-        "elapsed_s": round(elapsed_s, 3),
-    }
-
-
-async def wait_for_tasks(
-    engine: Engine, ids: list[str], timeout: float | None, emit: Emit
-) -> dict[str, Any]:
-    """``task.wait``: read-only; driven by ``task.changed`` events, never by polling."""
-    ids = list(dict.fromkeys(ids))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    # Subscribed before the first read: a change committed in between is still seen
-    # (reading a task again on an event is harmless, missing one is not).
-    sub = engine.bus.subscribe("task.wait", types={"task.changed"})
-    try:
-        tasks: dict[str, Task] = {}
-        unknown: list[str] = []
-        for task_id in ids:
-            try:
-                tasks[task_id] = await engine.get_task(task_id)
-            except TaskNotFound:
-                unknown.append(task_id)
-        if unknown:
-            names = ", ".join(repr(u) for u in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            what = "task" if len(unknown) == 1 else "tasks"
-            raise TaskNotFound(
-                f"{what} {names}{more} not found; nothing was waited for (see `godel task list`)",
-                task_ids=unknown,
-            )
-        pending = {i for i, t in tasks.items() if not t.status.is_final}
-        await emit(_wait_progress(tasks, loop.time() - started))
-        while pending:
-            left = None if timeout is None else timeout - (loop.time() - started)
-            if left is not None and left <= 0:
-                break
-            try:
-                async with asyncio.timeout(left):
-                    events = [await sub.get()]
-            except TimeoutError:
-                break
-            except SubscriptionClosed:
-                raise DaemonError("the daemon is stopping; the wait ended early") from None
-            while True:  # take what else is queued: one progress line per burst
-                try:
-                    events.append(sub.get_nowait())
-                except (asyncio.QueueEmpty, SubscriptionClosed):
-                    break
-            changed: set[str] = set()
-            for ev in events:
-                if isinstance(ev, EventsDropped):
-                    changed |= pending  # some changes were missed: read them all again
-                elif isinstance(ev, TaskChanged) and ev.task_id in pending:
-                    changed.add(ev.task_id)
-            if not changed:
-                continue
-            for task_id in changed:
-                tasks[task_id] = await engine.get_task(task_id)
-                if tasks[task_id].status.is_final:
-                    pending.discard(task_id)
-            await emit(_wait_progress(tasks, loop.time() - started))
-    finally:
-        sub.close()
-    return {
-        "tasks": [tasks[i] for i in ids],
-        "timed_out": bool(pending),
-        "elapsed_s": round(loop.time() - started, 3),
-    }
 
 
 def _config(engine: Engine) -> dict[str, Any]:

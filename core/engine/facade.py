@@ -25,6 +25,7 @@ from core.engine.reads import ReadService
 from core.engine.settings import ConfigReload, ConfigService, apply_log_level
 from core.engine.swarms import SwarmService
 from core.engine.tasks import TaskService
+from core.engine.waiting import OnProgress, WaitResult, wait_tasks
 from core.errors import SwarmError
 from core.events import DaemonStarted, DaemonStopping, Event, EventBus
 from core.federation.autoscaler import Autoscaler
@@ -269,6 +270,12 @@ class Engine:
 
     async def task_counts(self, swarm: str | None = None) -> dict[str, int]:
         return await self.s.queries.task_counts(swarm)
+
+    async def wait_tasks(
+        self, ids: list[str], timeout: float | None, on_progress: OnProgress
+    ) -> WaitResult:
+        """Until every task is final or ``timeout`` ran out (read-only)."""
+        return await wait_tasks(self.ctx, self.get_task, ids, timeout, on_progress)
 
     async def cancel_task(self, task_id: str, actor: str) -> Task:
         return await self.s.tasks.cancel(task_id, actor)

@@ -9,9 +9,10 @@ from typing import Any
 
 from core.api.methods import build_methods
 from core.api.protocol import STREAM_METHOD
+from core.clock import FakeClock
 from core.engine import Engine
 from core.errors import TaskNotFound
-from tests.engine.conftest import Gate, make_swarm, submit
+from tests.engine.conftest import Gate, advance, make_swarm, submit
 
 
 class Rpc:
@@ -77,9 +78,15 @@ async def test_an_unknown_id_is_one_error_before_any_wait(engine: Engine) -> Non
     assert engine.bus.subscriber_count == subscribers  # the wait's subscription is gone
 
 
-async def test_a_timeout_returns_the_tasks_as_they_are(engine: Engine) -> None:
+async def test_a_timeout_returns_the_tasks_as_they_are(engine: Engine, clock: FakeClock) -> None:
     (t,) = await submit(engine, None, "true")  # no agent: it stays ready
-    reply = await Rpc(engine).call("task.wait", ids=[t], timeout=0.05)
+    rpc = Rpc(engine)
+    waiting = asyncio.create_task(rpc.call("task.wait", ids=[t], timeout=30))
+    await rpc.first_progress.wait()
+    await advance(clock, 29)  # the engine's clock: no real time passes
+    assert not waiting.done()
+    await advance(clock, 1)
+    reply = await asyncio.wait_for(waiting, 10)
     result = reply["result"]
     assert result["timed_out"] is True
     assert [x["status"] for x in result["tasks"]] == ["ready"]
