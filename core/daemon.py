@@ -38,6 +38,7 @@ from core.runtimes.registry import known_runtime_names
 log = logging.getLogger("godel.daemon")
 
 EXIT_CONFIG = 78  # EX_CONFIG
+RECORDER_QUEUE = 200_000  # events
 EXIT_STORE = 74  # EX_IOERR
 
 
@@ -85,7 +86,9 @@ class Daemon:
             loaded.digest[:12],
         )
         bus = EventBus(seq_file=SeqFile(paths.event_seq))
-        recorder = EventRecorder(bus, paths.events)
+        # The durable record of the stream: room for the burst of a 10,000-task submit
+        # (two events a task, published in one callback) before the writer catches up.
+        recorder = EventRecorder(bus, paths.events, maxsize=RECORDER_QUEUE)
         engine = build_engine(paths, config=loaded, bus=bus)
         self.engine = engine
         recorder.start()

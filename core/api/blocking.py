@@ -10,7 +10,9 @@ use ``core.api.client``.
 from __future__ import annotations
 
 import json
+import select
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,10 +45,32 @@ def call(
             ) from e
         request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
         sock.sendall(json.dumps(request).encode() + b"\n")
+        if on_stream is None:
+            _notice_if_silent(paths, sock)
         with sock.makefile("rb") as reader:
             return _read_reply(paths, reader, on_stream)
     finally:
         sock.close()
+
+
+SILENT_NOTICE_S = 5.0
+
+
+def _notice_if_silent(paths: GodelPaths, sock: socket.socket) -> None:
+    """A daemon that accepted the call but does not answer (frozen, or very busy): say
+    so once on stderr, then keep waiting (nothing is left silently waiting)."""
+    ready, _, _ = select.select([sock], [], [], SILENT_NOTICE_S)
+    if ready:
+        return
+    try:
+        pid = paths.pidfile.read_text().strip()
+    except OSError:
+        pid = "?"
+    sys.stderr.write(
+        f"godel: the daemon (pid {pid}) has not answered for {SILENT_NOTICE_S:g}s; "
+        f"still waiting (Ctrl-C gives up; its log: {paths.log})\n"
+    )
+    sys.stderr.flush()
 
 
 def _read_reply(paths: GodelPaths, reader: Any, on_stream: OnStreamSync | None) -> Any:

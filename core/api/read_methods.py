@@ -7,6 +7,7 @@ Each object has one shape wherever it appears (``core.views.rows``): an agent fr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,12 +79,12 @@ def register_read_methods(rpc: RpcMethods, engine: Engine) -> None:
     @rpc.method("view.tasks")
     async def view_tasks(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
         """Tasks by swarm and status, the unfinished ones, the last finished, and ``seq``."""
-        snap = engine.view_snapshot()
+        counts, active, recent = engine.views.task_state()
         return {
-            "seq": snap.seq,
-            "tasks_by_status": snap.tasks_by_status,
-            "tasks_active": snap.tasks_active,
-            "tasks_recent": snap.tasks_recent,
+            "seq": engine.views.seq,
+            "tasks_by_status": counts,
+            "tasks_active": active,
+            "tasks_recent": recent,
         }
 
     @rpc.method("view.router")
@@ -132,6 +133,13 @@ def register_read_methods(rpc: RpcMethods, engine: Engine) -> None:
             flt = EventFilter.make(set(p.types) if p.types else None, None, p.swarm, p.task)
         except ValueError as e:
             raise InvalidInput(str(e)) from None
+        if p.after_seq is not None and p.after_seq > engine.bus.seq:
+            raise InvalidInput(
+                f"seq {p.after_seq} is ahead of this daemon's last event ({engine.bus.seq}): "
+                "a cursor from another home? Subscribe without after_seq (--since)",
+                after_seq=p.after_seq,
+                last_seq=engine.bus.seq,
+            )
         if p.agent is not None:
             flt = EventFilter(flt.types, engine.agent_row(p.agent).id, p.swarm, p.task)
         stream = engine.events(
@@ -142,7 +150,10 @@ def register_read_methods(rpc: RpcMethods, engine: Engine) -> None:
             name=f"rpc-{next(_subscribers)}",
         )
         last_seq = p.after_seq or 0
-        async for event in stream:
-            await emit(event)
-            last_seq = max(last_seq, event.seq)
+        # Closed at once when the client goes away (the handler is cancelled), not
+        # whenever the garbage collector gets to it: its subscription ends with it.
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                await emit(event)
+                last_seq = max(last_seq, event.seq)
         return {"seq": last_seq}

@@ -49,6 +49,13 @@ class AgentObject(TypedDict):
     execs: int
 
 
+# Task priorities in claim order, task statuses and the default routing strategy, as
+# ``core.models`` defines them (tests/unit/test_shapes.py keeps them equal).
+TASK_PRIORITIES = ("critical", "high", "normal", "low")
+TASK_STATUSES = ("queued", "ready", "running", "succeeded", "failed", "cancelled")
+DEFAULT_STRATEGY = "balanced"
+
+
 class Usage(TypedDict):
     input_tokens: int
     output_tokens: int
@@ -146,3 +153,45 @@ class VerifyReport(TypedDict):
     checked: int
     first_bad_seq: int | None
     problem: str
+
+
+class ExecResultObject(TypedDict):
+    """A task's last result (``Task.result``) and the end of an ``agent.exec`` stream."""
+
+    kind: str
+    exec_id: str
+    status: str
+    exit_code: int | None
+    output: str
+    usage: Usage
+    cost_usd: str | None
+    reason: str
+    duration_s: float
+
+
+class TaskObject(TypedDict):
+    """``task.list`` items, ``task.get``, ``task.submit`` items, ``task.wait``'s tasks."""
+
+    id: str
+    input: str
+    priority: str
+    skills: list[str]
+    depends_on: list[str]
+    max_attempts: int
+    timeout_s: float | None
+    swarm: str | None
+    runtime: str | None
+    status: str
+    attempts: int
+    deps_pending: int
+    not_before: float
+    lease_agent: str | None
+    lease_expires: float | None
+    exec_id: str | None
+    result: ExecResultObject | None
+    error: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+    waiting: str
+    stranded: bool

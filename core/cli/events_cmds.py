@@ -82,7 +82,8 @@ def render(event: dict[str, Any]) -> str:
     type=click.IntRange(0, 10_000),
     default=20,
     show_default=True,
-    help="First show the last N kept events that match (ignored with --since).",
+    help="First show the last N kept events that match (ignored with --since; "
+    "with --file, the file's last N: --since 0 shows it all).",
 )
 @click.option(
     "--file",
@@ -115,7 +116,7 @@ def events(
       godel events --type task.* --swarm api -f  # one swarm's task events
       godel events --agent shell-3f9a1c --json   # JSON lines, as recorded
       godel events --since 1200 -f               # resume after seq 1200
-      godel events --file rec.jsonl --type exec.finished
+      godel events --file rec.jsonl --since 0    # a whole recording
 
     A line "-- N events missed --" marks a gap (the stream fell behind, or --since is
     older than what the daemon keeps): `godel agent list` shows the current state.
@@ -137,7 +138,9 @@ def events(
         sys.stdout.flush()
 
     if path is not None:
-        _from_file(path, types, agent, swarm, task, after_seq, show)
+        if follow:
+            fail("--follow reads the live stream; with --file, leave it out", 2)
+        _from_file(path, types, agent, swarm, task, after_seq, last, show)
         return
     params: dict[str, Any] = {"follow": follow}
     if types:
@@ -161,21 +164,36 @@ def _from_file(
     swarm: str | None,
     task: str | None,
     after_seq: int | None,
+    last: int,
     show: Any,
 ) -> None:
-    # A recording is read with the engine's own tolerant reader (pydantic: only here).
+    # A recording is read with the engine's own tolerant reader (pydantic: only here),
+    # and folded into views as it goes, so that --swarm finds a swarm's agents and
+    # --agent takes a name, as on the live stream.
     from core.events import ReadStats, read_recording
+    from core.views import Views
     from core.views.filter import EventFilter
 
     try:
-        flt = EventFilter.make(set(types) or None, agent, swarm, task)
+        flt = EventFilter.make(set(types) or None, None, swarm, task)
     except ValueError as e:
         fail(str(e), 2)
+    views = Views()
     stats = ReadStats()
+    matched: list[dict[str, Any]] = []
     for event in read_recording(path, stats):
+        views.apply(event)
         if after_seq is not None and event.seq <= after_seq:
             continue
-        if flt.matches(event):
-            show(event.model_dump(mode="json"))
+        if not flt.matches(event, views):
+            continue
+        if agent is not None:
+            agent_id = getattr(event, "agent_id", None)
+            cell = views.agents.get(agent_id) if agent_id else None
+            if agent not in (agent_id, cell.name if cell else None):
+                continue
+        matched.append(event.model_dump(mode="json"))
+    for event_json in matched if after_seq is not None else matched[-last:] if last else []:
+        show(event_json)
     if stats.skipped:
         click.echo(f"godel: {path}: {stats.describe()}", err=True)

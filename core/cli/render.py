@@ -3,8 +3,8 @@
 They take the plain dicts the daemon sends (shapes in ``core.api.shapes``) and import
 neither pydantic nor the engine, so read-only commands stay fast. A key the reply lacks
 shows as ``?`` (a daemon older or newer than this client), a null one as ``-``.
-Renderers of domain objects (tasks, benchmarks, exec results) take them as typed
-objects, imported only for type checking; the commands that build them load them.
+Renderers of benchmarks and streamed exec results take them as typed objects, imported
+only for type checking; the commands that build them load them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ if TYPE_CHECKING:
         ExecShowObject,
         ModelObject,
         RuntimeObject,
+        TaskObject,
         VerifyReport,
     )
     from core.api.shapes import LogLine as LogLineObject
     from core.bench import ExecBench, SpawnBench
-    from core.models import ExecResult, RuntimeEvent, Task
+    from core.models import ExecResult, RuntimeEvent
 
 UNKNOWN = "?"  # the reply lacks the field
 NONE = "-"  # the field is null: there is none (no swarm, no task, cost not known)
@@ -347,54 +348,61 @@ def bench_exec_text(b: ExecBench) -> str:
 TASK_HEADERS = ("TASK", "STATUS", "PRIORITY", "SWARM", "AGENT", "TRIES", "AGE", "INPUT")
 
 
-def task_row(t: Task, now: datetime | None = None) -> tuple[str, ...]:
-    inp = t.input if len(t.input) <= 40 else t.input[:37] + "..."
-    agent = t.lease_agent or "-"
+def task_row(t: TaskObject, now: datetime | None = None) -> tuple[str, ...]:
+    """A task object (``task.list`` item) as a table row."""
+    text = t["input"]
+    inp = text if len(text) <= 40 else text[:37] + "..."
     return (
-        t.id,
-        t.status.value,
-        t.priority.value,
-        t.swarm or "-",
-        agent,
-        f"{t.attempts}/{t.max_attempts}",
-        ago(t.created_at, now),
+        t["id"],
+        t["status"],
+        t["priority"],
+        t["swarm"] or "-",
+        t["lease_agent"] or "-",
+        f"{t['attempts']}/{t['max_attempts']}",
+        ago_at(t["created_at"], now),
         inp.replace("\n", " "),
     )
 
 
 def task_detail(
-    t: Task, output: Sequence[LogLineObject] | None = None, now: datetime | None = None
+    t: TaskObject, output: Sequence[LogLineObject] | None = None, now: datetime | None = None
 ) -> str:
     """``godel task get``; ``output`` is the last attempt's stored output (``exec.get``),
     None when there is none to read."""
+    status, error, agent = t["status"], t["error"], t["lease_agent"]
+    final = status in ("succeeded", "failed", "cancelled")
     lines = [
-        f"ID:          {t.id}",
-        f"Status:      {t.status.value}" + (f" ({t.error})" if t.error else ""),
+        f"ID:          {t['id']}",
+        f"Status:      {status}" + (f" ({error})" if error and final else ""),
     ]
-    if t.waiting:
-        lines.append(f"Waiting:     {t.waiting}")
+    if error and not final:
+        # Running or queued again: the error is an earlier attempt's, not the status's.
+        lines.append(f"Last error:  {error} (an earlier attempt)")
+    if t.get("waiting"):
+        lines.append(f"Waiting:     {t['waiting']}")
     lines += [
-        f"Priority:    {t.priority.value}",
-        f"Swarm:       {t.swarm or '-'}",
-        f"Runtime:     {t.runtime or 'any'}",
-        f"Skills:      {', '.join(t.skills) or '-'}",
-        f"Depends on:  {', '.join(t.depends_on) or '-'}"
-        + (f" ({t.deps_pending} pending)" if t.deps_pending else ""),
-        f"Attempts:    {t.attempts} of {t.max_attempts}",
-        f"Agent:       {t.lease_agent or '-'}"
-        + ("" if t.status.value == "running" or not t.lease_agent else " (last attempt)"),
-        f"Created:     {ago(t.created_at, now)} ago",
-        f"Input:       {t.input}",
+        f"Priority:    {t['priority']}",
+        f"Swarm:       {t['swarm'] or '-'}",
+        f"Runtime:     {t['runtime'] or 'any'}",
+        f"Skills:      {', '.join(t['skills']) or '-'}",
+        f"Depends on:  {', '.join(t['depends_on']) or '-'}"
+        + (f" ({t['deps_pending']} pending)" if t["deps_pending"] else ""),
+        f"Attempts:    {t['attempts']} of {t['max_attempts']}",
+        f"Agent:       {agent or '-'}"
+        + ("" if status == "running" or not agent else " (last attempt)"),
+        f"Created:     {ago_at(t['created_at'], now)} ago",
+        f"Input:       {t['input']}",
     ]
-    if t.result is not None:
-        r = t.result
+    r = t["result"]
+    if r is not None:
+        code = r["exit_code"]
         lines.append(
-            f"Last result: {r.status.value}, exit {NONE if r.exit_code is None else r.exit_code}, "
-            f"{r.duration_s:.2f}s (exec {r.exec_id or NONE})"
+            f"Last result: {r['status']}, exit {NONE if code is None else code}, "
+            f"{r['duration_s']:.2f}s (exec {r['exec_id'] or NONE})"
         )
-        if r.reason and r.reason not in t.error:  # else the status line says it already
-            lines.append(f"Reason:      {r.reason}")
-        streams = _by_stream(output) if output is not None else {"stdout": r.output}
+        if r["reason"] and r["reason"] not in error:  # else the error line says it already
+            lines.append(f"Reason:      {r['reason']}")
+        streams = _by_stream(output) if output is not None else {"stdout": r["output"]}
         for stream in ("stdout", "stderr"):
             text = streams.get(stream, "")
             if not text:
@@ -402,7 +410,9 @@ def task_detail(
             cut = ""
             if len(text) > TASK_OUTPUT_CHARS:
                 text = text[-TASK_OUTPUT_CHARS:]
-                cut = f" (the last {TASK_OUTPUT_CHARS} characters; `godel exec show {r.exec_id}`)"
+                cut = (
+                    f" (the last {TASK_OUTPUT_CHARS} characters; `godel exec show {r['exec_id']}`)"
+                )
             lines += [f"{stream.capitalize()}:{cut}", *("  " + ln for ln in text.splitlines())]
     return "\n".join(lines)
 
@@ -507,8 +517,21 @@ def swarm_detail(s: dict[str, Any]) -> str:
             f"Tasks:      {tasks or 'none'}",
             f"Ready:      {ready or 'none'}",
             f"Capacity:   {s['capacity']} active tasks",
+            *_short_of_desired(s),
         ]
     )
+
+
+def _short_of_desired(s: Mapping[str, Any]) -> list[str]:
+    """Fewer live agents than desired: say so, and where the reason is."""
+    live = sum((s.get("agents_by_status") or {}).values())
+    if live >= s["desired"]:
+        return []
+    name = s["name"]
+    return [
+        f"Short:      {live} of {s['desired']} agents run; why: "
+        f"`godel agent list --all --swarm {name}`, `godel audit list --subject {name}`"
+    ]
 
 
 def route_explain_text(result: dict[str, Any]) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from core.cli.common import Ctx, call, echo_json, fail
+from core.cli.common import EXIT_NOT_RUNNING, Ctx, call, echo_json, fail
+from core.errors import DaemonError
 
 EXIT_TIMEOUT = 124
 FINAL = ("succeeded", "failed", "cancelled")
@@ -49,7 +50,14 @@ class Progress:
         self._drawn = False
 
     def update(self, data: Any) -> None:
-        if isinstance(data, dict) and isinstance(data.get("counts"), dict):
+        if not isinstance(data, dict):
+            return
+        stranded = data.get("stranded")
+        if isinstance(stranded, dict) and stranded:
+            self.clear()
+            for task_id, why in list(stranded.items())[:SHOW_PROBLEMS]:
+                click.echo(f"godel: {task_id} cannot run now: {why}", err=True)
+        if isinstance(data.get("counts"), dict):
             self.counts = data["counts"]
             self.draw()
 
@@ -103,7 +111,14 @@ async def wait_tasks(ctx: Ctx, ids: list[str], timeout: float | None, as_json: b
         params: dict[str, Any] = {"ids": ids}
         if timeout is not None:
             params["timeout"] = timeout
-        result = await call(ctx, "task.wait", params, on_stream=progress.update, start=False)
+        try:
+            result = await call(ctx, "task.wait", params, on_stream=progress.update, start=False)
+        except DaemonError as e:
+            progress.clear()
+            fail(
+                f"{e.message}; the tasks keep their state: wait again once a daemon runs",
+                EXIT_NOT_RUNNING,
+            )
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -120,7 +135,7 @@ async def wait_tasks(ctx: Ctx, ids: list[str], timeout: float | None, as_json: b
         left = sum(waiting.values())
         fail(
             f"timed out after {timeout:g}s: {left} of {len(tasks)} tasks not final yet "
-            f"({count_text(waiting)}); they keep running, wait again with `godel task wait`",
+            f"({count_text(waiting)}); they stay queued, wait again with `godel task wait`",
             EXIT_TIMEOUT,
         )
     if not as_json:

@@ -8,11 +8,24 @@ from typing import Any
 
 import click
 
-from core.api.shapes import ExecShowObject
+from core.api.shapes import (
+    DEFAULT_STRATEGY,
+    TASK_PRIORITIES,
+    TASK_STATUSES,
+    ExecShowObject,
+    TaskObject,
+)
 from core.cli import render
-from core.cli.common import Ctx, async_command, call, echo_json, fail, json_option, pass_ctx
-from core.cli.waiting import wait_tasks
-from core.models import DEFAULT_STRATEGY, Swarm, Task, TaskPriority, TaskStatus
+from core.cli.common import (
+    Ctx,
+    async_command,
+    call,
+    echo_json,
+    json_option,
+    pass_ctx,
+    request,
+    sync_command,
+)
 
 
 def _csv(value: str | None) -> list[str]:
@@ -29,7 +42,7 @@ def task() -> None:
 @click.option(
     "--priority",
     "-p",
-    type=click.Choice([p.value for p in TaskPriority]),
+    type=click.Choice(TASK_PRIORITIES),
     default="normal",
     show_default=True,
 )
@@ -95,6 +108,8 @@ async def task_submit(
         for t in result:
             click.echo(f"Queued task: {t['id']} ({t['status']})")
     if wait:
+        from core.cli.waiting import wait_tasks  # asyncio: only for a wait
+
         sys.exit(await wait_tasks(ctx, [t["id"] for t in result], wait_timeout, as_json))
 
 
@@ -112,23 +127,21 @@ def _warn_stranded(tasks: list[dict[str, Any]]) -> None:
 
 @task.command("list")
 @click.option("--swarm")
-@click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
+@click.option("--status", type=click.Choice(TASK_STATUSES))
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @json_option
 @pass_ctx
-@async_command
-async def task_list(
-    ctx: Ctx, swarm: str | None, status: str | None, limit: int, as_json: bool
-) -> None:
+@sync_command
+def task_list(ctx: Ctx, swarm: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List tasks, newest first."""
     params: dict[str, Any] = {"limit": limit, "swarm": swarm}
     if status:
         params["status"] = status
-    result = await call(ctx, "task.list", params)
+    result = request(ctx, "task.list", params)
     if as_json:
         echo_json(result)
         return
-    tasks = [Task.model_validate(t) for t in result]
+    tasks: list[TaskObject] = result
     if not tasks:
         click.echo('No tasks. Queue one with `godel task submit "echo hi"`.')
         return
@@ -139,19 +152,19 @@ async def task_list(
 @click.argument("task_id")
 @json_option
 @pass_ctx
-@async_command
-async def task_get(ctx: Ctx, task_id: str, as_json: bool) -> None:
+@sync_command
+def task_get(ctx: Ctx, task_id: str, as_json: bool) -> None:
     """Show a task: why it waits, or how its last attempt ended (reason, stdout, stderr)."""
-    result = await call(ctx, "task.get", {"id": task_id})
+    result = request(ctx, "task.get", {"id": task_id})
     if as_json:
         echo_json(result)
         return
     output = None
     if result.get("exec_id"):
         # The last attempt's output, every stream (the task keeps its stdout only).
-        shown: ExecShowObject = await call(ctx, "exec.get", {"id": result["exec_id"]})
+        shown: ExecShowObject = request(ctx, "exec.get", {"id": result["exec_id"]})
         output = shown["output"]
-    click.echo(render.task_detail(Task.model_validate(result), output))
+    click.echo(render.task_detail(result, output))
 
 
 @task.command("wait")
@@ -171,6 +184,8 @@ async def task_wait(
 
     Exits 0 if all succeeded, 1 if any failed or was cancelled, 124 on --timeout.
     --json prints the final tasks. Never starts a stopped daemon."""
+    from core.cli.waiting import wait_tasks  # asyncio: only for a wait
+
     sys.exit(await wait_tasks(ctx, list(task_ids), timeout, as_json))
 
 
@@ -312,7 +327,10 @@ async def swarm_scale(ctx: Ctx, name: str, count: int, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"Scaled swarm {name} to {count} agents, {len(result['failures'])} failures")
+        failures = result["failures"]
+        click.echo(f"Scaled swarm {name} to {count} agents, {len(failures)} failures")
+        for err in failures[:5]:
+            click.echo(f"  failed: {err}", err=True)
     if result["failures"]:
         sys.exit(1)
 
@@ -321,10 +339,10 @@ async def swarm_scale(ctx: Ctx, name: str, count: int, as_json: bool) -> None:
 @click.argument("name")
 @json_option
 @pass_ctx
-@async_command
-async def swarm_status(ctx: Ctx, name: str, as_json: bool) -> None:
+@sync_command
+def swarm_status(ctx: Ctx, name: str, as_json: bool) -> None:
     """A swarm: its agents by status, its tasks by status, ready tasks by priority."""
-    result = await call(ctx, "swarm.status", {"name": name})
+    result = request(ctx, "swarm.status", {"name": name})
     if as_json:
         echo_json(result)
         return
@@ -334,10 +352,10 @@ async def swarm_status(ctx: Ctx, name: str, as_json: bool) -> None:
 @swarm.command("list")
 @json_option
 @pass_ctx
-@async_command
-async def swarm_list(ctx: Ctx, as_json: bool) -> None:
+@sync_command
+def swarm_list(ctx: Ctx, as_json: bool) -> None:
     """Active swarms."""
-    result = await call(ctx, "swarm.list")
+    result = request(ctx, "swarm.list")
     if as_json:
         echo_json(result)
         return
@@ -375,9 +393,6 @@ async def swarm_destroy(ctx: Ctx, name: str, as_json: bool) -> None:
     )
 
 
-_ = (Swarm, fail)  # re-exported names used by other command modules
-
-
 @click.group()
 def route() -> None:
     """Explain routing decisions and list strategies."""
@@ -387,10 +402,10 @@ def route() -> None:
 @click.argument("task_id")
 @json_option
 @pass_ctx
-@async_command
-async def route_explain(ctx: Ctx, task_id: str, as_json: bool) -> None:
+@sync_command
+def route_explain(ctx: Ctx, task_id: str, as_json: bool) -> None:
     """Score every candidate agent for TASK_ID now, and show how it was routed before."""
-    result = await call(ctx, "route.explain", {"id": task_id})
+    result = request(ctx, "route.explain", {"id": task_id})
     if as_json:
         echo_json(result)
         return
@@ -400,10 +415,10 @@ async def route_explain(ctx: Ctx, task_id: str, as_json: bool) -> None:
 @route.command("strategies")
 @json_option
 @pass_ctx
-@async_command
-async def route_strategies(ctx: Ctx, as_json: bool) -> None:
+@sync_command
+def route_strategies(ctx: Ctx, as_json: bool) -> None:
     """List the routing strategies."""
-    result = await call(ctx, "route.strategies")
+    result = request(ctx, "route.strategies")
     if as_json:
         echo_json(result)
     else:

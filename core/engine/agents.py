@@ -34,7 +34,7 @@ from core.models import (
     new_agent_id,
     utcnow,
 )
-from core.runtimes.base import Capability
+from core.runtimes.base import AgentRuntime, Capability
 from core.store import ops
 
 log = logging.getLogger("godel.engine")
@@ -64,6 +64,7 @@ class AgentService:
         self.health = health
         self.execs = execs
         self.on_gone: list[GoneHook] = []
+        self._starting: set[asyncio.Future[Agent]] = set()
 
     # spawn ---------------------------------------------------------------------------------
 
@@ -115,6 +116,34 @@ class AgentService:
             created_at=now,
             spec=spec,
             swarm=swarm,
+        )
+        # From here the agent is on record: finish what was started even if the caller
+        # goes away (a Ctrl-C, a dropped connection), or it would stay `starting`, holding
+        # its name and counted as on its way, until the next daemon start.
+        task = asyncio.ensure_future(self._start(agent, runtime, model, actor))
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+        return await asyncio.shield(task)
+
+    def _started(self, task: asyncio.Future[Agent]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller still waiting was given it
+
+    async def wait_starting(self) -> None:
+        """Let spawns under way finish (at engine stop, before the agents are stopped)."""
+        if self._starting:
+            await asyncio.gather(*self._starting, return_exceptions=True)
+
+    async def _start(
+        self, agent: Agent, runtime: AgentRuntime, model: ResolvedModel | None, actor: str
+    ) -> Agent:
+        agent_id, spec, workspace, swarm, now = (
+            agent.id,
+            agent.spec,
+            agent.workspace,
+            agent.swarm,
+            agent.created_at,
         )
         await self.ctx.journal.commit(
             ops.InsertAgent(agent),

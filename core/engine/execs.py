@@ -44,6 +44,7 @@ from core.models import (
 from core.store import ops
 
 log = logging.getLogger("godel.engine")
+SHOW_MAX_BYTES = 8 * 1024 * 1024  # of output in one `exec.get` reply
 
 OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
 OUTPUT_FLUSH_ROWS = 256
@@ -124,6 +125,7 @@ class ExecService:
             raise self.ctx.live.busy_error(live)
         exec_id = new_id("exec")
         live.exec_id = exec_id
+        live.task_id = task_id
         live.exec_begun = live.abort_pending = False
         if timeout is None:
             timeout = self.ctx.config.defaults.exec_timeout
@@ -157,11 +159,18 @@ class ExecService:
                 ),
                 events=lambda prev: [
                     *status_events(prev),
-                    ExecStarted(agent_id=live.id, exec_id=exec_id, input=input, actor=actor),
+                    ExecStarted(
+                        agent_id=live.id,
+                        exec_id=exec_id,
+                        input=input,
+                        actor=actor,
+                        task_id=task_id,
+                    ),
                 ],
             )
         except BaseException:
             live.exec_id = None
+            live.task_id = None
             raise
         queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
         live.exec_task = asyncio.create_task(
@@ -198,7 +207,11 @@ class ExecService:
                     self._keep(agent_id, exec_id, ev.stream, ev.data)
                     self.ctx.journal.publish(
                         AgentOutput(
-                            agent_id=agent_id, exec_id=exec_id, stream=ev.stream, data=ev.data
+                            agent_id=agent_id,
+                            exec_id=exec_id,
+                            stream=ev.stream,
+                            data=ev.data,
+                            task_id=live.task_id,
                         )
                     )
                     if len(self._output) >= OUTPUT_FLUSH_ROWS:
@@ -236,6 +249,7 @@ class ExecService:
         # commit together: one transaction per exec end.
         rows, self._output = self._output, []
         finished = ExecFinished(
+            task_id=live.task_id,
             agent_id=agent_id,
             exec_id=exec_id,
             status=result.status,
@@ -279,6 +293,7 @@ class ExecService:
             self._count_spend(live, result)
         finally:
             live.exec_id = None
+            live.task_id = None
             live.exec_task = None
             queue.put_nowait(result)
 
@@ -456,15 +471,19 @@ class ExecService:
         return await self.ctx.store.list_execs(agent.id, limit)
 
     async def get_exec(self, exec_id: str, *, limit: int = 10_000) -> ExecOutput:
-        """One exec's record and its stored output (every stream, in order; at most
-        ``limit`` lines, the first ones)."""
+        """One exec's record and its stored output (every stream, in order; the first
+        ones, at most ``limit`` lines and ``SHOW_MAX_BYTES``)."""
         record = await self.ctx.store.get_exec(exec_id)
         if record is None:
             raise ExecNotFound(f"exec {exec_id!r} not found", exec_id=exec_id)
         if record.status is ExecStatus.RUNNING:
             await self.flush()  # what it printed so far
-        lines = await self.ctx.store.read_exec_output(exec_id, limit=limit + 1)
-        return ExecOutput(record, lines[:limit], truncated=len(lines) > limit)
+        # Bounded in bytes too: one reply must fit the client's message limit, and a
+        # 200 MB output must not be held in the daemon to show it (`agent logs` streams).
+        lines, truncated = await self.ctx.store.read_exec_output(
+            exec_id, limit=limit, max_bytes=SHOW_MAX_BYTES
+        )
+        return ExecOutput(record, lines, truncated=truncated)
 
 
 async def _aborted_before_start(exec_id: str) -> AsyncIterator[RuntimeEvent]:

@@ -8,7 +8,7 @@ and ``start``/``stop`` run the engine's lifecycle. Build one with
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,7 @@ class Engine:
         await s.dispatcher.stop()
         await s.health.stop()
         await ctx.background.cancel_all()
+        await s.agents.wait_starting()  # a spawn under way ends with a process to stop
         # Tasks that were running keep their leases: the next daemon's recovery sends
         # them back to the queue at once.
         await s.agents.stop_many(
@@ -186,7 +187,7 @@ class Engine:
         last: int | None = None,
         follow: bool,
         name: str,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         return self.s.reads.events(flt, after_seq=after_seq, last=last, follow=follow, name=name)
 
     # agents ------------------------------------------------------------------------------------
@@ -275,7 +276,9 @@ class Engine:
         self, ids: list[str], timeout: float | None, on_progress: OnProgress
     ) -> WaitResult:
         """Until every task is final or ``timeout`` ran out (read-only)."""
-        return await wait_tasks(self.ctx, self.get_task, ids, timeout, on_progress)
+        return await wait_tasks(
+            self.ctx, self.s.tasks.read, ids, timeout, on_progress, explain=self.s.tasks.get
+        )
 
     async def cancel_task(self, task_id: str, actor: str) -> Task:
         return await self.s.tasks.cancel(task_id, actor)

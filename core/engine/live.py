@@ -22,6 +22,7 @@ class LiveAgent:
     runtime: AgentRuntime
     handle: AgentHandle
     exec_id: str | None = None
+    task_id: str | None = None  # the task the running exec works on, if any
     stopping: bool = False  # set before a deliberate stop so the exit watcher stays quiet
     watcher: asyncio.Task[None] | None = None
     exec_task: asyncio.Task[None] | None = None

@@ -4,13 +4,13 @@ that resume from a cursor (``view.*`` and ``events.subscribe`` serve these)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from core.engine.context import EngineContext
 from core.errors import AgentNotFound
 from core.events import Event, EventsDropped, Subscription, SubscriptionClosed
-from core.events.backlog import BACKLOG_SIZE, Backlog
+from core.events.backlog import BACKLOG_BYTES, BACKLOG_SIZE, Backlog, last_run
 from core.events.recording import ReadStats, tail_recording
 from core.views import AgentRow, Views, ViewSnapshot
 from core.views.filter import EventFilter
@@ -36,15 +36,20 @@ class ReadService:
     async def start(self) -> None:
         """Load every view from the store, then follow the bus. Runs before anything else
         in the engine publishes, so no event falls between the two."""
+        # The last run's recent events, so a client resumes across a restart.
+        stats = ReadStats()
+        tail = await asyncio.to_thread(
+            tail_recording, self.ctx.paths.events, BACKLOG_SIZE, stats, BACKLOG_BYTES
+        )
+        preload = last_run(tail)
+        if preload:
+            # Numbering goes on after the last recorded event even if the seq file was
+            # lost (or predates it): a cursor must never see a seq twice.
+            self.ctx.bus.advance_to(preload[-1].seq)
         snap = await self.ctx.store.view_snapshot()
         snap.seq = self.ctx.bus.seq
         self._views = Views(snap)
         self._untap = self.ctx.bus.tap(self._views.apply)
-        # The last run's recent events, so a client resumes across a restart.
-        stats = ReadStats()
-        preload = await asyncio.to_thread(
-            tail_recording, self.ctx.paths.events, BACKLOG_SIZE, stats
-        )
         self._backlog = Backlog(self.ctx.bus, preload=preload)
 
     def stop(self) -> None:
@@ -96,7 +101,7 @@ class ReadService:
         last: int | None = None,
         follow: bool,
         name: str,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The events matching ``flt``: the kept ones after ``after_seq`` (or the ``last``
         N kept ones that match; neither: none of the past), then, with ``follow``, live
         ones until the bus closes. A gap (the cursor is older than what is kept, or this
@@ -117,7 +122,7 @@ class ReadService:
         else:
             resumed = Resumed(0, [])
 
-        async def gen() -> AsyncIterator[Event]:
+        async def gen() -> AsyncGenerator[Event, None]:
             try:
                 if resumed.missed:
                     yield EventsDropped(seq=0, count=resumed.missed, subscriber=f"{name} (resume)")

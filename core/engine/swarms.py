@@ -125,7 +125,12 @@ class SwarmService:
                     continue
                 agents, errors = await self._grow(record, missing, actor)
             if errors:
-                log.warning("swarm %s: %d agents did not start again", record.name, len(errors))
+                log.warning(
+                    "swarm %s: %d agents did not start again: %s",
+                    record.name,
+                    len(errors),
+                    errors[0],
+                )
             await self.ctx.journal.audit(
                 AuditDraft(
                     actor=actor,

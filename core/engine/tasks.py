@@ -90,11 +90,12 @@ class TaskService:
 
     async def get(self, task_id: str) -> Task:
         """One task, with why it waits if it does."""
-        task = await self._read(task_id)
+        task = await self.read(task_id)
         (task,) = await self.with_waiting([task], deps_detail=True)
         return task
 
-    async def _read(self, task_id: str) -> Task:
+    async def read(self, task_id: str) -> Task:
+        """One task as stored (no waiting reason: cheap, for ``task wait``)."""
         task = await self.ctx.store.get_task(task_id)
         if task is None:
             raise TaskNotFound(f"task {task_id!r} not found", task_id=task_id)
@@ -253,7 +254,7 @@ class TaskService:
     async def explain_route(self, task_id: str) -> dict[str, Any]:
         """How the router would place this task now, every candidate scored, and how it
         was placed before (from the audit log)."""
-        task = await self._read(task_id)
+        task = await self.read(task_id)
         strategy = None
         if task.swarm is not None:
             strategy = (await self.ctx.active_swarm(task.swarm)).strategy

@@ -13,7 +13,9 @@ from core.clock import Expired
 from core.engine.context import EngineContext
 from core.errors import DaemonError, TaskNotFound
 from core.events import Event, EventsDropped, Subscription, SubscriptionClosed, TaskChanged
-from core.models import Task
+from core.models import Task, TaskStatus
+
+FINAL = frozenset(s.value for s in TaskStatus if s.is_final)
 
 OnProgress = Callable[["WaitProgress"], Awaitable[None]]
 
@@ -24,6 +26,9 @@ class WaitProgress(BaseModel):
     final: int
     counts: dict[str, int]  # tasks by status
     elapsed_s: float
+    # Tasks no agent present could ever take, and why (first report only): a wait on
+    # them would otherwise look like any other wait.
+    stranded: dict[str, str] = {}
 
 
 class WaitResult(BaseModel):
@@ -50,10 +55,12 @@ async def wait_tasks(
     ids: list[str],
     timeout: float | None,
     on_progress: OnProgress,
+    explain: Callable[[str], Awaitable[Task]] | None = None,
 ) -> WaitResult:
     """Until every task in ``ids`` is final or ``timeout`` (seconds) ran out. An unknown
     id is one error before any wait. Progress goes to ``on_progress`` once at the start
-    and once per burst of changes."""
+    (with the tasks no agent could take, read with ``explain``) and once per burst of
+    changes (read with the cheaper ``get_task``)."""
     ids = list(dict.fromkeys(ids))
     clock = ctx.clock
     started = clock.monotonic()
@@ -65,7 +72,7 @@ async def wait_tasks(
         unknown: list[str] = []
         for task_id in ids:
             try:
-                tasks[task_id] = await get_task(task_id)
+                tasks[task_id] = await (explain or get_task)(task_id)
             except TaskNotFound:
                 unknown.append(task_id)
         if unknown:
@@ -77,7 +84,9 @@ async def wait_tasks(
                 task_ids=unknown,
             )
         pending = {i for i, t in tasks.items() if not t.status.is_final}
-        await on_progress(progress(tasks, clock.monotonic() - started))
+        first = progress(tasks, clock.monotonic() - started)
+        first.stranded = {i: t.waiting for i, t in tasks.items() if t.stranded and i in pending}
+        await on_progress(first)
         while pending:
             try:
                 if timeout is None:
@@ -93,12 +102,19 @@ async def wait_tasks(
                 raise DaemonError("the daemon is stopping; the wait ended early") from None
             events += _queued(sub)  # one progress report per burst
             changed: set[str] = set()
+            moved = False
             for ev in events:
                 if isinstance(ev, EventsDropped):
                     changed |= pending  # some changes were missed: read them all again
                 elif isinstance(ev, TaskChanged) and ev.task_id in pending:
-                    changed.add(ev.task_id)
-            if not changed:
+                    if ev.status in FINAL:
+                        changed.add(ev.task_id)  # read once, at its end
+                    else:  # the event says all progress needs
+                        tasks[ev.task_id] = tasks[ev.task_id].model_copy(
+                            update={"status": TaskStatus(ev.status), "attempts": ev.attempts}
+                        )
+                        moved = True
+            if not changed and not moved:
                 continue
             for task_id in changed:
                 tasks[task_id] = await get_task(task_id)

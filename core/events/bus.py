@@ -232,9 +232,7 @@ class EventBus:
             return
         self._seq += 1
         if self._seq > self._reserved and self._seq_file is not None:
-            # Rare (once per block) and a small atomic file write.
-            self._reserved = self._seq + self._seq_file.block - 1
-            self._seq_file.write(self._reserved)
+            self._reserve(self._seq)
         if not self._subs and not self._taps:
             return  # nobody listens: spare the stamp (the seq still counts)
         if event.seq == 0:
@@ -252,6 +250,32 @@ class EventBus:
                 log.exception("event tap %r failed on %s", tap, stamped.type)
         for sub in self._subs:
             sub._offer(stamped)
+
+    def _reserve(self, seq: int) -> None:
+        """Record a block of seqs from ``seq`` before any is handed out. Rare (once per
+        block) and a small atomic file write. If it fails (disk full), publishing goes
+        on (never raise into a commit's callback) and the next publish tries again."""
+        assert self._seq_file is not None
+        upto = seq + self._seq_file.block - 1
+        try:
+            self._seq_file.write(upto)
+        except OSError as e:
+            log.error(
+                "cannot record event seqs in %s (%s): a crash now could reuse seq %d",
+                self._seq_file.path,
+                e,
+                seq,
+            )
+            return
+        self._reserved = upto
+
+    def advance_to(self, seq: int) -> None:
+        """Continue numbering after ``seq`` if that is higher (the highest seq found in a
+        recording a previous run wrote, when the seq file is missing or behind)."""
+        if seq > self._seq:
+            self._seq = seq
+            if self._seq_file is not None and self._seq >= self._reserved:
+                self._reserve(self._seq + 1)
 
     def tap(self, fn: Tap) -> Callable[[], None]:
         """Call ``fn`` synchronously with every event published from now on (stamped);

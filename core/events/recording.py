@@ -69,6 +69,10 @@ class EventRecorder:
         # Opened here, not in the task, so a bad path fails start() instead of stop().
         # newline="\n": the format is LF-separated on every platform.
         self._file = self.path.open("a", encoding="utf-8", newline="\n")
+        if _ends_mid_line(self.path):
+            # A writer killed mid-line left a fragment: end it, or this run's first event
+            # would be glued to it (the reader then skips the one torn line only).
+            self._file.write("\n")
         self._sub = self._bus.subscribe(self._name, self._maxsize, self._types)
         self._task = loop.create_task(self._run(), name=f"event-recorder:{self.path}")
 
@@ -121,6 +125,18 @@ class EventRecorder:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def _write_flush(f: IO[str], text: str) -> None:
@@ -217,8 +233,11 @@ def read_recording(path: str | Path, stats: ReadStats | None = None) -> Iterator
                     yield event
 
 
-def tail_recording(path: str | Path, n: int, stats: ReadStats | None = None) -> list[Event]:
-    """The last ``n`` events of a recording, reading only its end (the file may be big)."""
+def tail_recording(
+    path: str | Path, n: int, stats: ReadStats | None = None, max_bytes: int | None = None
+) -> list[Event]:
+    """The last ``n`` events of a recording, reading only its end (the file may be big),
+    and at most about ``max_bytes`` of it."""
     path = Path(path)
     if n <= 0:
         return []
@@ -231,6 +250,8 @@ def tail_recording(path: str | Path, n: int, stats: ReadStats | None = None) -> 
         end = f.tell()
         pos, chunk, data = end, 1 << 16, b""
         while pos > 0 and data.count(b"\n") <= n:
+            if max_bytes is not None and len(data) >= max_bytes:
+                break
             step = min(chunk, pos)
             pos -= step
             f.seek(pos)

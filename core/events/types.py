@@ -101,6 +101,7 @@ class AgentOutput(EventBase):
     exec_id: str
     stream: Literal["stdout", "stderr"]
     data: str
+    task_id: str | None = None  # the task this output's exec works on
 
 
 class AgentActivity(EventBase):
@@ -145,7 +146,8 @@ class TaskChanged(EventBase):
     swarm: str | None = None
     status: str  # a TaskStatus value
     previous: str | None = None
-    agent_id: str | None = None  # the lease holder while running, else the last one
+    agent_id: str | None = None  # the task's ``lease_agent`` now (None once released)
+    previous_agent: str | None = None  # its ``lease_agent`` before the change
     attempts: int = 0
     priority: str = "normal"
     runtime: str | None = None
@@ -206,6 +208,7 @@ class ExecStarted(EventBase):
     exec_id: str
     input: str
     actor: str = ""
+    task_id: str | None = None  # the task this exec works on (None: `agent exec`)
 
 
 class ExecFinished(EventBase):

@@ -135,8 +135,7 @@ class Dispatcher:
             pool,
             free,
             self.clock.time(),
-            runtimes={a.runtime for a in agents},
-            skills={s for a in agents for s in a.skills},
+            takers={(a.runtime, frozenset(a.skills)) for a in agents},
         )
         if not ready:
             return 0

@@ -36,10 +36,15 @@ __all__ = [
     "OnCommit",
     "OutputRow",
     "Store",
+    "Taker",
     "TaskChange",
 ]
 
 T = TypeVar("T")
+
+
+# An agent as a task needs it: its runtime and its skills.
+Taker = tuple[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class TaskChange:
     swarm: str | None
     status: str
     previous: str | None
-    agent_id: str | None
+    agent_id: str | None  # the lease holder now (None once released)
+    previous_agent: str | None  # the lease holder before the change
     attempts: int
     priority: str
     runtime: str | None
@@ -111,8 +117,11 @@ class Store(Protocol):
         self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
     ) -> list[LogLine]: ...
     async def get_exec(self, exec_id: str) -> ExecRecord | None: ...
-    async def read_exec_output(self, exec_id: str, *, limit: int = 10_000) -> list[LogLine]:
-        """One exec's stored output, every stream, in order."""
+    async def read_exec_output(
+        self, exec_id: str, *, limit: int = 10_000, max_bytes: int = 8 * 1024 * 1024
+    ) -> tuple[list[LogLine], bool]:
+        """One exec's stored output, every stream, in order: the first lines, at most
+        ``limit`` of them and about ``max_bytes``; and whether more is stored."""
         ...
 
     # swarms and the queue
@@ -137,12 +146,11 @@ class Store(Protocol):
         limit: int,
         now: float,
         *,
-        runtimes: Collection[str] | None = None,
-        skills: Collection[str] | None = None,
+        takers: Collection[Taker] | None = None,
     ) -> list[Task]:
         """Ready tasks in claim order: priority, then age (FIFO within a priority).
-        With ``runtimes``, only tasks that need none of them or one of them; with
-        ``skills``, only tasks whose skills are all among them."""
+        With ``takers`` (each agent's runtime and skills), only tasks one of them could
+        take: of its runtime (or none named), with all their skills among its own."""
         ...
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:

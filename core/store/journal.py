@@ -74,6 +74,7 @@ class Journal:
                     status=c.status,
                     previous=c.previous,
                     agent_id=c.agent_id,
+                    previous_agent=c.previous_agent,
                     attempts=c.attempts,
                     priority=c.priority,
                     runtime=c.runtime,

@@ -137,7 +137,7 @@ class TaskCell:
     id: str
     swarm: str | None
     status: str
-    agent_id: str | None
+    lease_agent: str | None
     attempts: int
     priority: str
     runtime: str | None
@@ -149,7 +149,7 @@ class TaskCell:
             id=self.id,
             swarm=self.swarm,
             status=self.status,
-            agent_id=self.agent_id,
+            lease_agent=self.lease_agent,
             attempts=self.attempts,
             priority=self.priority,
             runtime=self.runtime,
@@ -160,5 +160,13 @@ class TaskCell:
     @staticmethod
     def of(t: TaskRow) -> TaskCell:
         return TaskCell(
-            t.id, t.swarm, t.status, t.agent_id, t.attempts, t.priority, t.runtime, t.error, t.input
+            t.id,
+            t.swarm,
+            t.status,
+            t.lease_agent,
+            t.attempts,
+            t.priority,
+            t.runtime,
+            t.error,
+            t.input,
         )

@@ -94,12 +94,13 @@ def add_spend(target: Spend | AgentRow, usage: Usage, cost: Decimal | None) -> N
 
 
 class TaskRow(BaseModel):
-    """A task in a view: enough to list and count it (``task get`` has the whole task)."""
+    """A task in a view: enough to list and count it. Its fields are the ``Task``'s of
+    the same names (``task get`` has the whole task)."""
 
     id: str
     swarm: str | None = None
     status: str
-    agent_id: str | None = None
+    lease_agent: str | None = None
     attempts: int = 0
     priority: str = "normal"
     runtime: str | None = None

@@ -29,6 +29,7 @@ from core.views.rows import (
     RouterState,
     SpendState,
     SwarmRow,
+    TaskRow,
     ViewSnapshot,
 )
 
@@ -150,17 +151,27 @@ class Views:
             e.error,
             e.input,
         )
+        if e.previous is not None and e.previous not in ACTIVE_TASK_STATUSES:
+            # Out of the finished ones again (a retry): the store lists it there no more.
+            self._forget_recent(e.task_id)
         if e.status in ACTIVE_TASK_STATUSES:
             self.tasks_active[e.task_id] = row
         else:
             self.tasks_active.pop(e.task_id, None)
+            self._forget_recent(e.task_id)
             self.tasks_recent.append(row)
-        agent = self.agents.get(e.agent_id) if e.agent_id else None
-        if agent is not None:
-            if e.status == "running":
-                agent.current_task = e.task_id
-            elif e.previous == "running" and agent.current_task == e.task_id:
-                agent.current_task = None
+        if e.previous == "running":
+            for agent_id in {e.previous_agent, e.agent_id}:
+                was = self.agents.get(agent_id) if agent_id else None
+                if was is not None and was.current_task == e.task_id:
+                    was.current_task = None
+        if e.status == "running" and e.agent_id and (a := self.agents.get(e.agent_id)):
+            a.current_task = e.task_id
+
+    def _forget_recent(self, task_id: str) -> None:
+        recent = self.tasks_recent
+        if any(t.id == task_id for t in recent):
+            self.tasks_recent = deque((t for t in recent if t.id != task_id), maxlen=RECENT_TASKS)
 
     def _swarm_changed(self, e: SwarmChanged) -> None:
         s = e.swarm
@@ -277,14 +288,23 @@ class Views:
             recent=list(self.recent_decisions),
         )
 
+    def task_state(self) -> tuple[dict[str, dict[str, int]], list[TaskRow], list[TaskRow]]:
+        """Tasks by swarm and status, the unfinished ones, the last finished."""
+        return (
+            {k: dict(v) for k, v in sorted(self.task_counts.items()) if v},
+            [t.row() for t in sorted(self.tasks_active.values(), key=_by_id)],
+            [t.row() for t in self.tasks_recent],
+        )
+
     def snapshot(self) -> ViewSnapshot:
+        counts, active, recent = self.task_state()
         return ViewSnapshot(
             seq=self.seq,
             agents=self.agent_rows(include_ended=True),
             swarms=self.swarm_rows(),
-            tasks_by_status={k: dict(v) for k, v in sorted(self.task_counts.items()) if v},
-            tasks_active=[t.row() for t in sorted(self.tasks_active.values(), key=_by_id)],
-            tasks_recent=[t.row() for t in self.tasks_recent],
+            tasks_by_status=counts,
+            tasks_active=active,
+            tasks_recent=recent,
             router=self.router_state(),
             spend=self.spend_state(),
         )

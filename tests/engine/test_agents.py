@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from core.engine import Engine
 from core.errors import AgentUnavailable, InvalidInput
-from core.events import ExecStarted
+from core.events import AgentCreated, AgentStatusChanged, ExecStarted
 from core.models import (
     AgentSpec,
     AgentStatus,
@@ -112,3 +113,19 @@ async def test_a_noop_agent_runs_nothing_and_succeeds(engine: Engine) -> None:
     assert isinstance(result, ExecResult) and result.status is ExecStatus.SUCCEEDED
     await engine.kill_agent(agent.id, "test")
     assert (await engine.get_agent(agent.id)).status is AgentStatus.STOPPED
+
+
+async def test_a_spawn_whose_caller_goes_away_still_ends_idle_not_starting(
+    engine: Engine,
+) -> None:
+    """A Ctrl-C (the RPC handler cancelled) once left the agent `starting` for good."""
+    sub = subscribe(engine, "t", "agent.created", "agent.status_changed")
+    call = asyncio.create_task(engine.spawn_agent(AgentSpec(runtime="shell"), "test"))
+    created = await next_event(sub, Match(AgentCreated))
+    call.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await call
+    await next_event(
+        sub, Match(AgentStatusChanged, agent_id=created.agent_id, status=AgentStatus.IDLE)
+    )
+    assert engine.agent_row(created.agent_id).status is AgentStatus.IDLE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -15,6 +16,7 @@ from core.errors import QueueFull
 from core.events import AgentOutput, ExecFinished, ExecStarted, QueuePressure, TaskFinished
 from core.models import AgentStatus, ExecStatus, TaskPriority, TaskStatus
 from tests.engine.conftest import (
+    Gate,
     Match,
     advance,
     audit,
@@ -57,15 +59,18 @@ async def test_priority_then_fifo_on_one_agent(engine: Engine) -> None:
 
 
 async def test_dependencies_released_on_success_and_failed_transitively_on_failure(
-    engine: Engine,
+    engine: Engine, gates: Callable[[str], Gate]
 ) -> None:
     await make_swarm(engine, "deps", 2)
     sub = subscribe(engine, "t", "task.finished")
+    gate = gates("d")
     (a,) = await submit(engine, "deps", "echo a")
     (b,) = await submit(engine, "deps", "echo b", depends_on=[a])
-    (d,) = await submit(engine, "deps", "exit 3", max_attempts=1)
+    # d fails only once its dependents are queued (else they would fail at submit).
+    (d,) = await submit(engine, "deps", f"{gate.cmd}; exit 3", max_attempts=1)
     (c,) = await submit(engine, "deps", "echo c", depends_on=[d])
     (e,) = await submit(engine, "deps", "echo e", depends_on=[c])
+    gate.open(2)  # the manual retry below runs it again
 
     done = {}
     for ev in await events(sub, Match(TaskFinished), 3):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.engine import Engine
+from core.engine import Engine, execs
 from core.errors import ExecNotFound
 from core.models import AgentSpec, ExecResult, ExecStatus
 
@@ -34,3 +34,19 @@ async def test_an_unknown_exec_is_named(engine: Engine) -> None:
     with pytest.raises(ExecNotFound) as e:
         await engine.get_exec("exec-000000000000")
     assert str(e.value) == "exec 'exec-000000000000' not found"
+
+
+async def test_a_huge_output_is_shown_up_to_a_byte_cap(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execs, "SHOW_MAX_BYTES", 100_000)
+    agent = await engine.spawn_agent(AgentSpec(runtime="shell"), "test")
+    # ~1 MB in 64 KiB-ish chunks: more than the cap, far fewer lines than the limit.
+    command = "head -c 1000000 /dev/zero | tr '\\0' x; echo"
+    results = [ev async for ev in engine.exec(agent.id, command, actor="test")]
+    result = results[-1]
+    assert isinstance(result, ExecResult) and result.status is ExecStatus.SUCCEEDED
+    shown = await engine.get_exec(result.exec_id)
+    assert shown.truncated
+    size = sum(len(line.data) for line in shown.output)
+    assert 0 < size <= 100_000

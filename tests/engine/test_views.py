@@ -6,6 +6,7 @@ the store commits without an event (or an event without the change) fails here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from core.events import (
 from core.events.recording import ReadStats
 from core.models import AgentSpec, AgentStatus
 from core.views import Views, ViewSnapshot
-from tests.engine.conftest import Match, make_swarm, next_event, submit, subscribe
+from tests.engine.conftest import Gate, Match, make_swarm, next_event, submit, subscribe
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -48,8 +49,9 @@ async def test_live_views_start_equal_to_the_store(engine: Engine) -> None:
 
 
 async def test_a_recorded_stream_folded_onto_an_old_snapshot_gives_the_new_one(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, gates: Callable[[str], Gate]
 ) -> None:
+    gate = gates("held")
     await make_swarm(engine, "before", 1)
     old = await store_snapshot(engine)
     recording = tmp_path / "stream.jsonl"
@@ -70,6 +72,21 @@ async def test_a_recorded_stream_folded_onto_an_old_snapshot_gives_the_new_one(
     while waiting:
         done = await next_event(sub, Match(TaskChanged, status=lambda s: s in FINAL))
         waiting.discard(done.task_id)
+    # A retried task fails again; a running task is cancelled; an agent killed under a
+    # running task gives it back to the queue.
+    await engine.retry_task(bad, "test")
+    await next_event(sub, Match(TaskChanged, task_id=bad, status="failed"))
+    (slow,) = await submit(engine, "s", gate.cmd, max_attempts=1)
+    await next_event(sub, Match(TaskChanged, task_id=slow, status="running"))
+    await engine.cancel_task(slow, "test")
+    await next_event(sub, Match(TaskChanged, task_id=slow, status="cancelled"))
+    (held_up,) = await submit(engine, "s", gate.cmd)
+    running = await next_event(sub, Match(TaskChanged, task_id=held_up, status="running"))
+    assert running.agent_id is not None
+    await engine.kill_agent(running.agent_id, "test")
+    await next_event(sub, Match(TaskChanged, task_id=held_up, previous="running", status="ready"))
+    # ...and the swarm's other agent takes it (then nothing moves until the gate opens).
+    await next_event(sub, Match(TaskChanged, task_id=held_up, status="running"))
     await engine.set_strategy("s", "round-robin", "test")
     await engine.scale_swarm("s", 1, "test")
     await next_event(sub, Match(AgentStatusChanged, status=AgentStatus.STOPPED))
@@ -92,4 +109,9 @@ async def test_a_recorded_stream_folded_onto_an_old_snapshot_gives_the_new_one(
     assert comparable(engine.view_snapshot()) == comparable(new)
     # The fold saw real spend and real failures, not an empty stream.
     assert any(isinstance(e, ExecFinished) and e.exit_code == 4 for e in read_recording(recording))
-    assert new.tasks_by_status["s"] == {"succeeded": 1, "failed": 2}
+    assert new.tasks_by_status["s"] == {
+        "succeeded": 1,
+        "failed": 2,
+        "cancelled": 1,
+        "running": 1,  # the killed agent's task, taken again by the swarm's other agent
+    }

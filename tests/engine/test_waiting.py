@@ -60,6 +60,22 @@ async def test_a_task_needing_a_runtime_never_goes_to_another_and_does_not_block
     assert [e.result for e in routes] == [shell.id]
 
 
+async def test_tasks_needing_skills_no_one_agent_has_do_not_block_the_queue(
+    engine: Engine,
+) -> None:
+    """The pool has skills a and b between two agents, but no agent has both."""
+    for skill in ("a", "b"):
+        await engine.spawn_agent(AgentSpec(runtime="shell", skills=[skill]), "test")
+    sub = subscribe(engine, "t", "task.finished")
+    stuck = await submit(engine, None, "echo both", "echo both again", skills=["a", "b"])
+    (plain,) = await submit(engine, None, "echo plain")
+    done = await next_event(sub, Match(TaskFinished, task_id=plain))
+    assert done.status == "succeeded"
+    for task_id in stuck:
+        task = await engine.get_task(task_id)
+        assert task.status is TaskStatus.READY and task.stranded, task.waiting
+
+
 async def test_unknown_runtimes_and_a_swarm_of_another_runtime_are_refused(
     engine: Engine,
 ) -> None:

@@ -89,6 +89,9 @@ def test_filters_and_text_lines(godel: Godel) -> None:
     lines = r.stdout.splitlines()
     assert [line.split()[2] for line in lines] == ["exec.started", "exec.finished"]
     assert "exit_code=7" in lines[1] and "status=failed" in lines[1]
+    ahead = godel.run("events", "--since", "999999999")
+    assert ahead.returncode == 1 and ahead.stderr.count("\n") == 1
+    assert "seq 999999999 is ahead of this daemon's last event" in ahead.stderr
     bad = godel.run("events", "--type", "exec.finsihed")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
     assert "unknown event type(s) exec.finsihed" in bad.stderr
@@ -146,3 +149,46 @@ def test_a_daemon_stop_ends_a_follow_cleanly(godel: Godel) -> None:
     assert follower.proc.wait(timeout=20) == 0
     assert follower.proc.stderr is not None
     assert follower.proc.stderr.read() == "godel: the daemon stopped; the stream ended\n"
+
+
+def test_a_frozen_daemon_is_named_and_the_call_goes_on_when_it_thaws(godel: Godel) -> None:
+    godel.run("daemon", "start", check=True)
+    pid = godel.daemon_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        waiting = godel.popen("agent", "list")
+        assert waiting.stderr is not None
+        notice = waiting.stderr.readline()  # after 5 s of silence, not before
+        assert notice.startswith(f"godel: the daemon (pid {pid}) has not answered for 5s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    out, _ = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0 and out.startswith("No running agents")
+
+
+def test_a_recording_is_filtered_like_the_live_stream(godel: Godel) -> None:
+    godel.run("swarm", "create", "crew", "--count", "1", check=True)
+    (member,) = json.loads(godel.run("agent", "list", "--swarm", "crew", "--json").stdout)
+    loner = json.loads(
+        godel.run("agent", "spawn", "--runtime", "shell", "--name", "loner", "--json").stdout
+    )
+    godel.run("agent", "exec", member["id"], "echo in-crew", check=True)
+    godel.run("agent", "exec", "loner", "echo alone", check=True)
+    godel.run("daemon", "stop", check=True)
+    recording = str(godel.home / "events.jsonl")
+
+    def read(*args: str) -> list[dict[str, Any]]:
+        r = godel.run("events", "--file", recording, "--since", "0", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return json_lines(r.stdout)
+
+    crew = read("--swarm", "crew", "--type", "agent.output")
+    assert [e["data"] for e in crew] == ["in-crew\n"]  # via the agent's swarm
+    by_name = read("--agent", "loner", "--type", "agent.output")
+    assert [(e["agent_id"], e["data"]) for e in by_name] == [(loner["id"], "alone\n")]
+    everything = read()
+    r = godel.run("events", "--file", recording, "--json", "--last", "3", check=True)
+    assert json_lines(r.stdout) == everything[-3:]  # the file's last 3, as --last says
+    r = godel.run("events", "--file", recording, "--follow")
+    assert r.returncode == 2 and "with --file, leave it out" in r.stderr

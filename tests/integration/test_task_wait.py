@@ -63,8 +63,8 @@ def test_wait_errors_are_one_line(godel: Godel) -> None:
     r = godel.run("task", "wait", stuck, "--timeout", "0.3")
     assert r.returncode == 124 and r.stdout == ""
     assert r.stderr == (
-        "godel: timed out after 0.3s: 1 of 1 tasks not final yet (1 ready); they keep "
-        "running, wait again with `godel task wait`\n"
+        "godel: timed out after 0.3s: 1 of 1 tasks not final yet (1 ready); they stay "
+        "queued, wait again with `godel task wait`\n"
     )
     r = godel.run("task", "wait", stuck, "--timeout", "0.3", "--json")
     assert r.returncode == 124
@@ -114,3 +114,13 @@ def test_a_wait_never_starts_a_daemon(godel: Godel) -> None:
     assert r.returncode == 3
     assert len(r.stderr.splitlines()) == 1 and "daemon" in r.stderr
     assert godel.daemon_pid() is None
+
+
+def test_a_wait_on_a_task_no_agent_could_take_says_why(godel: Godel) -> None:
+    godel.run("daemon", "start", check=True)
+    (stranded,) = submit(godel, "true")  # the default pool has no agent at all
+    r = godel.run("task", "wait", stranded, "--timeout", "0.3")
+    assert r.returncode == 124
+    first, last = r.stderr.splitlines()
+    assert first.startswith(f"godel: {stranded} cannot run now: no agent in the default pool")
+    assert last.startswith("godel: timed out after 0.3s")

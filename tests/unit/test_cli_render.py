@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from core.api.shapes import AGENT_STATUSES, ENDED_STATUSES
+from core.api.shapes import AGENT_STATUSES, ENDED_STATUSES, LogLine
 from core.cli import render
 from core.models import AgentStatus
 
@@ -137,3 +137,75 @@ def test_audit_row_and_verify_summary() -> None:
     assert render.verify_summary(ok) == "audit chain intact: 3 entries verified"
     bad: Any = {"ok": False, "checked": 2, "first_bad_seq": 3, "problem": "its hash does not match"}
     assert render.verify_summary(bad) == ("audit chain broken at entry 3: its hash does not match")
+
+
+def _task(**over: object) -> dict[str, object]:
+    task: dict[str, object] = {
+        "id": "task-1",
+        "input": "make test",
+        "priority": "high",
+        "skills": ["py"],
+        "depends_on": [],
+        "max_attempts": 3,
+        "timeout_s": None,
+        "swarm": "ci",
+        "runtime": "shell",
+        "status": "failed",
+        "attempts": 3,
+        "deps_pending": 0,
+        "not_before": 0.0,
+        "lease_agent": "shell-1",
+        "lease_expires": None,
+        "exec_id": "exec-1",
+        "result": {
+            "kind": "result",
+            "exec_id": "exec-1",
+            "status": "failed",
+            "exit_code": 2,
+            "output": "out\n",
+            "usage": {},
+            "cost_usd": None,
+            "reason": "exit code 2",
+            "duration_s": 1.5,
+        },
+        "error": "failed after 3 attempts: exit code 2",
+        "created_at": "2026-11-27T12:00:00Z",
+        "updated_at": "2026-11-27T12:00:05Z",
+        "finished_at": "2026-11-27T12:00:05Z",
+        "waiting": "",
+        "stranded": False,
+    }
+    task.update(over)
+    return task
+
+
+def line(stream: str, data: str) -> LogLine:
+    return {
+        "seq": 1,
+        "agent_id": "a",
+        "exec_id": "exec-1",
+        "stream": stream,
+        "at": "",
+        "data": data,
+    }
+
+
+def test_a_task_row_and_detail_from_the_daemons_json() -> None:
+    now = datetime(2026, 11, 27, 12, 1, tzinfo=UTC)
+    row = render.task_row(_task(), now)  # type: ignore[arg-type]
+    assert row == ("task-1", "failed", "high", "ci", "shell-1", "3/3", "1m", "make test")
+    text = render.task_detail(
+        _task(),  # type: ignore[arg-type]
+        [line("stdout", "out\n"), line("stderr", "boom\n")],
+        now,
+    )
+    assert "Status:      failed (failed after 3 attempts: exit code 2)" in text
+    assert "Last result: failed, exit 2, 1.50s (exec exec-1)" in text
+    assert "Reason:" not in text  # the status line says it already
+    assert text.endswith("Stdout:\n  out\nStderr:\n  boom")
+    waiting = render.task_detail(
+        _task(status="ready", result=None, waiting="all busy (2 agents, 2 tasks in flight)"),  # type: ignore[arg-type]
+        None,
+        now,
+    )
+    assert "Waiting:     all busy (2 agents, 2 tasks in flight)" in waiting

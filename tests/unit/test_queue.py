@@ -133,10 +133,17 @@ async def test_ready_tasks_leave_out_what_the_pool_cannot_take(
         TaskSpec(input="e", skills=["py"]),
     )
     assert (await store.get_task(shell)).runtime == "shell"  # type: ignore[union-attr]
-    found = await store.ready_tasks(None, 10, NOW, runtimes={"pi"}, skills={"py"})
+    found = await store.ready_tasks(None, 10, NOW, takers={("pi", frozenset({"py"}))})
     assert [t.id for t in found] == [any_rt, llm, py]
-    found = await store.ready_tasks(None, 10, NOW, runtimes={"shell"}, skills=set())
+    found = await store.ready_tasks(None, 10, NOW, takers={("shell", frozenset())})
     assert [t.id for t in found] == [shell, any_rt]
+    # Skills are one agent's, not the pool's union: gpu+py needs an agent with both.
+    split = {("pi", frozenset({"gpu"})), ("pi", frozenset({"py"}))}
+    found = await store.ready_tasks(None, 10, NOW, takers=split)
+    assert [t.id for t in found] == [any_rt, llm, py]
+    both = {("pi", frozenset({"gpu", "py", "x"}))}
+    found = await store.ready_tasks(None, 10, NOW, takers=both)
+    assert [t.id for t in found] == [any_rt, llm, gpu, py]
     everything = await store.ready_tasks(None, 10, NOW)
     assert [t.id for t in everything] == [shell, any_rt, llm, gpu, py]
 

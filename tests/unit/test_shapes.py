@@ -14,7 +14,18 @@ from pydantic import BaseModel
 from core.api import shapes
 from core.audit import VerifyReport
 from core.llm.catalog import ModelInfo
-from core.models import AuditEntry, ExecRecord, LogLine, RuntimeInfo, Usage
+from core.models import (
+    DEFAULT_STRATEGY,
+    AuditEntry,
+    ExecRecord,
+    ExecResult,
+    LogLine,
+    RuntimeInfo,
+    Task,
+    TaskPriority,
+    TaskStatus,
+    Usage,
+)
 from core.views import AgentRow, Tokens
 
 PAIRS: list[tuple[type[Any], type[BaseModel]]] = [
@@ -27,6 +38,8 @@ PAIRS: list[tuple[type[Any], type[BaseModel]]] = [
     (shapes.ModelObject, ModelInfo),
     (shapes.AuditEntryObject, AuditEntry),
     (shapes.VerifyReport, VerifyReport),
+    (shapes.TaskObject, Task),
+    (shapes.ExecResultObject, ExecResult),
 ]
 
 
@@ -38,3 +51,9 @@ def json_keys(model: type[BaseModel]) -> set[str]:
 @pytest.mark.parametrize("typed, model", PAIRS, ids=lambda p: getattr(p, "__name__", "?"))
 def test_the_client_shape_has_the_models_keys(typed: type[Any], model: type[BaseModel]) -> None:
     assert set(get_type_hints(typed)) == json_keys(model)
+
+
+def test_the_clients_constants_are_the_models() -> None:
+    assert tuple(p.value for p in TaskPriority) == shapes.TASK_PRIORITIES
+    assert tuple(s.value for s in TaskStatus) == shapes.TASK_STATUSES
+    assert shapes.DEFAULT_STRATEGY == DEFAULT_STRATEGY

@@ -42,13 +42,14 @@ FAST_READS = [
     ("audit", "list"),
     ("audit", "verify"),
     ("metrics",),
-]
-OTHER_READS = [
     ("task", "list"),
     ("task", "get", "task-000000000000"),
     ("swarm", "list"),
     ("swarm", "status", "s"),
     ("route", "explain", "task-000000000000"),
+    ("events",),
+]
+OTHER_READS = [
     ("exec", "show", "x-000000000000"),
     ("config", "show", "--daemon"),
 ]

@@ -170,11 +170,20 @@ def get_exec(conn: sqlite3.Connection, exec_id: str) -> ExecRecord | None:
     return rows.exec_record(row) if row else None
 
 
-def read_exec_output(conn: sqlite3.Connection, exec_id: str, limit: int) -> list[LogLine]:
+def read_exec_output(
+    conn: sqlite3.Connection, exec_id: str, limit: int, max_bytes: int
+) -> tuple[list[LogLine], bool]:
     cur = conn.execute(
-        "SELECT * FROM agent_output WHERE exec_id = ? ORDER BY seq LIMIT ?", (exec_id, limit)
+        "SELECT * FROM agent_output WHERE exec_id = ? ORDER BY seq LIMIT ?", (exec_id, limit + 1)
     )
-    return [rows.log_line(r) for r in cur]
+    out: list[LogLine] = []
+    size = 0
+    for r in cur:
+        size += len(r["data"])
+        if len(out) == limit or (out and size > max_bytes):
+            return out, True
+        out.append(rows.log_line(r))
+    return out, False
 
 
 def read_output(

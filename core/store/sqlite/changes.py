@@ -21,19 +21,19 @@ from core.store.queue_rules import PRIORITIES
 from core.store.sqlite import rows
 
 _TASK_COLS = (
-    "NEW.id, NEW.swarm, NEW.status, {previous}, {agent}, NEW.attempts, NEW.priority, "
-    "NEW.runtime, NEW.error, substr(NEW.input, 1, 200)"
+    "NEW.id, NEW.swarm, NEW.status, {previous}, NEW.lease_agent, {previous_agent}, "
+    "NEW.attempts, NEW.priority, NEW.runtime, NEW.error, substr(NEW.input, 1, 200)"
 )
 SCHEMA = f"""
 CREATE TEMP TRIGGER IF NOT EXISTS task_inserted AFTER INSERT ON main.tasks
 BEGIN
-    SELECT godel_task_changed({_TASK_COLS.format(previous="NULL", agent="NEW.lease_agent")});
+    SELECT godel_task_changed({_TASK_COLS.format(previous="NULL", previous_agent="NULL")});
 END;
 CREATE TEMP TRIGGER IF NOT EXISTS task_status AFTER UPDATE OF status ON main.tasks
 WHEN OLD.status IS NOT NEW.status
 BEGIN
     SELECT godel_task_changed({
-    _TASK_COLS.format(previous="OLD.status", agent="coalesce(NEW.lease_agent, OLD.lease_agent)")
+    _TASK_COLS.format(previous="OLD.status", previous_agent="OLD.lease_agent")
 });
 END;
 CREATE TEMP TRIGGER IF NOT EXISTS swarm_inserted AFTER INSERT ON main.swarms
@@ -52,7 +52,7 @@ class Capture:
         self.swarms: list[str] = []
 
     def install(self, conn: sqlite3.Connection) -> None:
-        conn.create_function("godel_task_changed", 10, self._task, deterministic=False)
+        conn.create_function("godel_task_changed", 11, self._task, deterministic=False)
         conn.create_function("godel_swarm_changed", 1, self._swarm, deterministic=False)
         conn.executescript(SCHEMA)
 
@@ -87,6 +87,7 @@ class Capture:
                     status=status,
                     previous=previous,
                     agent_id=agent_id,
+                    previous_agent=previous_agent,
                     attempts=attempts,
                     priority=PRIORITIES[priority].value,
                     runtime=runtime,
@@ -99,6 +100,7 @@ class Capture:
                     status,
                     previous,
                     agent_id,
+                    previous_agent,
                     attempts,
                     priority,
                     runtime,

@@ -49,7 +49,7 @@ from core.models import (
     TaskStatus,
 )
 from core.store import ops
-from core.store.base import Changes, Committed, OnCommit
+from core.store.base import Changes, Committed, OnCommit, Taker
 from core.store.sqlite import agents, changes, swarms, tasks, views
 from core.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
@@ -438,8 +438,10 @@ class SqliteStore:
     async def get_exec(self, exec_id: str) -> ExecRecord | None:
         return await self._read(agents.get_exec, exec_id)
 
-    async def read_exec_output(self, exec_id: str, *, limit: int = 10_000) -> list[LogLine]:
-        return await self._read(agents.read_exec_output, exec_id, limit)
+    async def read_exec_output(
+        self, exec_id: str, *, limit: int = 10_000, max_bytes: int = 8 * 1024 * 1024
+    ) -> tuple[list[LogLine], bool]:
+        return await self._read(agents.read_exec_output, exec_id, limit, max_bytes)
 
     # reads: swarms and the queue -------------------------------------------------------
 
@@ -474,10 +476,9 @@ class SqliteStore:
         limit: int,
         now: float,
         *,
-        runtimes: Collection[str] | None = None,
-        skills: Collection[str] | None = None,
+        takers: Collection[Taker] | None = None,
     ) -> list[Task]:
-        return await self._read(tasks.ready_tasks, swarm, limit, now, runtimes, skills)
+        return await self._read(tasks.ready_tasks, swarm, limit, now, takers)
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
         return await self._read(tasks.in_flight, agent_ids)

@@ -26,6 +26,7 @@ from core.models import (
     utcnow,
 )
 from core.store import ops
+from core.store.base import Taker
 from core.store.queue_rules import (
     ACTIVE,
     FINAL_FAILURES,
@@ -487,23 +488,23 @@ def ready_tasks(
     swarm: str | None,
     limit: int,
     now: float,
-    runtimes: Collection[str] | None,
-    skills: Collection[str] | None,
+    takers: Collection[Taker] | None,
 ) -> list[Task]:
     sql = "SELECT * FROM tasks WHERE status = 'ready' AND swarm IS ? AND not_before <= ?"
     params: list[Any] = [swarm, now]
-    # Tasks no agent of the pool can take are skipped here, so that they cannot hold the
-    # first places of every round while the tasks behind them starve.
-    if runtimes is not None:
-        sql += f" AND (runtime IS NULL OR runtime IN ({','.join('?' * len(runtimes))}))"
-        params += list(runtimes)
-    if skills is not None:
-        # Most tasks name no skill: skip the JSON walk for them.
+    if takers is not None:
+        # Only tasks one of the pool's agents could take (its runtime, all its skills):
+        # the others must not hold the first places of every round while the tasks
+        # behind them starve. Most tasks name neither: no JSON walk for them.
         sql += (
-            " AND (tasks.skills = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(tasks.skills)"
-            f" WHERE value NOT IN ({','.join('?' * len(skills))})))"
+            " AND ((tasks.runtime IS NULL AND tasks.skills = '[]') OR EXISTS ("
+            " SELECT 1 FROM json_each(?) AS ag"
+            " WHERE (tasks.runtime IS NULL OR tasks.runtime = json_extract(ag.value, '$[0]'))"
+            " AND NOT EXISTS (SELECT 1 FROM json_each(tasks.skills) AS need"
+            " WHERE need.value NOT IN"
+            " (SELECT value FROM json_each(json_extract(ag.value, '$[1]'))))))"
         )
-        params += list(skills)
+        params.append(json.dumps(sorted([rt, sorted(skills)] for rt, skills in set(takers))))
     sql += " ORDER BY priority, rowid LIMIT ?"
     params.append(limit)
     return [rows.task(r) for r in conn.execute(sql, params)]

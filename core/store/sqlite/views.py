@@ -31,7 +31,7 @@ def _task_row(r: sqlite3.Row) -> TaskRow:
         id=r["id"],
         swarm=r["swarm"],
         status=r["status"],
-        agent_id=r["lease_agent"],
+        lease_agent=r["lease_agent"],
         attempts=r["attempts"],
         priority=PRIORITIES[r["priority"]].value,
         runtime=r["runtime"],
@@ -91,8 +91,8 @@ def view_snapshot(conn: sqlite3.Connection) -> ViewSnapshot:
         )
     ]
     for t in active:
-        if t.status == "running" and t.agent_id in agents:
-            agents[t.agent_id].current_task = t.id
+        if t.status == "running" and t.lease_agent in agents:
+            agents[t.lease_agent].current_task = t.id
     recent = [
         _task_row(r)
         for r in conn.execute(
