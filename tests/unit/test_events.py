@@ -40,7 +40,7 @@ from core.events import (
     read_recording,
     tail_recording,
 )
-from core.events.backlog import Backlog
+from core.events.backlog import Backlog, last_run
 from core.events.recording import ReadStats
 from core.events.seq import SeqFile
 from core.models import AgentStatus, ExecStatus, StatusSource, Swarm
@@ -516,3 +516,54 @@ def test_backlog_resumes_after_a_cursor_and_counts_what_it_no_longer_keeps() -> 
     backlog.close()
     bus.publish(output(99))
     assert len(backlog) == 10
+
+
+def test_a_recording_from_before_durable_seqs_is_never_replayed_as_new() -> None:
+    """Old runs restarted at seq 1: only the last run's increasing tail is kept, and the
+    bus numbers on after it."""
+    old_run = [output(i).model_copy(update={"seq": i + 1}) for i in range(300)]
+    last = [output(i).model_copy(update={"seq": i + 1}) for i in range(40)]
+    kept = last_run([*old_run, *last])
+    assert [e.seq for e in kept] == list(range(1, 41))
+    bus = EventBus()
+    bus.advance_to(kept[-1].seq)
+    backlog = Backlog(bus, preload=kept)
+    bus.publish(output(0))
+    assert bus.seq == 41
+    missed, after = backlog.since(1)
+    assert missed == 0 and [e.seq for e in after] == list(range(2, 42))
+
+
+def test_the_backlog_is_bounded_in_bytes_too() -> None:
+    bus = EventBus()
+    backlog = Backlog(bus, size=10_000, max_bytes=200_000)
+    for _ in range(50):
+        bus.publish(AgentOutput(agent_id="a", exec_id="e", stream="stdout", data="x" * 65536))
+    assert backlog.bytes <= 200_000 and len(backlog) == 3
+    missed, kept = backlog.since(0)
+    assert missed == 47 and [e.seq for e in kept] == [48, 49, 50]
+
+
+def test_a_failed_seq_reservation_never_stops_publishing(tmp_path: Path) -> None:
+    seq = SeqFile(tmp_path / "gone" / "events.seq", block=10)  # its directory is missing
+    bus = EventBus(seq_file=seq)
+    sub = bus.subscribe("t")
+    for _ in range(3):
+        bus.publish(DaemonStopping())  # each tries to reserve again; none raises
+    assert bus.seq == 3 and sub.qsize() == 3
+    (tmp_path / "gone").mkdir()
+    bus.publish(DaemonStopping())
+    assert seq.load() >= 4  # reserved once it could be
+
+
+async def test_the_recorder_ends_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    good = event_to_json(SAMPLES[0])
+    path.write_text(f"{good}\n{good[:30]}", encoding="utf-8")  # a writer killed mid-line
+    bus = EventBus()
+    async with EventRecorder(bus, path):
+        bus.publish(DaemonStopping(reason="next run"))
+    stats = ReadStats()
+    events = list(read_recording(path, stats))
+    assert [e.type for e in events] == [SAMPLES[0].type, "daemon.stopping"]
+    assert stats.malformed == [2] and not stats.torn_tail
