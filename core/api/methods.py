@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
-from core.api.read_methods import register_read_methods
+from core.api.read_methods import REF_MAX, register_read_methods
 from core.engine import Engine
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
@@ -24,22 +24,22 @@ class _Params(BaseModel):
 
 
 class AgentRef(_Params):
-    id: str = Field(min_length=1, description="agent id or name")
+    id: str = Field(min_length=1, max_length=REF_MAX, description="agent id or name")
 
 
 class ExecParams(_Params):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=REF_MAX)
     input: str
     timeout: float | None = Field(default=None, gt=0)
 
 
 class SteerParams(_Params):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=REF_MAX)
     message: str = Field(min_length=1)
 
 
 class LogsParams(_Params):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=REF_MAX)
     after_seq: int = Field(default=0, ge=0)
     follow: bool = False
 
@@ -51,16 +51,16 @@ class AuditListParams(_Params):
 
 
 class TaskRef(_Params):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=REF_MAX)
 
 
 class ExecGetParams(_Params):
-    id: str = Field(min_length=1, description="exec id")
+    id: str = Field(min_length=1, max_length=REF_MAX, description="exec id")
     limit: int = Field(default=10_000, ge=1, le=100_000, description="output lines at most")
 
 
 class ExecListParams(_Params):
-    agent: str = Field(min_length=1, description="agent id or live name")
+    agent: str = Field(min_length=1, max_length=REF_MAX, description="agent id or live name")
     limit: int = Field(default=20, ge=1, le=10_000)
 
 
@@ -80,12 +80,12 @@ class TaskListParams(_Params):
 
 
 class SwarmStrategyParams(_Params):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=REF_MAX)
     strategy: str = Field(min_length=1)
 
 
 class SwarmRef(_Params):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=REF_MAX)
 
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
@@ -128,7 +128,7 @@ class ModelListParams(_Params):
 
 
 class SwarmScaleParams(_Params, _CallerKeys):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=REF_MAX)
     count: int = Field(ge=0, le=5000)
 
 

@@ -21,6 +21,10 @@ from core.views.filter import EventFilter
 _subscribers = itertools.count(1)
 
 
+# An id or a name: longer is a mistake, and an error naming it stays one line.
+REF_MAX = 200
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -34,11 +38,11 @@ class AgentListParams(_Params):
 
 
 class AgentGetParams(_Params):
-    id: str = Field(min_length=1, description="agent id or name")
+    id: str = Field(min_length=1, max_length=REF_MAX, description="agent id or name")
 
 
 class SwarmRef(_Params):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=REF_MAX)
 
 
 class SubscribeParams(_Params):

@@ -146,6 +146,8 @@ def task_list(ctx: Ctx, swarm: str | None, status: str | None, limit: int, as_js
         click.echo('No tasks. Queue one with `godel task submit "echo hi"`.')
         return
     click.echo(render.table(render.TASK_HEADERS, [render.task_row(t) for t in tasks]))
+    if len(tasks) == limit:
+        click.echo(f"(the newest {limit}; there may be more: --limit N)", err=True)
 
 
 @task.command("get")

@@ -88,7 +88,7 @@ class Dispatcher:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        # Running tasks keep their leases: the next daemon rescues them when they expire.
+        # Running tasks keep their leases: the next daemon's recovery requeues them at once.
         for t in list(self._running.values()):
             t.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
