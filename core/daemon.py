@@ -32,6 +32,7 @@ from core.config import load_config
 from core.engine import Engine, build_engine
 from core.errors import GodelError
 from core.events import EventBus, EventRecorder, SeqFile
+from core.home import prepare_home
 from core.paths import GodelPaths
 from core.runtimes.registry import known_runtime_names
 
@@ -204,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", default=None)
     args = ap.parse_args(argv)
     paths = GodelPaths.resolve(args.home)
-    paths.ensure()
+    # Everything the daemon creates (store, WAL, logs, events, workspaces) is private.
+    os.umask(0o077)
+    try:
+        tightened = prepare_home(paths)
+    except GodelError as e:
+        print(f"godel daemon: {e.message}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     _setup_logging(paths)
+    for note in tightened:
+        log.warning("home made private: %s", note)
     _raise_fd_limit()
     lock: IO[str] = open(paths.lockfile, "a+")  # noqa: SIM115 - held for the process lifetime
     try:

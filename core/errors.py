@@ -113,6 +113,14 @@ class ExecNotFound(GodelError):
     kind = "exec_not_found"
 
 
+class HomeError(GodelError):
+    """``GODEL_HOME`` (or the socket's directory) cannot be used safely: uncreatable,
+    read-only, or another user's."""
+
+    code = -32016
+    kind = "home_error"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -131,5 +139,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         TaskNotFound,
         SwarmError,
         ExecNotFound,
+        HomeError,
     )
 }

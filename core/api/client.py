@@ -28,6 +28,7 @@ from core.api.protocol import (
     raise_error,
 )
 from core.errors import DaemonError
+from core.home import PRIVATE_FILE, prepare_home
 from core.paths import GodelPaths
 
 if TYPE_CHECKING:
@@ -167,8 +168,15 @@ def _log_tail(paths: GodelPaths, lines: int = 3) -> str:
 def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
     import subprocess
 
-    paths.ensure()
-    with open(paths.log, "ab") as log:
+    tightened = prepare_home(paths)  # private, ours, writable: or one line saying why not
+    # The daemon's stderr: created 0600 whatever this shell's umask.
+    fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    with open(fd, "ab") as log:
+        for note in tightened:  # said where the daemon says the same
+            log.write(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING home made private: {note}\n".encode()
+            )
+        log.flush()
         return subprocess.Popen(
             [sys.executable, "-m", "core.daemon", "--home", str(paths.home)],
             stdin=subprocess.DEVNULL,

@@ -127,6 +127,10 @@ class RpcMethods:
             msg = json.loads(line)
         except (ValueError, UnicodeDecodeError) as e:
             return error_response(None, PARSE_ERROR, f"Parse error: {e}")
+        except RecursionError:
+            return error_response(
+                None, INVALID_REQUEST, "Invalid Request: nested too deep to be a request"
+            )
         if isinstance(msg, list):
             if not msg:
                 return error_response(None, INVALID_REQUEST, "Invalid Request: empty batch")

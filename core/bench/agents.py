@@ -59,7 +59,7 @@ class RawPi:
         assert isinstance(rt, PiRuntime)
         agent_dir = engine.paths.home / "raw-pi"
         write_config(agent_dir, model, settings_json())
-        env, args = pi_command(rt.find_pi(), agent_dir, model, {})
+        env, args = pi_command(rt.find_pi(), agent_dir, model, "raw-pi", {})
         proc = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE,

@@ -138,6 +138,11 @@ def describe_error(err: ErrorDetails) -> str:
         return f"must be a finite number, got {_show(value)}"
     if kind == "string_too_short":
         return "must not be empty"
+    if kind == "string_pattern_mismatch":  # only EnvVarName has a pattern
+        return (
+            "expected an environment variable name (letters, digits and _, "
+            f"not starting with a digit), got {_show(value)}"
+        )
     if kind == "literal_error":
         return f"must be one of {ctx['expected']}, got {_show(value)}"
     if kind == "missing":

@@ -82,6 +82,7 @@ RuntimeName = Annotated[str, Strict(), AfterValidator(_check_runtime)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+EnvVarName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class _Section(BaseModel):
@@ -98,6 +99,9 @@ class Defaults(_Section):
     exec_timeout: Seconds = 600.0
     # None lets the engine use GODEL_HOME/workspaces.
     workspace_root: Path | None = None
+    # Variables of the daemon's environment agents may see besides the harmless ones
+    # (core.runtimes.environment); every other one, API keys included, is withheld.
+    env_passthrough: list[EnvVarName] = Field(default_factory=list)
 
     @field_validator("workspace_root", mode="before")
     @classmethod
@@ -159,9 +163,6 @@ class AgentGroup(_Section):
                 )
             out.append(s)
         return out
-
-
-EnvVarName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ProviderSettings(_Section):

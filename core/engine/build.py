@@ -66,8 +66,11 @@ class LazyScriptedServer:
 
 def build_registry(paths: GodelPaths, loaded: LoadedConfig) -> RuntimeRegistry:
     options = loaded.config.runtimes
+    passthrough = tuple(loaded.config.defaults.env_passthrough)
     return RuntimeRegistry.load(
-        lambda name: RuntimeContext(home=paths.home, options=dict(options.get(name, {})))
+        lambda name: RuntimeContext(
+            home=paths.home, options=dict(options.get(name, {})), env_passthrough=passthrough
+        )
     )
 
 

@@ -4,11 +4,13 @@ Every setting the schema accepts does something. On ``config reload`` each chang
 is either applied at once (listed as ``applied``) or needs a daemon restart (listed as
 ``needs_restart``, with nothing changed for it until then):
 
-- applied: ``defaults.*``, ``daemon.*``, ``queue.*``, ``health.*`` (except
-  ``max_concurrent_probes``), ``autoscaler.*``, ``providers``/``models`` (for agents
-  spawned from now on), ``[[agents]]`` (missing agents are spawned; extra ones keep
-  running until stopped, as kubectl apply without prune);
-- restart: ``runtimes.*`` (runtime plug-ins are built with their options at start) and
+- applied: ``defaults.*`` (except ``env_passthrough``), ``daemon.*``, ``queue.*``,
+  ``health.*`` (except ``max_concurrent_probes``), ``autoscaler.*``,
+  ``providers``/``models`` (for agents spawned from now on), ``[[agents]]`` (missing
+  agents are spawned; extra ones keep running until stopped, as kubectl apply without
+  prune);
+- restart: ``runtimes.*`` and ``defaults.env_passthrough`` (runtime plug-ins are built
+  with their options and agents' environment at start) and
   ``health.max_concurrent_probes`` (the probe scheduler's bound).
 """
 
@@ -31,7 +33,7 @@ from core.models import AgentSpec
 
 log = logging.getLogger("godel.engine")
 
-RESTART_KEYS = ("runtimes", "health.max_concurrent_probes")
+RESTART_KEYS = ("runtimes", "health.max_concurrent_probes", "defaults.env_passthrough")
 
 
 class ConfigReload(BaseModel):
@@ -147,6 +149,9 @@ class ConfigService:
         )
         merged.health = merged.health.model_copy(
             update={"max_concurrent_probes": old.config.health.max_concurrent_probes}
+        )
+        merged.defaults = merged.defaults.model_copy(
+            update={"env_passthrough": old.config.defaults.env_passthrough}
         )
         self.ctx.loaded = new.model_copy(update={"config": merged})
         self.ctx.models = ModelCatalog(merged, scripted_url=self.ctx.scripted_url)

@@ -65,6 +65,8 @@ class RuntimeContext:
 
     home: Path
     options: dict[str, Any] = field(default_factory=dict)
+    # ``[defaults] env_passthrough``: daemon variables agents may see (core.runtimes.environment).
+    env_passthrough: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -56,6 +56,7 @@ from core.runtimes.base import (
     HealthState,
     RuntimeContext,
 )
+from core.runtimes.environment import agent_environment
 from core.runtimes.native_tools import (
     SYSTEM_PROMPT,
     TOOLS,
@@ -77,6 +78,8 @@ class _Agent:
     workspace: Path
     model: ResolvedModel
     client: LLMClient
+    # The scrubbed environment of its bash tool: the model's key stays in the daemon.
+    env: dict[str, str]
     history: list[ChatMessage] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     abort_reason: ExecStatus | None = None
@@ -140,7 +143,8 @@ class NativeRuntime:
             raise InvalidInput("the native runtime needs a model (--model)", runtime=self.name)
         if not await asyncio.to_thread(workspace.is_dir):
             raise RuntimeFailure(f"workspace {workspace} is not a directory", agent_id=agent_id)
-        agent = _Agent(agent_id, workspace, model, _make_client(model, self.ctx))
+        env = agent_environment(agent_id, spec.env, passthrough=self.ctx.env_passthrough)
+        agent = _Agent(agent_id, workspace, model, _make_client(model, self.ctx), env)
         return AgentHandle(agent_id=agent_id, workspace=workspace, state={"native": agent})
 
     async def exec(
@@ -289,7 +293,7 @@ class NativeRuntime:
         )
         is_error = False
         try:
-            output = await run_tool(call, agent.workspace, agent.agent_id, agent.tool_procs)
+            output = await run_tool(call, agent.workspace, agent.env, agent.tool_procs)
         except PathRefused as e:
             is_error, output = True, f"refused: {e}"
             queue.put_nowait(

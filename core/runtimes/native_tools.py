@@ -94,9 +94,10 @@ def confine(workspace: Path, path: str) -> Path:
 
 
 async def run_tool(
-    call: ToolCall, workspace: Path, agent_id: str, procs: set[asyncio.subprocess.Process]
+    call: ToolCall, workspace: Path, env: dict[str, str], procs: set[asyncio.subprocess.Process]
 ) -> str:
-    """Run one tool call; ``procs`` holds the bash commands running meanwhile.
+    """Run one tool call; ``env`` is the agent's scrubbed environment for ``bash``
+    (:mod:`core.runtimes.environment`), ``procs`` holds the bash commands running meanwhile.
 
     Raises ``PathRefused`` for a path outside the workspace and ``ToolError`` (or
     ``OSError``/``ValueError``) for a failure the model should hear about.
@@ -106,7 +107,7 @@ async def run_tool(
         command = _str_arg(args, "command")
         t = args.get("timeout", DEFAULT_BASH_TIMEOUT)
         timeout = float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_BASH_TIMEOUT
-        return await _bash(command, timeout, workspace, agent_id, procs)
+        return await _bash(command, timeout, workspace, env, procs)
     if call.name == "read":
         path = confine(workspace, _str_arg(args, "path"))
         offset, limit = args.get("offset"), args.get("limit")
@@ -129,7 +130,7 @@ async def _bash(
     command: str,
     timeout: float,
     workspace: Path,
-    agent_id: str,
+    env: dict[str, str],
     procs: set[asyncio.subprocess.Process],
 ) -> str:
     proc = await asyncio.create_subprocess_exec(
@@ -141,7 +142,7 @@ async def _bash(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,  # its own group, so the whole tree can be killed
-        env={**os.environ, "GODEL_AGENT_ID": agent_id},
+        env=env,
     )
     procs.add(proc)
     try:

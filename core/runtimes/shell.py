@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
@@ -45,6 +44,7 @@ from core.runtimes.base import (
     HealthState,
     RuntimeContext,
 )
+from core.runtimes.environment import agent_environment
 from core.runtimes.process import (
     process_started_at,
     recover_process,
@@ -126,11 +126,9 @@ class ShellRuntime:
     ) -> AgentHandle:
         if not await asyncio.to_thread(workspace.is_dir):
             raise RuntimeFailure(f"workspace {workspace} is not a directory", agent_id=agent_id)
-        env = dict(os.environ)
-        # A clean shell: BASH_ENV would be sourced despite --norc.
-        env.pop("BASH_ENV", None)
-        env.update(spec.env)
-        env["GODEL_AGENT_ID"] = agent_id
+        # Scrubbed: no API key or other secret of the daemon's (BASH_ENV, which bash
+        # would source despite --norc, is not on the allow-list either).
+        env = agent_environment(agent_id, spec.env, passthrough=self._ctx.env_passthrough)
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._shell,

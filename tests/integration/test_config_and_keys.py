@@ -156,3 +156,17 @@ def test_config_validate_without_a_daemon_starts_none(godel: Godel) -> None:
         "running": False
     }
     assert godel.daemon_pid() is None
+
+
+def test_agents_do_not_inherit_the_daemons_secrets(godel: Godel) -> None:
+    project(godel.cwd, '[defaults]\nenv_passthrough = ["PASS_ME"]\n')
+    secrets_ = {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-oai-x", "SECRET_X": "x"}
+    godel.env.update({**secrets_, "PASS_ME": "through"})
+    godel.run("daemon", "start", check=True)  # the daemon's environment holds them all
+    r = godel.run("agent", "spawn", "--runtime", "shell", check=True)
+    m = re.search(r"(shell-[0-9a-f]{6})", r.stdout)
+    assert m, r.stdout
+    out = godel.run("agent", "exec", m.group(1), "env", check=True).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert not secrets_.keys() & env.keys(), env
+    assert env["PASS_ME"] == "through" and env["PATH"] and env["GODEL_AGENT_ID"] == m.group(1)

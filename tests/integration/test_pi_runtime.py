@@ -214,6 +214,29 @@ async def test_spawn_reports_pi_startup_errors(harness: Harness) -> None:
         await harness.spawn(rt)
 
 
+async def test_pi_sees_its_own_key_and_no_other_secret_of_the_daemons(
+    harness: Harness, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {"ANTHROPIC_API_KEY": "sk-ant-daemon", "OPENAI_API_KEY": "sk-oai-daemon"}
+    for name, value in {**secrets, "SECRET_X": "x-daemon", "PASS_ME": "through"}.items():
+        monkeypatch.setenv(name, value)
+    rt = PiRuntime(
+        RuntimeContext(
+            home=harness.tmp / "home",
+            options={"pi_settings": FAST_SETTINGS},
+            env_passthrough=("PASS_ME",),
+        )
+    )
+    rt, handle = await harness.spawn(rt)
+    events, result = await collect(rt, handle, "run: env")
+    assert result.status is ExecStatus.SUCCEEDED, result
+    [out] = [e.output for e in events if isinstance(e, ToolCallFinished)]
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert env[KEY_ENV] == KEY and env["PASS_ME"] == "through" and env["PATH"]
+    assert not {*secrets, "SECRET_X"} & env.keys(), env
+    assert {req.api_key for req in server.requests} == {KEY}
+
+
 # --- exec --------------------------------------------------------------------------
 
 

@@ -294,6 +294,20 @@ def test_bad_skill(project: Path, no_user: Path) -> None:
     assert err.data["problem"] == "skill 'web dev' must not contain spaces or commas"
 
 
+def test_env_passthrough_names_variables(project: Path, no_user: Path) -> None:
+    assert load(project, no_user).config.defaults.env_passthrough == []
+    write(project / ".godel" / "config.toml", '[defaults]\nenv_passthrough = ["HTTPS_PROXY"]\n')
+    assert load(project, no_user).config.defaults.env_passthrough == ["HTTPS_PROXY"]
+    _, err = project_error(project, no_user, '[defaults]\nenv_passthrough = ["OK", "A B"]\n')
+    assert err.data["key"] == "defaults.env_passthrough[1]"
+    assert err.data["problem"] == (
+        "expected an environment variable name (letters, digits and _, "
+        "not starting with a digit), got 'A B'"
+    )
+    _, err = project_error(project, no_user, '[defaults]\nenv_passthrough = "HOME"\n')
+    assert err.data["key"] == "defaults.env_passthrough"
+
+
 def test_parse_config_file_returns_raw_table(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", "[runtimes.shell]\nshell = '/bin/sh'\n")
     assert parse_config_file(path, KNOWN) == {"runtimes": {"shell": {"shell": "/bin/sh"}}}

@@ -127,3 +127,15 @@ async def test_streaming_sends_notifications_before_the_result() -> None:
     assert [m["params"] for m in sent] == [{"request_id": "s1", "data": {"i": i}} for i in range(3)]
     assert all(m["method"] == "stream" and "id" not in m for m in sent)
     assert r["result"] == {"done": 3}
+
+
+async def test_a_request_nested_too_deep_gets_an_invalid_request_reply() -> None:
+    rpc = RpcMethods()
+    line = "[" * 100_000 + "]" * 100_000
+
+    async def emit(msg: object) -> None:
+        raise AssertionError("nothing streams here")
+
+    reply = await rpc.handle_line(line, "test", emit)
+    assert reply["error"]["code"] == -32600
+    assert reply["error"]["message"] == "Invalid Request: nested too deep to be a request"

@@ -12,16 +12,18 @@ Pure except :func:`write_config`; :func:`pi_command` is shared with the bench's 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import core
 from core.llm.catalog_types import ResolvedModel
+from core.runtimes.environment import agent_environment
 
 PROVIDER = "godel"  # the one provider Godel writes into the agent's models.json
+# Node's own settings pi may need (a corporate CA bundle, heap size); no secrets.
+PI_VARS = ("NODE_EXTRA_CA_CERTS", "NODE_OPTIONS", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 def _price(v: Decimal) -> float:
@@ -111,14 +113,19 @@ def pi_command(
     pi_bin: str,
     agent_dir: Path,
     model: ResolvedModel,
-    extra_env: dict[str, str],
+    agent_id: str,
+    spec_env: Mapping[str, str],
     *,
+    passthrough: Sequence[str] = (),
     allow_workspace_extensions: bool = False,
     extra_args: Sequence[str] = (),
 ) -> tuple[dict[str, str], list[str]]:
-    """The environment and argv of one ``pi --mode rpc`` agent (also used by the bench)."""
-    env = dict(os.environ)
-    env.update(extra_env)
+    """The environment and argv of one ``pi --mode rpc`` agent (also used by the bench).
+
+    The environment is scrubbed (:mod:`core.runtimes.environment`): of the provider keys
+    only the model's own, which pi reads itself.
+    """
+    env = agent_environment(agent_id, spec_env, passthrough=passthrough, runtime_vars=PI_VARS)
     env.update(
         {
             "PI_CODING_AGENT_DIR": str(agent_dir),

@@ -181,7 +181,9 @@ class PiRuntime:
             pi_bin,
             agent_dir,
             model,
-            {**spec.env, "GODEL_AGENT_ID": agent_id},
+            agent_id,
+            spec.env,
+            passthrough=self._ctx.env_passthrough,
             allow_workspace_extensions=bool(
                 self._ctx.options.get("allow_workspace_extensions", False)
             ),
