@@ -21,6 +21,7 @@ import pwd
 import resource
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -29,6 +30,7 @@ from typing import IO
 from core.api.jsonrpc import EXIT_ALREADY_RUNNING, JSON, MAX_MESSAGE, RpcMethods
 from core.api.methods import build_methods
 from core.config import load_config
+from core.config.checks import check_usable
 from core.engine import Engine, build_engine
 from core.errors import GodelError
 from core.events import EventBus, EventRecorder, SeqFile
@@ -41,6 +43,7 @@ log = logging.getLogger("godel.daemon")
 EXIT_CONFIG = 78  # EX_CONFIG
 RECORDER_QUEUE = 200_000  # events
 EXIT_STORE = 74  # EX_IOERR
+SOCKET_CHECK_EVERY = 2.0  # seconds between checks that our socket is still at its path
 
 
 def peer_actor(sock: socket.socket | None) -> str:
@@ -68,6 +71,7 @@ class Daemon:
         self._stop_actor = "daemon"
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._sock_id: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
         self.engine: Engine | None = None
         self.rpc: RpcMethods | None = None
 
@@ -81,6 +85,7 @@ class Daemon:
         # The config that applies where the daemon was started: the directory of the
         # command that started it (``config reload`` loads another's).
         loaded = load_config(known_runtime_names())
+        check_usable(loaded)  # a bad shell or workspace root: refuse now, not at each spawn
         log.info(
             "config: %s (digest %s)",
             " + ".join(str(s) for s in loaded.sources) or "no config files (defaults)",
@@ -106,6 +111,8 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(sock_path, 0o600)
+        self._sock_id = _file_id(sock_path)
+        watch = asyncio.create_task(self._watch_socket())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}", "daemon")
@@ -113,6 +120,7 @@ class Daemon:
         print(json.dumps({"ready": True, "pid": os.getpid(), "socket": str(sock_path)}), flush=True)
         await self._stop.wait()
         log.info("stopping: %s (requested by %s)", self._stop_reason, self._stop_actor)
+        watch.cancel()
         self._server.close()
         # Let in-flight responses (like the reply to daemon.stop) go out first.
         await asyncio.sleep(0.05)
@@ -124,8 +132,47 @@ class Daemon:
         await asyncio.gather(*self._conns, return_exceptions=True)
         await recorder.stop()
         bus.close()
+        if _file_id(sock_path) == self._sock_id:  # not a file someone put there since
+            with contextlib.suppress(FileNotFoundError):
+                sock_path.unlink()
+
+    async def _watch_socket(self) -> None:
+        """Every few seconds: is our socket still at its path? A deleted or replaced socket
+        file leaves a daemon that runs agents but that no client can find."""
+        while True:
+            await asyncio.sleep(SOCKET_CHECK_EVERY)
+            if _file_id(self.paths.socket) != self._sock_id:
+                try:
+                    await self._relisten()
+                except OSError as e:  # tried again at the next check
+                    log.error("could not re-create the socket %s: %s", self.paths.socket, e)
+
+    async def _relisten(self) -> None:
+        """Listen on a new socket at the same path; connections already open stay."""
+        sock_path = self.paths.socket
+        # Bound under a temporary name and renamed into place: the path never shows a
+        # socket that is not 0600, without touching the process umask (other threads
+        # create files meanwhile). The directory is private, so the temporary name is too.
+        tmp = sock_path.with_name(sock_path.name + ".new")
         with contextlib.suppress(FileNotFoundError):
-            sock_path.unlink()
+            tmp.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(tmp))
+            os.chmod(tmp, 0o600)
+            sock.listen(100)
+            os.replace(tmp, sock_path)  # a plain file or a foreign socket there is replaced
+        except OSError:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        old = self._server
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_MESSAGE)
+        self._sock_id = _file_id(sock_path)
+        if old is not None:
+            old.close()
+        log.warning("the socket %s was removed or replaced; re-created it", sock_path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -182,6 +229,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             self._conns.discard(task)
+
+
+def _file_id(path: os.PathLike[str] | str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the socket at ``path``; None if none (or not a socket) is there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
 
 
 def _setup_logging(paths: GodelPaths) -> None:

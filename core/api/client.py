@@ -2,8 +2,8 @@
 
 A thin client: it imports nothing of the engine, the store, the runtimes or pydantic
 (``tests/unit/test_thin_client.py`` checks). psutil and subprocess load only when a
-daemon is started or stopped. ``core.api.blocking`` makes one call without asyncio,
-for the CLI's read-only commands.
+daemon is started or stopped, or its socket does not answer ``daemon status``.
+``core.api.blocking`` makes one call without asyncio, for the CLI's read-only commands.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,9 @@ START_TIMEOUT = 20.0
 # as long as they take; the CLI waits for it.
 STOP_LIMIT = 600.0
 STOP_NOTICE_AFTER = 2.0
+# How long `daemon status`/`stop` wait for an answer before they look for the daemon by
+# its lock and pid instead (a frozen daemon still accepts connections).
+ANSWER_TIMEOUT = 3.0
 
 OnStream = Callable[[Any], Awaitable[None] | None]
 
@@ -53,6 +57,7 @@ __all__ = [
     "connect",
     "read_pid",
     "request_stop",
+    "silent_daemon",
     "start_daemon",
     "stop_daemon",
     "wait_daemon_gone",
@@ -253,13 +258,87 @@ def read_pid(paths: GodelPaths) -> int | None:
         return None
 
 
-async def request_stop(paths: GodelPaths) -> int | None:
-    """Ask the daemon to stop; returns its pid, or None if no daemon serves ``paths``."""
-    if not await can_connect(paths):
+def _lock_holder(paths: GodelPaths) -> int | None:
+    """The pid holding the flock on ``daemon.lock`` (Linux ``/proc/locks``), read without
+    taking the lock: taking it, even briefly, could turn away a daemon that is starting."""
+    try:
+        st = os.stat(paths.lockfile)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
         return None
-    async with DaemonClient(paths) as client:
-        reply = await client.call("daemon.stop")
-    return int(reply["pid"])
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:  # a waiter, not the holder
+            continue
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == want:
+            with contextlib.suppress(ValueError):
+                return int(parts[4])
+    return None
+
+
+def _is_our_daemon(pid: int, paths: GodelPaths) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return False
+    if "core.daemon" in cmd:
+        return str(paths.home) in cmd
+    return "daemon" in cmd and "--foreground" in cmd  # `godel daemon start --foreground`
+
+
+def silent_daemon(paths: GodelPaths) -> int | None:
+    """The pid of a live daemon of ``paths`` found without its socket: the holder of its
+    lock, else the pid in ``daemon.pid`` if that process is a daemon of this home."""
+    holder = _lock_holder(paths)
+    if holder is not None and _is_our_daemon(holder, paths):
+        return holder
+    pid = read_pid(paths)
+    if pid is not None and _is_our_daemon(pid, paths):
+        return pid
+    if holder is not None:  # holds our lock, whatever its command line says
+        return holder
+    return None
+
+
+async def ask_daemon(paths: GodelPaths, method: str) -> tuple[Any, str | None]:
+    """Call ``method`` with a time limit: (result, None), or (None, why it did not answer)."""
+
+    async def go() -> Any:
+        async with DaemonClient(paths) as client:
+            return await client.call(method)
+
+    try:
+        return await asyncio.wait_for(go(), ANSWER_TIMEOUT), None
+    except TimeoutError:
+        return None, f"no answer within {ANSWER_TIMEOUT:.0f}s"
+    except (OSError, ValueError) as e:
+        return None, getattr(e, "strerror", None) or str(e)
+    except DaemonError as e:
+        return None, e.message
+
+
+async def request_stop(paths: GodelPaths) -> int | None:
+    """Ask the daemon to stop; returns its pid, or None if no daemon serves ``paths``.
+
+    A daemon whose socket does not answer (deleted, replaced, or the daemon frozen) but
+    that holds the home's lock gets SIGTERM, which stops it the same way.
+    """
+    reply, _why = await ask_daemon(paths, "daemon.stop")
+    if reply is not None:
+        return int(reply["pid"])
+    pid = silent_daemon(paths)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    return pid
 
 
 async def wait_daemon_gone(

@@ -59,10 +59,12 @@ def config_validate(ctx: Ctx, as_json: bool) -> None:
     """Check the config files that apply here; names the file and key of any problem,
     and says whether the daemon runs with this config."""
     from core.config import load_config
+    from core.config.checks import check_usable
     from core.runtimes.registry import known_runtime_names
 
     try:
         loaded = load_config(known_runtime_names())
+        check_usable(loaded)  # what spawn would find wrong, found now
     except GodelError as e:
         if as_json:
             echo_json({"ok": False, "error": e.message, **e.data})

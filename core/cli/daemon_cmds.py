@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
 
 import click
 
 from core.api.client import (
-    DaemonClient,
-    can_connect,
+    ask_daemon,
     read_pid,
     request_stop,
+    silent_daemon,
     start_daemon,
     wait_daemon_gone,
 )
@@ -22,6 +21,7 @@ from core.cli.common import (
     Ctx,
     async_command,
     echo_json,
+    fail,
     json_option,
     pass_ctx,
     run,
@@ -86,17 +86,24 @@ async def daemon_stop(ctx: Ctx) -> None:
 def daemon_status(ctx: Ctx, as_json: bool) -> None:
     """Show whether the daemon runs; exits 3 if it does not."""
 
-    async def go() -> Any:
-        if not await can_connect(ctx.paths):
-            return None
-        client = DaemonClient(ctx.paths)
-        await client.connect()
-        try:
-            return await client.call("daemon.status")
-        finally:
-            await client.close()
-
-    status = run(go())
+    status, why = run(ask_daemon(ctx.paths, "daemon.status"))
+    silent = silent_daemon(ctx.paths) if status is None else None
+    if silent is not None:
+        # Running, but unreachable: saying "none runs" would hide agents that still run.
+        if as_json:
+            echo_json(
+                {
+                    "running": True,
+                    "answering": False,
+                    "pid": silent,
+                    "home": str(ctx.paths.home),
+                    "error": why,
+                }
+            )
+        fail(
+            f"a daemon (pid {silent}) holds {ctx.paths.home} but its socket does not answer: "
+            f"{why}; `godel daemon stop` ends it"
+        )
     if status is None:
         if as_json:
             echo_json({"running": False, "home": str(ctx.paths.home)})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.config.bounds import between
 
 __all__ = ["AutoscalerSettings"]
 
@@ -13,5 +17,6 @@ class AutoscalerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    interval_s: float = Field(default=5.0, gt=0)
-    scale_down_window_s: float = Field(default=300.0, ge=0)
+    # Under 0.1 s the loop busy-spins a core.
+    interval_s: Annotated[float, Field(allow_inf_nan=False), between(0.1, 3600)] = 5.0
+    scale_down_window_s: Annotated[float, Field(allow_inf_nan=False), between(0, 86_400)] = 300.0

@@ -9,11 +9,15 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from core.config.bounds import between
+
 __all__ = ["HealthSettings"]
 
-_Count = Annotated[StrictInt, Field(ge=1)]
-_Seconds = Annotated[float, Field(gt=0)]
-_Fraction = Annotated[float, Field(ge=0, lt=1)]
+_Num = Annotated[float, Field(allow_inf_nan=False)]
+_Count = Annotated[StrictInt, between(1, 1000)]
+# Far below 0.01 s a probe or restart loop busy-spins a core; over a day it never happens.
+_Seconds = Annotated[_Num, between(0.01, 86_400)]
+_Fraction = Annotated[_Num, between(0, 1, hi_open=True)]
 
 
 class HealthSettings(BaseModel):
@@ -28,7 +32,7 @@ class HealthSettings(BaseModel):
     unhealthy_threshold: _Count = 3
     healthy_threshold: _Count = 2
     jitter: _Fraction = 0.1  # each interval is scaled by 1 ± jitter
-    max_concurrent_probes: _Count = 32
+    max_concurrent_probes: Annotated[StrictInt, between(1, 10_000)] = 32
 
     # Passive: circuit breaker fed by task results.
     failure_threshold: _Count = 5
@@ -36,16 +40,16 @@ class HealthSettings(BaseModel):
     max_open_s: _Seconds = 300.0
 
     # Pool level.
-    max_ejection_percent: Annotated[float, Field(ge=0, le=100)] = 10.0
-    panic_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5  # 0 disables panic
+    max_ejection_percent: Annotated[_Num, between(0, 100)] = 10.0
+    panic_threshold: Annotated[_Num, between(0, 1)] = 0.5  # 0 disables panic
 
     # Restarting dead agents.
     restart_base_s: _Seconds = 1.0
-    restart_factor: Annotated[float, Field(ge=1)] = 2.0
+    restart_factor: Annotated[_Num, between(1, 10)] = 2.0
     restart_max_s: _Seconds = 60.0
     restart_jitter: _Fraction = 0.2  # a delay is scaled by a random factor in (1 - jitter, 1]
     max_restarts: _Count = 5
-    restart_window_s: _Seconds = 600.0
+    restart_window_s: Annotated[_Num, between(1, 7 * 86_400)] = 600.0
     restart_reset_after_s: _Seconds = 120.0  # healthy this long → backoff starts over
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from core.config.autoscaler import AutoscalerSettings
+from core.config.bounds import OUT_OF_RANGE
 from core.config.health import HealthSettings
 from core.config.schema import (
     AgentGroup,
@@ -69,6 +70,8 @@ _OWN_ERRORS = frozenset(
         "empty_path",
         "missing_base_url",
         "unknown_provider",
+        "runtime_option",
+        OUT_OF_RANGE,
     }
 )
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.config.autoscaler import AutoscalerSettings
+from core.config.bounds import between, check_range
 from core.config.builtin import BUILTIN_CONFIG
 from core.config.files import ConfigFile
 from core.config.health import HealthSettings
@@ -80,9 +81,31 @@ def _check_runtime(name: str, info: ValidationInfo) -> str:
 # them from the validation context; without a context any name is accepted.
 RuntimeName = Annotated[str, Strict(), AfterValidator(_check_runtime)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
-Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+_Num = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Seconds = Annotated[_Num, between(0.1, 7 * 86_400)]
 Dollars = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 EnvVarName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+# Numeric options of the free-form ``[runtimes.NAME]`` tables that a runtime reads:
+# (lowest, highest, whole numbers only).
+RUNTIME_NUMBERS: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "native": {
+        "max_turns": (1, 10_000, True),
+        "max_retries": (0, 100, True),
+        "request_timeout": (1, 86_400, False),
+    },
+}
+
+
+def _runtime_option_problem(value: object, lo: float, hi: float, whole: bool) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected {'a whole number' if whole else 'a number'}, got {value!r}"
+    if whole and not isinstance(value, int):
+        return f"expected a whole number, got {value!r}"
+    if value != value or value in (float("inf"), float("-inf")):
+        return f"must be a finite number, got {value!r}"
+    return check_range(value, lo, hi)
 
 
 class _Section(BaseModel):
@@ -115,7 +138,7 @@ class DaemonSettings(_Section):
     """``[daemon]``."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    event_queue_size: Annotated[StrictInt, Field(ge=1)] = 1000
+    event_queue_size: Annotated[StrictInt, between(1, 1_000_000)] = 1000
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -128,12 +151,12 @@ class QueueSettings(_Section):
     """``[queue]``: capacities (backpressure) and how the dispatcher works."""
 
     # Active tasks (queued, ready, running) in the default pool; a swarm sets its own.
-    default_capacity: Annotated[StrictInt, Field(ge=1)] = 10_000
+    default_capacity: Annotated[StrictInt, between(1, 10_000_000)] = 10_000
     # Active tasks in the whole queue.
-    capacity: Annotated[StrictInt, Field(ge=1)] = 100_000
-    lease_s: Seconds = 60.0
+    capacity: Annotated[StrictInt, between(1, 10_000_000)] = 100_000
+    lease_s: Annotated[_Num, between(1, 86_400)] = 60.0
     # Agents spawned at once when a swarm grows (pi takes ~1.3 CPU-s to start).
-    spawn_concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 8
+    spawn_concurrency: Annotated[StrictInt, between(1, 256)] = 8
 
 
 class AgentGroup(_Section):
@@ -142,7 +165,7 @@ class AgentGroup(_Section):
     name: NonEmptyStr | None = None
     # A group without a runtime takes ``defaults.runtime`` (filled by GodelConfig).
     runtime: RuntimeName = "shell"
-    count: Annotated[StrictInt, Field(ge=1)] = 1
+    count: Annotated[StrictInt, between(1, 10_000)] = 1
     skills: list[str] = Field(default_factory=list)
     model: NonEmptyStr | None = None
 
@@ -194,8 +217,8 @@ class ModelSettings(_Section):
     output_per_mtok: Dollars | None = None
     cache_read_per_mtok: Dollars | None = None
     cache_write_per_mtok: Dollars | None = None
-    context_window: Annotated[StrictInt, Field(ge=1)] = 128_000
-    max_tokens: Annotated[StrictInt, Field(ge=1)] = 4096
+    context_window: Annotated[StrictInt, between(1, 100_000_000)] = 128_000
+    max_tokens: Annotated[StrictInt, between(1, 10_000_000)] = 4096
 
 
 class GodelConfig(_Section):
@@ -219,6 +242,22 @@ class GodelConfig(_Section):
             k: ModelSettings.model_validate(v) for k, v in BUILTIN_CONFIG["models"].items()
         }
     )
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtime_numbers(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for runtime, options in v.items():
+            for key, (lo, hi, whole) in RUNTIME_NUMBERS.get(runtime, {}).items():
+                if key not in options:
+                    continue
+                problem = _runtime_option_problem(options[key], lo, hi, whole)
+                if problem is not None:
+                    raise PydanticCustomError(
+                        "runtime_option",
+                        "{problem}",
+                        {"key": f"runtimes.{runtime}.{key}", "problem": problem},
+                    )
+        return v
 
     @model_validator(mode="after")
     def _models_name_providers(self, info: ValidationInfo) -> GodelConfig:

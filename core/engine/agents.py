@@ -54,7 +54,15 @@ def prepare_workspace(spec: AgentSpec, root: Path, agent_id: str) -> Path:
             raise InvalidInput(f"--workdir {workspace} is not a directory", workdir=str(workspace))
     else:
         workspace = root.expanduser().absolute() / agent_id
-    workspace.mkdir(parents=True, exist_ok=True)
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        # The root may have gone (or turned read-only) since the config was checked.
+        where = "--workdir" if spec.workdir is not None else "workspace root"
+        raise RuntimeFailure(
+            f"cannot create the workspace {workspace} ({where}): {e.strerror or e}",
+            workspace=str(workspace),
+        ) from None
     return workspace
 
 

@@ -16,6 +16,7 @@ is either applied at once (listed as ``applied``) or needs a daemon restart (lis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from core.audit import AuditDraft
 from core.config import AgentGroup, GodelConfig, LoadedConfig, load_config
+from core.config.checks import check_usable
 from core.engine.context import EngineContext
 from core.events import ConfigChanged
 from core.llm.catalog import ModelCatalog
@@ -104,6 +106,7 @@ class ConfigService:
         ``user_file``) and apply what changed. ``api_keys`` (the caller's, never kept)
         serve the ``[[agents]]`` this starts."""
         new = load_config(self.ctx.registry.names(), cwd=cwd, user_file=user_file)
+        await asyncio.to_thread(check_usable, new)
         old = self.ctx.loaded
         keys = changed_keys(old.config, new.config)
         restart = [k for k in keys if needs_restart(k)]

@@ -193,6 +193,19 @@ def test_bad_config_stops_the_daemon_with_file_and_key(godel: Godel) -> None:
     assert r.returncode == 1 and "queue.lease_s" in r.stderr
 
 
+def test_unusable_workspace_root_refused_by_validate_and_daemon_start(godel: Godel) -> None:
+    cfg = godel.cwd / ".godel"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text('[defaults]\nworkspace_root = "/proc/nope"\n')
+    expected = f"{cfg / 'config.toml'}: defaults.workspace_root: cannot create workspaces in "
+    for command in (("config", "validate"), ("daemon", "start")):
+        r = godel.run(*command)
+        assert r.returncode == 1, command
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert expected in r.stderr and "/proc/nope" in r.stderr
+    assert godel.daemon_pid() is None
+
+
 def test_raw_json_rpc_errors_over_the_socket(godel: Godel) -> None:
     godel.run("daemon", "start", check=True)
     status = json.loads(godel.run("daemon", "status", "--json", check=True).stdout)

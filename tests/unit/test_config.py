@@ -15,7 +15,10 @@ from core.config import (
     parse_config_file,
     user_config_path,
 )
-from core.errors import ConfigError
+from core.config.checks import check_usable
+from core.engine.agents import prepare_workspace
+from core.errors import ConfigError, RuntimeFailure
+from core.models import AgentSpec
 
 KNOWN = ("shell", "claude")
 
@@ -177,7 +180,7 @@ def test_unknown_runtime(project: Path, no_user: Path) -> None:
 
 def test_negative_count(project: Path, no_user: Path) -> None:
     cfg, err = project_error(project, no_user, "[[agents]]\n[[agents]]\ncount = -2\n")
-    assert err.message == f"{cfg}: agents[1].count: must be at least 1, got -2"
+    assert err.message == f"{cfg}: agents[1].count: must be from 1 to 10000, got -2"
 
 
 def test_unknown_key(project: Path, no_user: Path) -> None:
@@ -208,13 +211,15 @@ def test_error_in_user_file_names_the_user_file(tmp_path: Path, project: Path) -
     with pytest.raises(ConfigError) as info:
         load(project, user)
     # Each file is checked alone, so the project's valid value does not hide it.
-    assert info.value.message == f"{user}: defaults.exec_timeout: must be greater than 0, got -5"
+    assert (
+        info.value.message == f"{user}: defaults.exec_timeout: must be from 0.1 to 604800, got -5"
+    )
 
 
 def test_negative_exec_timeout(project: Path, no_user: Path) -> None:
     _, err = project_error(project, no_user, "[defaults]\nexec_timeout = -0.5\n")
     assert err.data["key"] == "defaults.exec_timeout"
-    assert err.data["problem"] == "must be greater than 0, got -0.5"
+    assert err.data["problem"] == "must be from 0.1 to 604800, got -0.5"
 
 
 def test_exec_timeout_accepts_float_and_int(project: Path, no_user: Path) -> None:
@@ -250,8 +255,8 @@ count = true
     assert problems == {
         "defaults.runtime": "unknown runtime 'nope' (known: claude, shell)",
         "daemon.log_level": "must be one of 'debug', 'info', 'warning' or 'error', got 'verbose'",
-        "daemon.event_queue_size": "must be at least 1, got 0",
-        "queue.lease_s": "must be greater than 0, got -1",
+        "daemon.event_queue_size": "must be from 1 to 1000000, got 0",
+        "queue.lease_s": "must be from 1 to 86400, got -1",
         "agents[0].count": "expected a whole number, got true",
     }
     first = err.data["problems"][0]
@@ -340,3 +345,161 @@ def test_user_file_that_is_a_directory_is_an_error(tmp_path: Path, project: Path
         load(project, bad)
     assert info.value.data["file"] == str(bad)
     assert info.value.data["key"] == "(file)"
+
+
+# --- bounds on numeric settings, one test per family -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        # An interval this short busy-loops a core.
+        ("[health]\ninterval_s = 0.000001\n", "health.interval_s", "from 0.01 to 86400, got 1e-06"),
+        ("[autoscaler]\ninterval_s = 0\n", "autoscaler.interval_s", "from 0.1 to 3600, got 0"),
+        ("[health]\nrestart_window_s = 1e9\n", "health.restart_window_s", "from 1 to 604800"),
+    ],
+)
+def test_interval_bounds(project: Path, no_user: Path, text: str, key: str, problem: str) -> None:
+    cfg, err = project_error(project, no_user, text)
+    assert err.message.startswith(f"{cfg}: {key}: must be {problem}")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[defaults]\nexec_timeout = 1e12\n", "defaults.exec_timeout", "from 0.1 to 604800"),
+        ("[health]\ntimeout_s = -1\n", "health.timeout_s", "from 0.01 to 86400"),
+        ("[defaults]\nexec_timeout = nan\n", "defaults.exec_timeout", "finite number"),
+    ],
+)
+def test_timeout_bounds(project: Path, no_user: Path, text: str, key: str, problem: str) -> None:
+    _, err = project_error(project, no_user, text)
+    assert err.data["key"] == key
+    assert problem in err.data["problem"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[daemon]\nevent_queue_size = 100000000\n", "daemon.event_queue_size", "1 to 1000000"),
+        ("[queue]\ncapacity = 0\n", "queue.capacity", "from 1 to 10000000, got 0"),
+        ("[models.m]\nprovider = 'p'\nmax_tokens = 0\n", "models.m.max_tokens", "from 1 to"),
+        ("[health]\njitter = 1\n", "health.jitter", "at least 0 and less than 1, got 1"),
+    ],
+)
+def test_size_bounds(project: Path, no_user: Path, text: str, key: str, problem: str) -> None:
+    _, err = project_error(project, no_user, text)
+    assert err.data["key"] == key
+    assert problem in err.data["problem"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[[agents]]\ncount = 1000000\n", "agents[0].count", "from 1 to 10000, got 1000000"),
+        ("[health]\nmax_restarts = 0\n", "health.max_restarts", "from 1 to 1000, got 0"),
+        ("[queue]\nspawn_concurrency = 257\n", "queue.spawn_concurrency", "from 1 to 256"),
+    ],
+)
+def test_count_bounds(project: Path, no_user: Path, text: str, key: str, problem: str) -> None:
+    _, err = project_error(project, no_user, text)
+    assert err.data["key"] == key
+    assert problem in err.data["problem"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        # Today every exec fails with no message.
+        ("max_turns = -1", "runtimes.native.max_turns", "must be from 1 to 10000, got -1"),
+        ("max_turns = 2.5", "runtimes.native.max_turns", "expected a whole number, got 2.5"),
+        ("max_retries = 1000", "runtimes.native.max_retries", "must be from 0 to 100, got 1000"),
+        ("request_timeout = 'x'", "runtimes.native.request_timeout", "expected a number, got 'x'"),
+    ],
+)
+def test_runtime_option_bounds(
+    project: Path, no_user: Path, text: str, key: str, problem: str
+) -> None:
+    cfg = write(project / ".godel" / "config.toml", f"[runtimes.native]\n{text}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(("shell", "native"), cwd=project, user_file=no_user)
+    assert info.value.message == f"{cfg}: {key}: {problem}"
+
+
+def test_bounds_accept_their_limits(project: Path, no_user: Path) -> None:
+    write(
+        project / ".godel" / "config.toml",
+        "[health]\ninterval_s = 0.1\n[runtimes.native]\nmax_turns = 1\n[[agents]]\ncount = 10000\n",
+    )
+    cfg = load_config(("shell", "native"), cwd=project, user_file=no_user).config
+    assert (cfg.health.interval_s, cfg.agents[0].count) == (0.1, 10_000)
+
+
+# --- what spawn would check: the shell and the workspace root --------------------------
+
+
+def usable_error(project: Path, no_user: Path, text: str) -> tuple[Path, ConfigError]:
+    cfg = write(project / ".godel" / "config.toml", text)
+    loaded = load(project, no_user)  # the values themselves are valid
+    with pytest.raises(ConfigError) as info:
+        check_usable(loaded)
+    return cfg, info.value
+
+
+def test_workspace_root_that_cannot_be_created(project: Path, no_user: Path) -> None:
+    cfg, err = usable_error(project, no_user, '[defaults]\nworkspace_root = "/proc/nope"\n')
+    assert err.data["key"] == "defaults.workspace_root"
+    assert err.message.startswith(
+        f"{cfg}: defaults.workspace_root: cannot create workspaces in /proc/nope: "
+    )
+    assert "\n" not in err.message
+
+
+def test_workspace_root_under_a_file(project: Path, no_user: Path) -> None:
+    write(project / "afile", "x")
+    cfg, err = usable_error(project, no_user, '[defaults]\nworkspace_root = "afile/ws"\n')
+    assert err.message.startswith(f"{cfg}: defaults.workspace_root: cannot create workspaces in ")
+
+
+def test_workspace_root_checked_without_leaving_it_behind(project: Path, no_user: Path) -> None:
+    write(project / ".godel" / "config.toml", '[defaults]\nworkspace_root = "a/b/ws"\n')
+    check_usable(load(project, no_user))
+    assert not (project / "a").exists()  # validating is a read
+
+
+@pytest.mark.parametrize(
+    ("shell", "problem"),
+    [
+        ("/nonexistent/bash", "/nonexistent/bash does not exist"),
+        ("/etc", "/etc is not a file"),
+        ("no-such-shell-godel", "'no-such-shell-godel' is not found on PATH"),
+    ],
+)
+def test_shell_that_cannot_run(project: Path, no_user: Path, shell: str, problem: str) -> None:
+    cfg, err = usable_error(project, no_user, f'[runtimes.shell]\nshell = "{shell}"\n')
+    assert err.message == f"{cfg}: runtimes.shell.shell: {problem}"
+
+
+def test_shell_not_executable(project: Path, no_user: Path) -> None:
+    script = write(project / "sh", "#!/bin/sh\n")
+    script.chmod(0o644)
+    _, err = usable_error(project, no_user, f'[runtimes.shell]\nshell = "{script}"\n')
+    assert err.data["problem"] == f"{script} is not executable"
+
+
+def test_usable_config_passes(project: Path, no_user: Path) -> None:
+    write(
+        project / ".godel" / "config.toml",
+        '[defaults]\nworkspace_root = "ws"\n[runtimes.shell]\nshell = "sh"\n',
+    )
+    check_usable(load(project, no_user))
+
+
+def test_spawn_refuses_an_uncreatable_workspace_in_one_line() -> None:
+    # The root can go bad after the daemon checked it; spawn says so, not "Internal error".
+    with pytest.raises(RuntimeFailure) as info:
+        prepare_workspace(AgentSpec(runtime="shell"), Path("/proc/nope"), "shell-abc123")
+    assert info.value.message == (
+        "cannot create the workspace /proc/nope/shell-abc123 (workspace root): "
+        "No such file or directory"
+    )
