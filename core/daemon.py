@@ -94,7 +94,14 @@ class Daemon:
         bus = EventBus(seq_file=SeqFile(paths.event_seq))
         # The durable record of the stream: room for the burst of a 10,000-task submit
         # (two events a task, published in one callback) before the writer catches up.
-        recorder = EventRecorder(bus, paths.events, maxsize=RECORDER_QUEUE)
+        settings = loaded.config.daemon
+        recorder = EventRecorder(
+            bus,
+            paths.events,
+            maxsize=RECORDER_QUEUE,
+            max_bytes=settings.events_max_bytes,
+            keep=settings.events_keep,
+        )
         engine = build_engine(paths, config=loaded, bus=bus)
         self.engine = engine
         recorder.start()

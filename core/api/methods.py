@@ -14,6 +14,7 @@ from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
 from core.api.read_methods import REF_MAX, register_read_methods
 from core.engine import Engine
+from core.errors import StoreError
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
@@ -48,6 +49,11 @@ class AuditListParams(_Params):
     after_seq: int = Field(default=0, ge=0)
     limit: int | None = Field(default=None, ge=1)
     subject: str | None = None
+
+
+class BackupParams(_Params):
+    path: str = Field(min_length=1, max_length=4096, description="absolute path to write")
+    force: bool = Field(default=False, description="overwrite an existing file")
 
 
 class TaskRef(_Params):
@@ -332,6 +338,13 @@ def build_methods(
             n += 1
         await engine.record(ctx.actor, "audit.export", "audit", entries=n)
         return {"entries": n}
+
+    @rpc.method("store.backup", BackupParams)
+    async def store_backup(p: BackupParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Copy the store, consistent, to a new 0600 file (SQLite's online backup)."""
+        if not os.path.isabs(p.path):  # the daemon's working directory is not the caller's
+            raise StoreError(f"the backup path must be absolute: {p.path}", path=p.path)
+        return await engine.backup_store(p.path, ctx.actor, force=p.force)
 
     @rpc.method("config.show")
     async def config_show(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:

@@ -6,7 +6,8 @@ one); ``agent exec`` exits with the command's own
 exit code (124 on timeout, 130 when aborted). ``--json`` on every listing.
 
 This module holds the root group, ``metrics``, ``demo`` and ``main()``; the command groups
-live in ``core/cli/*_cmds.py`` (daemon, agent, exec, runtime/model, audit, config, bench) and
+live in ``core/cli/*_cmds.py`` (daemon, agent, exec, runtime/model, audit, config, bench,
+backup/restore) and
 ``core/cli/work.py`` (task, swarm, route). A group's module is imported only when that
 group runs (or ``--help`` lists them), so a command pays for its own imports alone.
 """
@@ -35,6 +36,8 @@ LAZY_COMMANDS = {
     "route": ("core.cli.work", "route"),
     "exec": ("core.cli.exec_cmds", "exec_group"),
     "events": ("core.cli.events_cmds", "events"),
+    "backup": ("core.cli.store_cmds", "backup"),
+    "restore": ("core.cli.store_cmds", "restore"),
 }
 
 

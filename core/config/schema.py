@@ -80,6 +80,7 @@ def _check_runtime(name: str, info: ValidationInfo) -> str:
 # Known runtimes come from the registry, which lives elsewhere, so the check reads
 # them from the validation context; without a context any name is accepted.
 RuntimeName = Annotated[str, Strict(), AfterValidator(_check_runtime)]
+MIB = 1024 * 1024
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 _Num = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Seconds = Annotated[_Num, between(0.1, 7 * 86_400)]
@@ -125,6 +126,8 @@ class Defaults(_Section):
     # Variables of the daemon's environment agents may see besides the harmless ones
     # (core.runtimes.environment); every other one, API keys included, is withheld.
     env_passthrough: list[EnvVarName] = Field(default_factory=list)
+    # Bytes of output one exec keeps (store, event log); the rest is counted, not kept.
+    exec_output_max_bytes: Annotated[StrictInt, between(1024, 1 << 36)] = 16 * MIB
 
     @field_validator("workspace_root", mode="before")
     @classmethod
@@ -139,6 +142,9 @@ class DaemonSettings(_Section):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     event_queue_size: Annotated[StrictInt, between(1, 1_000_000)] = 1000
+    # events.jsonl is renamed events.jsonl.1 at this size; `events_keep` old files stay.
+    events_max_bytes: Annotated[StrictInt, between(1 * MIB, 1 << 40)] = 64 * MIB
+    events_keep: Annotated[StrictInt, between(0, 100)] = 3
 
     @field_validator("log_level", mode="before")
     @classmethod

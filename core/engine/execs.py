@@ -48,8 +48,54 @@ SHOW_MAX_BYTES = 8 * 1024 * 1024  # of output in one `exec.get` reply
 
 OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
 OUTPUT_FLUSH_ROWS = 256
+MIB = 1024 * 1024
 
 Stream = Literal["stdout", "stderr", "system"]
+
+
+@dataclass
+class _OutputBudget:
+    """One exec's output allowance (``[defaults] exec_output_max_bytes``): what is past
+    it is counted, not stored nor published, so one loud exec cannot fill memory, the
+    store or the event log."""
+
+    cap: int
+    kept: int = 0
+    dropped: int = 0
+
+    def take(self, data: str) -> str | None:
+        """The part of ``data`` that fits (all of it, a head, or None)."""
+        n = len(data) if data.isascii() else len(data.encode())
+        room = self.cap - self.kept
+        if n <= room:
+            self.kept += n
+            return data
+        part = _head_bytes(data, room) if room > 0 else ""
+        k = len(part.encode())
+        self.kept += k
+        self.dropped += n - k
+        return part or None
+
+    def notice(self) -> str:
+        cap = self.cap
+        size = f"{cap // MIB} MiB" if cap % MIB == 0 else f"{cap:,} bytes"
+        return (
+            f"output truncated: {self.dropped:,} bytes not kept "
+            f"(cap {size}; [defaults] exec_output_max_bytes)"
+        )
+
+
+def _head_bytes(text: str, n: int) -> str:
+    """The longest start of ``text`` that is at most ``n`` bytes in UTF-8."""
+    if text.isascii():
+        return text[:n]
+    return text.encode()[:n].decode(errors="ignore")
+
+
+def _tail_bytes(text: str, n: int) -> str:
+    if text.isascii():
+        return text[-n:] if n else ""
+    return text.encode()[-n:].decode(errors="ignore") if n else ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +111,7 @@ class ExecService:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
         self._output: list[ops.OutputRow] = []
+        self._budgets: dict[str, _OutputBudget] = {}  # of running execs
         self._flusher: asyncio.Task[None] | None = None
 
     # lifecycle ----------------------------------------------------------------------------
@@ -201,21 +248,27 @@ class ExecService:
         agent_id = live.id
         started = time.monotonic()
         result: ExecResult | None = None
+        budget = _OutputBudget(self.ctx.config.defaults.exec_output_max_bytes)
+        self._budgets[exec_id] = budget
         try:
             async for ev in self._runtime_exec(live, input, exec_id, timeout):
                 if isinstance(ev, OutputChunk):
-                    self._keep(agent_id, exec_id, ev.stream, ev.data)
+                    data = self._keep(agent_id, exec_id, ev.stream, ev.data)
+                    if data is None:
+                        continue  # past the cap: counted only
                     self.ctx.journal.publish(
                         AgentOutput(
                             agent_id=agent_id,
                             exec_id=exec_id,
                             stream=ev.stream,
-                            data=ev.data,
+                            data=data,
                             task_id=live.task_id,
                         )
                     )
                     if len(self._output) >= OUTPUT_FLUSH_ROWS:
                         await self.flush()
+                    if data is not ev.data:
+                        ev = ev.model_copy(update={"data": data})
                     queue.put_nowait(ev)
                 elif isinstance(ev, ExecResult):
                     result = ev
@@ -238,6 +291,14 @@ class ExecService:
                 reason="the runtime ended the exec without a result",
             )
         result.duration_s = result.duration_s or round(time.monotonic() - started, 6)
+        self._budgets.pop(exec_id, None)
+        if len(result.output) > budget.cap:  # chars >= bytes/4: cheap first test
+            result.output = _tail_bytes(result.output, budget.cap)
+        if budget.dropped:
+            notice = budget.notice()
+            # Past the cap on purpose: the one line that says what is missing.
+            self._output.append(ops.OutputRow(agent_id, exec_id, "system", utcnow(), notice))
+            result.reason = f"{result.reason}; {notice}" if result.reason else notice
         idle: StatusChange | None = None
         if not live.stopping and agent_id in self.ctx.live:
             idle = StatusChange(
@@ -259,6 +320,7 @@ class ExecService:
             model=live.agent.model,
             usage=result.usage,
             cost_usd=None if result.cost_usd is None else str(result.cost_usd),
+            output_dropped=budget.dropped,
         )
         idle_events = StatusEvents(self.ctx, agent_id, idle) if idle else None
         try:
@@ -329,17 +391,27 @@ class ExecService:
             return True
         return await live.runtime.abort(live.handle)
 
-    def _keep(self, agent_id: str, exec_id: str, stream: Stream, data: str) -> None:
+    def _keep(self, agent_id: str, exec_id: str, stream: Stream, data: str) -> str | None:
+        """Buffer output for the store; returns what was kept (cut at the exec's cap),
+        None when nothing was."""
+        budget = self._budgets.get(exec_id)
+        if budget is not None:
+            kept = budget.take(data)
+            if kept is None:
+                return None
+            data = kept
         self._output.append(ops.OutputRow(agent_id, exec_id, stream, utcnow(), data))
+        return data
 
     async def _on_activity(self, agent_id: str, exec_id: str, ev: RuntimeEvent, actor: str) -> None:
         """Tool calls, usage, notices: kept in the agent's log and published; a refused
         action is audited."""
         if isinstance(ev, AssistantText):
-            self._keep(agent_id, exec_id, "stdout", ev.text)
-            self.ctx.journal.publish(
-                AgentOutput(agent_id=agent_id, exec_id=exec_id, stream="stdout", data=ev.text)
-            )
+            text = self._keep(agent_id, exec_id, "stdout", ev.text)
+            if text is not None:
+                self.ctx.journal.publish(
+                    AgentOutput(agent_id=agent_id, exec_id=exec_id, stream="stdout", data=text)
+                )
             return
         data = ev.model_dump(mode="json", exclude={"kind", "exec_id"})
         line = activity_line(ev)

@@ -340,6 +340,21 @@ class Engine:
     async def audit_verify(self) -> VerifyReport:
         return await self.s.queries.audit_verify()
 
+    async def backup_store(self, dest: str, actor: str, *, force: bool = False) -> dict[str, Any]:
+        """A consistent copy of the store at ``dest``, audited as ``store.backup`` (the
+        entry follows the copy, so the copy ends just before it)."""
+        done = await self.ctx.store.backup(dest, force=force)
+        await self.record(
+            actor,
+            "store.backup",
+            "store",
+            path=done["path"],
+            size=done["size"],
+            last_seq=done["last_seq"],
+            last_hash=done["last_hash"],
+        )
+        return done
+
     async def record(self, actor: str, action: str, subject: str, **payload: Any) -> None:
         """Audit an action that faces perform outside the engine (e.g. an export)."""
         await self.ctx.journal.audit(

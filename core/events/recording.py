@@ -26,6 +26,10 @@ class EventRecorder:
     Writes go through ``asyncio.to_thread``: even a small write can stall for a
     long time on a slow or full disk, and a stalled event loop would stall every
     ``publish`` caller. The thread hop is paid once per batch, not per event.
+
+    With ``max_bytes``, a file that reaches it is renamed ``<name>.1`` (older ones
+    shift to ``.2`` ... ``.<keep>``, the oldest is deleted) and a new one is started, in
+    the same thread call as the write: the log stays bounded on disk.
     """
 
     def __init__(
@@ -37,9 +41,15 @@ class EventRecorder:
         maxsize: int = 10_000,
         types: AbstractSet[str] | None = None,
         batch_size: int = 512,
+        max_bytes: int | None = None,
+        keep: int = 3,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if keep < 0:
+            raise ValueError("keep must not be negative")
         self.path = Path(path)
         self._bus = bus
         self._name = name
@@ -47,7 +57,10 @@ class EventRecorder:
         self._types = types
         self._batch_size = batch_size
         self._sub: Subscription | None = None
-        self._file: IO[str] | None = None
+        self._max_bytes = max_bytes
+        self._keep = keep
+        self._file: IO[bytes] | None = None
+        self._size = 0  # bytes in the current file
         self._task: asyncio.Task[None] | None = None
         self._written = 0
 
@@ -67,12 +80,12 @@ class EventRecorder:
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Opened here, not in the task, so a bad path fails start() instead of stop().
-        # newline="\n": the format is LF-separated on every platform.
-        self._file = self.path.open("a", encoding="utf-8", newline="\n")
+        self._file = _open_private(self.path)
+        self._size = self._file.tell()
         if _ends_mid_line(self.path):
             # A writer killed mid-line left a fragment: end it, or this run's first event
             # would be glued to it (the reader then skips the one torn line only).
-            self._file.write("\n")
+            self._size += self._file.write(b"\n")
         self._sub = self._bus.subscribe(self._name, self._maxsize, self._types)
         self._task = loop.create_task(self._run(), name=f"event-recorder:{self.path}")
 
@@ -92,8 +105,8 @@ class EventRecorder:
             self._sub = None
 
     async def _run(self) -> None:
-        sub, f = self._sub, self._file
-        assert sub is not None and f is not None
+        sub = self._sub
+        assert sub is not None and self._file is not None
         try:
             while True:
                 try:
@@ -105,14 +118,30 @@ class EventRecorder:
                         batch.append(sub.get_nowait())
                     except (asyncio.QueueEmpty, SubscriptionClosed):
                         break
-                lines = "".join(event_to_json(e) + "\n" for e in batch)
-                await asyncio.to_thread(_write_flush, f, lines)
+                lines = "".join(event_to_json(e) + "\n" for e in batch).encode()
+                await asyncio.to_thread(self._write, lines)
                 self._written += len(batch)
         finally:
             # On a write error, stop queueing events nobody will write.
             sub.close()
+            if self._file is not None:
+                self._file.close()
+            self._file = None
+
+    def _write(self, data: bytes) -> None:
+        """Append and flush a batch; rotate once the file reaches ``max_bytes``.
+        Runs in a worker thread, one call at a time."""
+        f = self._file
+        assert f is not None
+        f.write(data)
+        f.flush()
+        self._size += len(data)
+        if self._max_bytes is not None and self._size >= self._max_bytes:
             f.close()
             self._file = None
+            _rotate(self.path, self._keep)
+            self._file = _open_private(self.path)
+            self._size = 0
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -139,9 +168,27 @@ def _ends_mid_line(path: Path) -> bool:
         return False
 
 
-def _write_flush(f: IO[str], text: str) -> None:
-    f.write(text)
-    f.flush()
+def _open_private(path: Path) -> IO[bytes]:
+    # 0600 whatever the umask: the log holds agents' output.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file an older Godel made world-readable, too
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")
+
+
+def _rotate(path: Path, keep: int) -> None:
+    """``path`` -> ``path.1`` -> ... -> ``path.<keep>``; what falls off the end is deleted."""
+    if keep == 0:
+        path.unlink(missing_ok=True)
+        return
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 @dataclass

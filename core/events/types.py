@@ -224,6 +224,8 @@ class ExecFinished(EventBase):
     usage: Usage = Field(default_factory=Usage)
     # Decimal as text; None means unknown (no price or no report), never free.
     cost_usd: str | None = None
+    # Bytes of output past `[defaults] exec_output_max_bytes`: neither stored nor published.
+    output_dropped: int = 0
 
 
 class AuditAppended(EventBase):

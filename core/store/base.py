@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from core.audit import AuditDraft, AuditHead
 from core.models import (
@@ -163,3 +163,9 @@ class Store(Protocol):
     ) -> list[AuditEntry]: ...
     def iter_audit(self, batch: int = 1000) -> AsyncIterator[AuditEntry]: ...
     async def audit_head(self) -> AuditHead | None: ...
+
+    # backup
+    async def backup(self, dest: str, *, force: bool = False) -> dict[str, Any]:
+        """A consistent copy of the store at ``dest`` (0600), taken while it runs; returns
+        what it holds (path, size, audit entries, last seq and hash, tasks, agents)."""
+        ...

@@ -63,6 +63,8 @@ def test_defaults_when_no_files(project: Path, no_user: Path) -> None:
     assert cfg.defaults.workspace_root is None
     assert cfg.daemon.log_level == "info"
     assert cfg.daemon.event_queue_size == 1000
+    assert (cfg.daemon.events_max_bytes, cfg.daemon.events_keep) == (64 << 20, 3)
+    assert cfg.defaults.exec_output_max_bytes == 16 << 20
     assert cfg.agents == []
     assert cfg.runtimes == {}
     assert len(loaded.digest) == 64
@@ -239,10 +241,12 @@ def test_several_problems_all_listed(project: Path, no_user: Path) -> None:
         """
 [defaults]
 runtime = "nope"
+exec_output_max_bytes = 10
 
 [daemon]
 log_level = "verbose"
 event_queue_size = 0
+events_keep = -1
 
 [queue]
 lease_s = -1
@@ -254,14 +258,16 @@ count = true
     problems = {p["key"]: p["problem"] for p in err.data["problems"]}
     assert problems == {
         "defaults.runtime": "unknown runtime 'nope' (known: claude, shell)",
+        "defaults.exec_output_max_bytes": "must be from 1024 to 68719476736, got 10",
         "daemon.log_level": "must be one of 'debug', 'info', 'warning' or 'error', got 'verbose'",
         "daemon.event_queue_size": "must be from 1 to 1000000, got 0",
+        "daemon.events_keep": "must be from 0 to 100, got -1",
         "queue.lease_s": "must be from 1 to 86400, got -1",
         "agents[0].count": "expected a whole number, got true",
     }
     first = err.data["problems"][0]
     assert err.data["key"] == first["key"]
-    assert err.message == f"{cfg}: {first['key']}: {first['problem']} (and 4 more problems)"
+    assert err.message == f"{cfg}: {first['key']}: {first['problem']} (and 6 more problems)"
 
 
 def test_decimal_preserved_for_prices(project: Path, no_user: Path) -> None:

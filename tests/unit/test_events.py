@@ -429,6 +429,30 @@ async def test_recorder_ends_when_bus_closes(tmp_path: Path) -> None:
     assert len(list(read_recording(path))) == 1
 
 
+async def test_recorder_rotates_by_size_and_keeps_n_private_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    line = len(event_to_json(output(99))) + 1  # the longest line here
+    max_bytes = 10 * line
+    bus = EventBus()
+    # batch_size=1: a rotation can happen after any event, the finest grain.
+    async with EventRecorder(bus, path, batch_size=1, max_bytes=max_bytes, keep=2):
+        for i in range(95):
+            bus.publish(output(i))
+    olds = [tmp_path / "events.jsonl.1", tmp_path / "events.jsonl.2"]
+    assert not (tmp_path / "events.jsonl.3").exists()  # the oldest were deleted
+    for f in [path, *olds]:
+        assert f.stat().st_mode & 0o777 == 0o600
+        assert f.stat().st_size <= max_bytes + line
+    kept = [e.seq for f in [*reversed(olds), path] for e in read_recording(f)]
+    assert kept == list(range(kept[0], 96))  # contiguous, up to the newest
+    assert kept[0] > 1
+    # The reader of the current file (the daemon's backlog preload) still works.
+    assert [e.seq for e in tail_recording(path, 3)] == [93, 94, 95]
+    async with EventRecorder(bus, path, max_bytes=max_bytes, keep=2):
+        bus.publish(DaemonStopping(reason="next run"))
+    assert list(read_recording(path))[-1].type == "daemon.stopping"
+
+
 def test_read_recording_skips_and_counts_a_torn_last_line(tmp_path: Path) -> None:
     """A SIGKILLed writer leaves half a line at the end: the rest reads, and it says so."""
     path = tmp_path / "torn.jsonl"

@@ -50,7 +50,7 @@ from core.models import (
 )
 from core.store import ops
 from core.store.base import Changes, Committed, OnCommit, Taker
-from core.store.sqlite import agents, changes, swarms, tasks, views
+from core.store.sqlite import agents, backup, changes, swarms, tasks, views
 from core.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
     check_and_migrate,
@@ -501,6 +501,16 @@ class SqliteStore:
 
     async def audit_head(self) -> AuditHead | None:
         return await self._read(agents.audit_head)
+
+    # backup ----------------------------------------------------------------------------
+
+    async def backup(self, dest: str, *, force: bool = False) -> dict[str, Any]:
+        # On the database thread's reader: the loop never waits for the copy.
+        return await self._read(_backup, Path(dest), force)
+
+
+def _backup(conn: sqlite3.Connection, dest: Path, force: bool) -> dict[str, Any]:
+    return backup.write_backup(conn, dest, force=force)
 
 
 def _store_error(e: BaseException | None, path: str) -> BaseException:
