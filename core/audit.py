@@ -145,9 +145,16 @@ class VerifyReport(BaseModel):
         return f"audit chain broken at entry {self.first_bad_seq}: {self.problem}"
 
 
-def verify_chain(entries: Iterable[AuditEntry], head: AuditHead | None) -> VerifyReport:
-    """Walk the chain from the first entry; report the first entry that does not fit."""
+def verify_chain(
+    entries: Iterable[AuditEntry], head: AuditHead | None, anchor: AuditHead | None = None
+) -> VerifyReport:
+    """Walk the chain from the first entry; report the first entry that does not fit.
+
+    ``anchor``, the head recorded beside the database (``godel.db.anchor``), catches
+    what the chain and head cannot: a whole store gone back in time (a lost WAL, an older
+    copy put back), whose shorter chain is consistent in itself."""
     prev_hash = GENESIS_HASH
+    at_anchor: str | None = None  # the hash of our entry at the anchor's seq
     expected_seq = 1
     checked = 0
     last: AuditEntry | None = None
@@ -191,6 +198,8 @@ def verify_chain(entries: Iterable[AuditEntry], head: AuditHead | None) -> Verif
                 problem="its contents do not match its hash (the entry was edited)",
             )
         prev_hash = e.entry_hash
+        if anchor is not None and e.seq == anchor.seq:
+            at_anchor = e.entry_hash
         expected_seq += 1
         checked += 1
         last = e
@@ -219,4 +228,23 @@ def verify_chain(entries: Iterable[AuditEntry], head: AuditHead | None) -> Verif
             first_bad_seq=1,
             problem="the head record is missing",
         )
+    if anchor is not None and anchor.seq > 0:
+        last_seq = last.seq if last else 0
+        if anchor.seq > last_seq:
+            return VerifyReport(
+                ok=False,
+                checked=checked,
+                first_bad_seq=last_seq + 1,
+                problem=f"the store was rolled back or its tail cut: the log ends at entry "
+                f"{last_seq} but its anchor records entry {anchor.seq} (the WAL was lost "
+                "or an older copy of the database was put back)",
+            )
+        if at_anchor != anchor.entry_hash:
+            return VerifyReport(
+                ok=False,
+                checked=checked,
+                first_bad_seq=anchor.seq,
+                problem="the store was rolled back: this entry is not the one its anchor "
+                "records (another copy of the database was put back)",
+            )
     return VerifyReport(ok=True, checked=checked)

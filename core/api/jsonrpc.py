@@ -167,7 +167,11 @@ class RpcMethods:
         method = self.methods.get(name)
         if method is None:
             return error_response(
-                req_id, METHOD_NOT_FOUND, f"Method not found: {name}", {"method": name}
+                req_id,
+                METHOD_NOT_FOUND,
+                # repr for a name with a newline or other control character: one line.
+                f"Method not found: {name if name.isprintable() else repr(name)}",
+                {"method": name},
             )
         try:
             parsed = method.params.model_validate(params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 
@@ -58,12 +58,24 @@ def audit_list(
 
 
 @audit.command("verify")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Read the store file directly (read-only), with no daemon: for a store the "
+    "daemon refuses to open.",
+)
 @json_option
 @pass_ctx
 @sync_command
-def audit_verify(ctx: Ctx, as_json: bool) -> None:
-    """Recompute the hash chain; exit 1 and name the first bad entry if it is broken."""
-    report: VerifyReport = request(ctx, "audit.verify")
+def audit_verify(ctx: Ctx, offline: bool, as_json: bool) -> None:
+    """Recompute the hash chain and check it against the store's anchor; exit 1 and name
+    the first bad entry if it is broken, cut short or rolled back."""
+    if offline:
+        from core.store.sqlite.backup import verify_file
+
+        report = cast(VerifyReport, verify_file(ctx.paths.db).model_dump())
+    else:
+        report = request(ctx, "audit.verify")
     if as_json:
         echo_json(report)
     else:

@@ -107,6 +107,8 @@ def restore(ctx: Ctx, file: str, yes: bool) -> None:
     """
     import sqlite3
 
+    from core.audit import AuditHead
+    from core.store.sqlite.anchor import anchor_path, write_anchor
     from core.store.sqlite.backup import inspect_backup, open_read_only, summary, write_backup
 
     src = Path(file).absolute()
@@ -136,7 +138,8 @@ def restore(ctx: Ctx, file: str, yes: bool) -> None:
             click.confirm("Restore it?", abort=True)
         aside = _aside_name(db)
         moved = []
-        for suffix in ("", "-wal", "-shm"):  # the WAL belongs with its database
+        # The WAL and the anchor belong with their database.
+        for suffix in ("", "-wal", "-shm", ".anchor"):
             part = Path(f"{db}{suffix}")
             if part.exists():
                 os.replace(part, f"{aside}{suffix}")
@@ -146,8 +149,11 @@ def restore(ctx: Ctx, file: str, yes: bool) -> None:
             write_backup(conn, db)
         finally:
             conn.close()
+        if found["last_seq"]:  # the restored head is the one to hold the store to now
+            head = AuditHead(seq=found["last_seq"], entry_hash=found["last_hash"])
+            write_anchor(anchor_path(db), head, sync=True)
     finally:
         lock.close()
     click.echo(f"Restored {src} to {db} (audit up to seq {found['last_seq']}).")
     if moved:
-        click.echo(f"The previous store is at {moved[0]}.")
+        click.echo(f"The previous store is at {aside} (with its WAL and anchor, if any).")

@@ -75,6 +75,8 @@ _OWN_ERRORS = frozenset(
     }
 )
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# A path or value the user typed may hold a newline; the message stays one line.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
 
 
 def key_path(loc: Sequence[int | str]) -> str:
@@ -161,8 +163,9 @@ def config_error(file: str, problems: list[dict[str, str]], **extra: Any) -> Con
     first = problems[0]
     more = len(problems) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    message = f"{file}: {first['key']}: {first['problem']}{suffix}"
     return ConfigError(
-        f"{file}: {first['key']}: {first['problem']}{suffix}",
+        message.translate(_ONE_LINE),
         file=file,
         key=first["key"],
         problem=first["problem"],

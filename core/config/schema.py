@@ -134,6 +134,8 @@ class Defaults(_Section):
     def _non_empty_path(cls, v: object) -> object:
         if isinstance(v, str) and not v.strip():
             raise PydanticCustomError("empty_path", "must not be empty")
+        if isinstance(v, str) and "\x00" in v:  # no OS call takes it: fail here, named
+            raise PydanticCustomError("empty_path", "must not contain a NUL character")
         return v
 
 

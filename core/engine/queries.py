@@ -52,5 +52,10 @@ class QueryService:
         return self.ctx.store.iter_audit()
 
     async def audit_verify(self) -> VerifyReport:
-        entries = [e async for e in self.ctx.store.iter_audit()]
-        return verify_chain(entries, await self.ctx.store.audit_head())
+        store = self.ctx.store
+        # The anchor first: it never runs ahead of what is committed, so entries read
+        # after it reach it (read the other way round, a commit between would look like
+        # a rollback).
+        anchor = await store.audit_anchor()
+        entries = [e async for e in store.iter_audit()]
+        return verify_chain(entries, await store.audit_head(), anchor)

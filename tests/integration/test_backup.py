@@ -49,7 +49,10 @@ def test_backup_while_running_then_restore_over_a_lost_store(godel: Godel, tmp_p
     assert f"last seq {done['last_seq']}, hash {done['last_hash']}" in r.stdout
     assert "unreadable" in r.stdout  # what it replaces: the emptied file
     aside = [p for p in godel.home.iterdir() if ".before-restore-" in p.name]
-    assert [p.stat().st_size for p in aside] == [0]  # moved aside, never deleted
+    assert sorted(p.suffix == ".anchor" for p in aside) == [False, True]  # with its anchor
+    assert [p.stat().st_size for p in aside if p.suffix != ".anchor"] == [0]  # never deleted
+    anchor = json.loads((godel.home / "godel.db.anchor").read_text())
+    assert (anchor["seq"], anchor["entry_hash"]) == (done["last_seq"], done["last_hash"])
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
     godel.run("daemon", "start", check=True)

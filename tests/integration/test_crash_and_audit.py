@@ -141,3 +141,36 @@ def test_config_change_is_audited_and_events_are_recorded(godel: Godel) -> None:
     spawned = [e for e in events if e.type == "agent.spawned"]
     assert [e.agent_id for e in spawned] == [agent_id]  # type: ignore[union-attr]
     assert "config.changed" in types and "audit.appended" in types
+
+
+def test_store_that_lost_its_wal_is_refused_not_started_empty(godel: Godel) -> None:
+    agent_id = spawn(godel)
+    godel.run("agent", "exec", agent_id, "echo kept", check=True)
+    db = godel.home / "godel.db"
+    anchor = godel.home / "godel.db.anchor"
+    entries = json.loads(godel.run("audit", "list", "--json", check=True).stdout)
+
+    def anchored() -> bool:  # the anchor follows inline commits within ~100 ms
+        try:
+            return bool(json.loads(anchor.read_text())["seq"] >= entries[-1]["seq"])
+        except (OSError, ValueError):
+            return False
+
+    assert wait_for(anchored)
+    daemon_pid = godel.daemon_pid()
+    assert daemon_pid is not None
+    os.kill(daemon_pid, signal.SIGKILL)
+    assert wait_for(lambda: gone(daemon_pid))
+    os.unlink(f"{db}-wal")  # every record since the last checkpoint
+    seq = json.loads(anchor.read_text())["seq"]
+
+    r = godel.run("daemon", "start")
+    assert r.returncode != 0
+    assert godel.daemon_pid() is None
+    assert f"is behind its anchor (audit seq 0, anchor seq {seq})" in r.stderr
+    assert r.stderr.count("\n") == 1 and "godel restore FILE" in r.stderr
+
+    r = godel.run("audit", "verify", "--offline")
+    assert r.returncode == 1
+    assert r.stderr.startswith("audit chain broken at entry 1: the store was rolled back")
+    assert f"its anchor records entry {seq}" in r.stderr

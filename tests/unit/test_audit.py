@@ -38,7 +38,10 @@ async def verify(db: Path) -> tuple[bool, int | None, str]:
 
 
 def tamper(db: Path, *sql: str) -> None:
-    """Edit the file directly: drop the append-only triggers first, as an attacker would."""
+    """Edit the file directly: drop the append-only triggers first, as an attacker would.
+    The anchor goes too: these tests are about what the chain alone catches (a cut chain
+    behind its anchor is refused at open: tests/unit/test_store_anchor.py)."""
+    Path(f"{db}.anchor").unlink(missing_ok=True)
     con = sqlite3.connect(db)
     con.execute("DROP TRIGGER audit_no_update")
     con.execute("DROP TRIGGER audit_no_delete")

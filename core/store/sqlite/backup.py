@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from core.audit import verify_chain
+from core.audit import VerifyReport, verify_chain
 from core.errors import StoreError
 from core.models import AuditEntry
 from core.store.sqlite import agents
+from core.store.sqlite.anchor import anchor_path, read_anchor
 from core.store.sqlite.schema import APPLICATION_ID, BUSY_TIMEOUT_MS, SCHEMA_VERSION
 
 
@@ -173,3 +174,30 @@ def inspect_backup(path: Path) -> dict[str, Any]:
             path=str(path),
         )
     return {"path": str(path), "size": path.stat().st_size, **found}
+
+
+def verify_file(db: Path) -> VerifyReport:
+    """``godel audit verify --offline``: verify the store file ``db`` (read-only) against
+    its chain, head and anchor, with no daemon; works on a store the daemon refuses."""
+    if not db.is_file():
+        raise StoreError(f"no store at {db}: nothing to verify", path=str(db))
+    anchor = read_anchor(anchor_path(db))  # first: it never runs ahead of the database
+    conn = open_read_only(db)
+    try:
+        app_id, version, tables = conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), "
+            "(SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
+        if app_id == 0 and version == 0 and tables == 0:  # emptied, or its WAL lost
+            return verify_chain([], None, anchor)
+        check_store(conn, db)
+        conn.execute("BEGIN")  # one snapshot: the chain and head agree
+        try:
+            return verify_chain(_entries(conn), agents.audit_head(conn), anchor)
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{db} is not a SQLite database or is corrupt ({e})") from e
+    finally:
+        conn.close()

@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from core.errors import StoreError
+from core.store.sqlite.anchor import check_anchor
 
 # "GODL": marks the file as ours, so a foreign SQLite file is refused, not migrated.
 APPLICATION_ID = 0x474F444C
@@ -75,6 +76,10 @@ def check_and_migrate(conn: sqlite3.Connection, path: str) -> None:
                 path=path,
                 problem=str(check),
             )
+    if path != ":memory:":
+        # Before anything is written (WAL switch, migrations): a store that went back in
+        # time is refused as found.
+        check_anchor(conn, path, version)
     mode = _scalar(conn, "PRAGMA journal_mode = WAL")
     if path != ":memory:" and str(mode).lower() != "wal":
         raise StoreError(f"cannot switch {path} to WAL mode (got {mode})")

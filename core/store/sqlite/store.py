@@ -51,6 +51,7 @@ from core.models import (
 from core.store import ops
 from core.store.base import Changes, Committed, OnCommit, Taker
 from core.store.sqlite import agents, backup, changes, swarms, tasks, views
+from core.store.sqlite.anchor import anchor_path, read_anchor, write_anchor
 from core.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
     check_and_migrate,
@@ -64,6 +65,7 @@ log = logging.getLogger("godel.store")
 CHECKPOINT_EVERY = 128  # commits (~1,000 WAL pages, SQLite's own default)
 INLINE_ROWS = 64  # an op bigger than this goes to the thread
 INLINE_CHARS = 64 * 1024
+ANCHOR_EVERY = 0.1  # s: how far the anchor may lag inline commits (see anchor.py)
 
 # Ops small enough to run inline on the loop (see the module docstring).
 _INLINE = {
@@ -162,6 +164,9 @@ class SqliteStore:
         self._queue: list[_Pending] = []  # commits waiting for the batch in flight
         self._writing = False
         self._idle: asyncio.Event | None = None  # set while no batch is in flight
+        self._anchor = None if self.path == ":memory:" else anchor_path(self.path)
+        self._anchored: tuple[int, str] | None = None  # last head written (thread only)
+        self._anchor_timer: asyncio.TimerHandle | None = None
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -201,12 +206,16 @@ class SqliteStore:
             raise
         self._conn = conn
         self._reader = reader
+        self._sync_anchor(conn)  # first run of a store that has none: anchor it now
 
     async def close(self) -> None:
         if self._thread is None:
             return
         if self._idle is not None:
             await self._idle.wait()  # every commit handed over has landed
+        if self._anchor_timer is not None:
+            self._anchor_timer.cancel()  # close writes the exact anchor
+            self._anchor_timer = None
         await self._call(self._close_connections)
         thread, self._thread = self._thread, None
         await asyncio.to_thread(thread.stop)
@@ -215,6 +224,7 @@ class SqliteStore:
         if self._reader is not None and self._reader is not self._conn:
             with contextlib.suppress(sqlite3.Error):
                 self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._sync_anchor(self._reader, sync=True)
             self._reader.close()
         self._reader = None
         if self._conn is not None:
@@ -273,6 +283,7 @@ class SqliteStore:
                 raise _store_error(e, self.path) from e
             else:
                 self._counted(1)
+                self._anchor_later()
                 if out.error is not None:
                     raise out.error
                 done: Committed[T] = Committed(out.value, out.entries, out.changes)
@@ -309,9 +320,37 @@ class SqliteStore:
             self._checkpointing = True
             self._thread.submit(self._checkpoint, (self._reader,), self._checkpointed)
 
-    @staticmethod
-    def _checkpoint(conn: sqlite3.Connection) -> None:
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._sync_anchor(conn)
+
+    # the anchor (see anchor.py) --------------------------------------------------------
+
+    def _anchor_later(self) -> None:
+        """After an inline commit, on the loop: have the thread write the anchor within
+        ``ANCHOR_EVERY`` (one write for all the commits meanwhile; the loop writes no file)."""
+        if self._anchor is not None and self._anchor_timer is None:
+            loop = asyncio.get_running_loop()
+            self._anchor_timer = loop.call_later(ANCHOR_EVERY, self._anchor_now)
+
+    def _anchor_now(self) -> None:
+        self._anchor_timer = None
+        if self._thread is not None and self._reader is not None:
+            self._thread.submit(self._sync_anchor, (self._reader,), _ignore)
+
+    def _sync_anchor(self, conn: sqlite3.Connection, *, sync: bool = False) -> None:
+        """On the database thread: write the committed audit head to the anchor if it
+        moved. A failure to write it is logged, never fails a commit."""
+        if self._anchor is None:
+            return
+        try:
+            head = agents.audit_head(conn)
+            if head is None or (not sync and (head.seq, head.entry_hash) == self._anchored):
+                return
+            write_anchor(self._anchor, head, sync=sync)
+            self._anchored = (head.seq, head.entry_hash)
+        except (OSError, sqlite3.Error) as e:
+            log.warning("could not write the store's anchor %s: %s", self._anchor, e)
 
     def _checkpointed(self, result: Any, error: BaseException | None) -> None:
         self._checkpointing = False
@@ -411,6 +450,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if wait:  # on the thread: anchor what it just committed
+            self._sync_anchor(conn)
         return outcomes
 
     # reads: agents, execs, output ----------------------------------------------------
@@ -502,6 +543,11 @@ class SqliteStore:
     async def audit_head(self) -> AuditHead | None:
         return await self._read(agents.audit_head)
 
+    async def audit_anchor(self) -> AuditHead | None:
+        if self._anchor is None:
+            return None
+        return await self._call(read_anchor, self._anchor)
+
     # backup ----------------------------------------------------------------------------
 
     async def backup(self, dest: str, *, force: bool = False) -> dict[str, Any]:
@@ -511,6 +557,10 @@ class SqliteStore:
 
 def _backup(conn: sqlite3.Connection, dest: Path, force: bool) -> dict[str, Any]:
     return backup.write_backup(conn, dest, force=force)
+
+
+def _ignore(result: Any, error: BaseException | None) -> None:
+    """``_sync_anchor`` logs its own failures."""
 
 
 def _store_error(e: BaseException | None, path: str) -> BaseException:
