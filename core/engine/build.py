@@ -115,6 +115,7 @@ def build_engine(
     )
     health = HealthService(ctx)
     execs = ExecService(ctx)
+    execs.on_held = health.mark_held
     agents = AgentService(ctx, health, execs)
     settings = ctx.config.health
     routing = RoutingTable(

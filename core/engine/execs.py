@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +41,7 @@ from core.models import (
     new_id,
     utcnow,
 )
+from core.runtimes.base import HealthState
 from core.store import ops
 
 log = logging.getLogger("godel.engine")
@@ -85,6 +86,10 @@ class _OutputBudget:
         )
 
 
+def _ended(status: ExecStatus) -> str:
+    return "timed out" if status is ExecStatus.TIMED_OUT else "was aborted"
+
+
 def _head_bytes(text: str, n: int) -> str:
     """The longest start of ``text`` that is at most ``n`` bytes in UTF-8."""
     if text.isascii():
@@ -113,6 +118,8 @@ class ExecService:
         self._output: list[ops.OutputRow] = []
         self._budgets: dict[str, _OutputBudget] = {}  # of running execs
         self._flusher: asyncio.Task[None] | None = None
+        # Told (by build: the health service) when an ended exec leaves its agent held.
+        self.on_held: Callable[[str, str], None] = lambda agent_id, reason: None
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -170,6 +177,13 @@ class ExecService:
         live = await self.live_agent(agent_id, "exec on")
         if live.exec_id is not None:
             raise self.ctx.live.busy_error(live)
+        if live.held is not None:
+            raise AgentUnavailable(
+                f"cannot exec on agent {live.id}: it is unhealthy: {live.held}; "
+                "wait for it to recover or kill it",
+                agent_id=live.id,
+                status=AgentStatus.UNHEALTHY.value,
+            )
         exec_id = new_id("exec")
         live.exec_id = exec_id
         live.task_id = task_id
@@ -301,11 +315,28 @@ class ExecService:
             result.reason = f"{result.reason}; {notice}" if result.reason else notice
         idle: StatusChange | None = None
         if not live.stopping and agent_id in self.ctx.live:
-            idle = StatusChange(
-                status=AgentStatus.IDLE,
-                source=StatusSource.RUNTIME_EVENT,
-                reason=f"{exec_id} {result.status.value}",
-            )
+            held = await self._still_held(live, result)
+            if held is not None:
+                live.held = (
+                    f"exec {exec_id} {_ended(result.status)} and its command could not be "
+                    f"ended: {held}"
+                )
+                result.reason = (
+                    f"{result.reason}; the agent is unhealthy and takes no new work until "
+                    "it recovers or is killed"
+                )
+                idle = StatusChange(
+                    status=AgentStatus.UNHEALTHY,
+                    source=StatusSource.RUNTIME_EVENT,
+                    reason=live.held,
+                )
+                self.on_held(agent_id, live.held)
+            else:
+                idle = StatusChange(
+                    status=AgentStatus.IDLE,
+                    source=StatusSource.RUNTIME_EVENT,
+                    reason=f"{exec_id} {result.status.value}",
+                )
         # The exec's output, its end, its audit entry and the agent's return to idle
         # commit together: one transaction per exec end.
         rows, self._output = self._output, []
@@ -358,6 +389,18 @@ class ExecService:
             live.task_id = None
             live.exec_task = None
             queue.put_nowait(result)
+
+    async def _still_held(self, live: LiveAgent, result: ExecResult) -> str | None:
+        """Why the runtime could not end a timed-out or aborted exec's command (so the
+        agent is not free), or None. Its health report says so: the runtime knows."""
+        if result.status not in (ExecStatus.TIMED_OUT, ExecStatus.ABORTED):
+            return None
+        try:
+            report = await live.runtime.health(live.handle)
+        except Exception as e:  # the exec still ends and is recorded
+            log.warning("exec %s: health check failed: %s", result.exec_id, e)
+            return None
+        return report.detail if report.state is HealthState.UNHEALTHY else None
 
     def _count_spend(self, live: LiveAgent, result: ExecResult) -> None:
         """Spend metrics, once per exec as it ends: with a task or without (``agent exec``)."""

@@ -116,6 +116,7 @@ class HealthService:
         if live is None or live.stopping:
             return
         if healthy:
+            live.held = None  # the runtime let the stuck command go
             status = AgentStatus.BUSY if live.exec_id else AgentStatus.IDLE
         else:
             status = AgentStatus.UNHEALTHY
@@ -132,6 +133,14 @@ class HealthService:
             ),
         )
         self.ctx.wake_dispatcher()
+
+    def mark_held(self, agent_id: str, reason: str) -> None:
+        """An exec ended but its command could not be stopped (the agent is recorded
+        unhealthy): count that as a failed probe, so the probe that finds the agent
+        healthy again flips it back to idle."""
+        tracker = self.trackers.get(agent_id)
+        if tracker is not None:
+            tracker.record_probe(False, reason, immediate=True)
 
     # the AgentPool port --------------------------------------------------------------------
 

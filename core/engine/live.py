@@ -30,6 +30,9 @@ class LiveAgent:
     # between cannot reach the runtime, so it marks the exec, which then does not run.
     exec_begun: bool = False
     abort_pending: bool = False
+    # Why the runtime still holds the command of an exec that has ended (it could not
+    # be stopped): no new work until a probe finds the agent healthy again.
+    held: str | None = None
 
     @property
     def id(self) -> str:

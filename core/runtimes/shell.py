@@ -82,6 +82,15 @@ class _TextTail:
         return "".join(self._parts)[-self.cap :]
 
 
+def _why_stuck(pid: int) -> str:
+    """Why a killed command's end markers did not come from bash ``pid``."""
+    with contextlib.suppress(psutil.Error):
+        if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            # A stopped bash cannot report the end of its command (nor run anything).
+            return "the shell process is stopped (frozen)"
+    return "it did not end after being killed"
+
+
 def _state(handle: AgentHandle) -> ShellAgent:
     st = handle.state.get(_STATE_KEY)
     if not isinstance(st, ShellAgent):
@@ -301,7 +310,8 @@ class ShellRuntime:
                 exit_code = run.ended["stdout"]
                 status = ExecStatus.SUCCEEDED if exit_code == 0 else ExecStatus.FAILED
             if stuck:
-                reasons.append("the command did not end after being killed; the agent stays busy")
+                st.stuck = _why_stuck(st.pid)
+                reasons.append(f"its command could not be ended: {st.stuck}")
                 st.spawn_task(self._reap(st, run))
             else:
                 st.run = None
@@ -351,6 +361,7 @@ class ShellRuntime:
         await run.finished.wait()
         if st.run is run:
             st.run = None
+            st.stuck = None
 
     async def steer(self, handle: AgentHandle, message: str) -> bool:
         raise InvalidInput(
@@ -409,6 +420,8 @@ class ShellRuntime:
             return HealthReport(state=HealthState.DEAD, detail="shell process is gone")
         if status == psutil.STATUS_ZOMBIE:
             return HealthReport(state=HealthState.DEAD, detail="shell process has exited")
+        if st.stuck is not None:
+            return HealthReport(state=HealthState.UNHEALTHY, detail=st.stuck)
         if status == psutil.STATUS_STOPPED:
             return HealthReport(state=HealthState.UNHEALTHY, detail="shell process is stopped")
         if st.run is not None:

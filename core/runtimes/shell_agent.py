@@ -71,6 +71,9 @@ class ShellAgent:
         self.exit_code: int | None = None
         self.killing = False
         self.kill_task: asyncio.Task[None] | None = None
+        # Why the command of an exec that has ended is still running (it could not be
+        # stopped); health reports the agent unhealthy until it ends.
+        self.stuck: str | None = None
         self.pumps: list[asyncio.Task[None]] = []
         self.tasks = TaskSet(f"shell agent {self.pid}", log)
 
