@@ -90,9 +90,6 @@ class ReadService:
             f"agent {ref!r} not found (`godel agent list --all` lists every agent)", agent_id=ref
         )
 
-    def resolve_agent(self, ref: str) -> str:
-        return self.agent(ref).id
-
     def events(
         self,
         flt: EventFilter,

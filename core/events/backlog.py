@@ -97,8 +97,3 @@ class Backlog:
         missed = max(0, first - after_seq - 1)
         # Kept events are in seq order: skip the ones at or before the cursor.
         return missed, [e for e, _ in self._events if e.seq > after_seq]
-
-    def last(self, n: int) -> list[Event]:
-        if n <= 0:
-            return []
-        return [e for e, _ in list(self._events)[-n:]]

@@ -11,7 +11,6 @@ hand out numbers again; we accept that, as for the store's last transactions.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -52,7 +51,3 @@ class SeqFile:
         with open(tmp, "w", encoding="ascii") as f:
             f.write(f"{value}\n")
         os.replace(tmp, self.path)
-
-    def remove_tmp(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.with_name(self.path.name + ".tmp").unlink()

@@ -54,10 +54,6 @@ class EventFilter:
             frozenset(expanded) if expanded is not None else None, agent, swarm, task
         )
 
-    @property
-    def is_all(self) -> bool:
-        return self.types is None and not (self.agent or self.swarm or self.task)
-
     def matches(self, event: Event, views: Views | None = None) -> bool:
         if isinstance(event, EventsDropped):
             return True

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, computed_field
 
-from core.models import AgentStatus, StatusSource, Swarm, Usage
+from core.models import AgentStatus, StatusSource, Swarm
 
 __all__ = [
     "AgentRow",
@@ -33,12 +33,6 @@ class Tokens(BaseModel):
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write
 
-    def add(self, usage: Usage) -> None:
-        self.input += usage.input_tokens
-        self.output += usage.output_tokens
-        self.cache_read += usage.cache_read_tokens
-        self.cache_write += usage.cache_write_tokens
-
 
 class Spend(BaseModel):
     """Tokens and dollars. ``cost_usd`` None: no exec reported a cost (a runtime
@@ -50,10 +44,6 @@ class Spend(BaseModel):
     tokens: Tokens = Field(default_factory=Tokens)
     cost_usd: Decimal | None = None
     cost_unknown_execs: int = 0
-
-    def add(self, usage: Usage, cost: Decimal | None) -> None:
-        """A finished exec's usage (``execs`` is counted by the caller)."""
-        add_spend(self, usage, cost)
 
 
 class AgentRow(BaseModel):
@@ -80,17 +70,6 @@ class AgentRow(BaseModel):
     tokens: Tokens = Field(default_factory=Tokens)
     cost_usd: Decimal | None = None
     cost_unknown_execs: int = 0
-
-    def add(self, usage: Usage, cost: Decimal | None) -> None:
-        add_spend(self, usage, cost)
-
-
-def add_spend(target: Spend | AgentRow, usage: Usage, cost: Decimal | None) -> None:
-    target.tokens.add(usage)
-    if cost is not None:
-        target.cost_usd = (target.cost_usd or Decimal(0)) + cost
-    elif usage.total_tokens:
-        target.cost_unknown_execs += 1
 
 
 class TaskRow(BaseModel):

@@ -175,16 +175,16 @@ async def test_timeout(tmp_path: Path, scripted_server: Any) -> None:
 async def test_steer_is_delivered_between_turns(tmp_path: Path, scripted_server: Any) -> None:
     rt, handle = await spawn(tmp_path, scripted_server)
     events: list[RuntimeEvent] = []
+    tool_started = asyncio.Event()
 
     async def consume() -> None:
         async for ev in rt.exec(handle, "run: sleep 1", exec_id="exec-1", timeout=30):
             events.append(ev)
+            if isinstance(ev, ToolCallStarted):
+                tool_started.set()
 
     task = asyncio.create_task(consume())
-    for _ in range(200):
-        if any(isinstance(e, ToolCallStarted) for e in events):
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(tool_started.wait(), 10)  # mid-turn: the steer waits for its end
     assert await rt.steer(handle, "also say banana") is True
     await asyncio.wait_for(task, 20)
     assert any(isinstance(e, RuntimeNotice) and "banana" in e.message for e in events)

@@ -10,8 +10,8 @@ from decimal import Decimal
 from core.models import AgentStatus, StatusSource, Usage
 from core.store.queue_rules import PRIORITIES
 from core.store.sqlite import rows
-from core.views import ACTIVE_TASK_STATUSES, RECENT_TASKS, AgentRow, TaskRow, Views, ViewSnapshot
-from core.views.rows import RouterState, Spend, SpendState, SpendTotals
+from core.views import ACTIVE_TASK_STATUSES, RECENT_TASKS, Views, ViewSnapshot
+from core.views.cells import AgentCell, SpendCell, TaskCell
 
 _USAGE = "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd"
 
@@ -26,8 +26,8 @@ def _usage(r: sqlite3.Row) -> tuple[Usage, Decimal | None]:
     return usage, None if r["cost_usd"] is None else Decimal(r["cost_usd"])
 
 
-def _task_row(r: sqlite3.Row) -> TaskRow:
-    return TaskRow(
+def _task_cell(r: sqlite3.Row) -> TaskCell:
+    return TaskCell(
         id=r["id"],
         swarm=r["swarm"],
         status=r["status"],
@@ -41,9 +41,12 @@ def _task_row(r: sqlite3.Row) -> TaskRow:
 
 
 def view_snapshot(conn: sqlite3.Connection) -> ViewSnapshot:
-    agents: dict[str, AgentRow] = {}
+    """Filled into the same cells the fold keeps, with the same arithmetic (a view read
+    from the store and one folded from events can only differ by what they were fed)."""
+    views = Views()
+    agents = views.agents
     for r in conn.execute("SELECT * FROM agents ORDER BY created_at, id"):
-        agents[r["id"]] = AgentRow(
+        agents[r["id"]] = AgentCell(
             id=r["id"],
             name=r["name"],
             runtime=r["runtime"],
@@ -58,68 +61,46 @@ def view_snapshot(conn: sqlite3.Connection) -> ViewSnapshot:
             workspace=r["workspace"],
             created_at=rows.dt(r["created_at"]),
         )
-    spend = SpendState()
+    by = views.spend_by
     cols = f"e.id, e.agent_id, e.status, e.model, {_USAGE}, a.swarm, a.runtime"
     for r in conn.execute(f"SELECT {cols} FROM execs e JOIN agents a ON a.id = e.agent_id"):
         agent = agents.get(r["agent_id"])
         if agent is None:
             continue
-        agent.execs += 1
+        agent.spend.execs += 1
         if r["status"] == "running":
             agent.current_exec = r["id"]
             continue
         usage, cost = _usage(r)
-        agent.add(usage, cost)
-        spent: list[Spend] = [
-            spend.total,
-            spend.by_swarm.setdefault(r["swarm"] or "", SpendTotals()),
-            spend.by_runtime.setdefault(r["runtime"], SpendTotals()),
-            spend.by_model.setdefault(r["model"] or "", SpendTotals()),
-        ]
-        for sp in spent:
-            sp.execs += 1
-            sp.add(usage, cost)
-    counts: dict[str, dict[str, int]] = {}
+        agent.spend.add(usage, cost)
+        for cell in (
+            views.spend_total,
+            by["swarm"].setdefault(r["swarm"] or "", SpendCell()),
+            by["runtime"].setdefault(r["runtime"], SpendCell()),
+            by["model"].setdefault(r["model"] or "", SpendCell()),
+        ):
+            cell.execs += 1
+            cell.add(usage, cost)
     for r in conn.execute("SELECT swarm, status, count(*) AS n FROM tasks GROUP BY swarm, status"):
-        counts.setdefault(r["swarm"] or "", {})[r["status"]] = r["n"]
+        views.task_counts.setdefault(r["swarm"] or "", {})[r["status"]] = r["n"]
     marks = ",".join("?" * len(ACTIVE_TASK_STATUSES))
-    active = [
-        _task_row(r)
-        for r in conn.execute(
-            f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY id",
-            tuple(ACTIVE_TASK_STATUSES),
-        )
-    ]
-    for t in active:
+    for r in conn.execute(
+        f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY id", tuple(ACTIVE_TASK_STATUSES)
+    ):
+        t = views.tasks_active[r["id"]] = _task_cell(r)
         if t.status == "running" and t.lease_agent in agents:
             agents[t.lease_agent].current_task = t.id
     recent = [
-        _task_row(r)
+        _task_cell(r)
         for r in conn.execute(
             f"SELECT * FROM tasks WHERE status NOT IN ({marks}) "
             "ORDER BY finished_at DESC, rowid DESC LIMIT ?",
             (*ACTIVE_TASK_STATUSES, RECENT_TASKS),
         )
     ]
-    recent.reverse()
-    swarm_list = [
-        rows.swarm(r)
-        for r in conn.execute(
-            "SELECT * FROM swarms WHERE status = 'active' ORDER BY created_at, name"
-        )
-    ]
-
-    views = Views(
-        ViewSnapshot(
-            seq=0,
-            agents=list(agents.values()),
-            tasks_by_status=counts,
-            tasks_active=active,
-            tasks_recent=recent,
-            router=RouterState(strategies={s.name: s.strategy for s in swarm_list}),
-            spend=spend,
-        )
-    )
-    for s in swarm_list:
-        views.swarms[s.name] = s
+    views.tasks_recent.extend(reversed(recent))
+    for r in conn.execute("SELECT * FROM swarms WHERE status = 'active' ORDER BY created_at, name"):
+        swarm = rows.swarm(r)
+        views.swarms[swarm.name] = swarm
+        views.strategies[swarm.name] = swarm.strategy
     return views.snapshot()
