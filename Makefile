@@ -16,7 +16,8 @@ help:
 	@echo "make test   - set up, lint and run the whole test suite"
 	@echo "make lint   - ruff, mypy and the import contract"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
-	@echo "              (BENCH_ARGS='--compare-with DIR': beside an older checkout's figures)"
+	@echo "              (BENCH_ARGS='--compare-with DIR': beside an older checkout's figures;"
+	@echo "              BENCH_ARGS='--only cli' or '--only memory': that section alone)"
 	@echo "make setup  - create .venv and install everything (Python packages, pinned pi)"
 
 $(STAMP): pyproject.toml constraints.txt

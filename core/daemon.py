@@ -42,6 +42,9 @@ log = logging.getLogger("godel.daemon")
 
 EXIT_CONFIG = 78  # EX_CONFIG
 RECORDER_QUEUE = 200_000  # events
+# Output not yet written: room for a few loud execs at once (each keeps at most
+# `[defaults] exec_output_max_bytes`) while the disk catches up, and a bound if it stalls.
+RECORDER_QUEUE_BYTES = 64 * 1024 * 1024
 EXIT_STORE = 74  # EX_IOERR
 SOCKET_CHECK_EVERY = 2.0  # seconds between checks that our socket is still at its path
 
@@ -99,6 +102,7 @@ class Daemon:
             bus,
             paths.events,
             maxsize=RECORDER_QUEUE,
+            queue_bytes=RECORDER_QUEUE_BYTES,
             max_bytes=settings.events_max_bytes,
             keep=settings.events_keep,
         )

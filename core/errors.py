@@ -121,6 +121,14 @@ class HomeError(GodelError):
     kind = "home_error"
 
 
+class PolicyDenied(GodelError):
+    """A ``[policy] deny`` rule refused the command before it ran (and it was audited).
+    ``data`` names the agent, the rule's number and its text."""
+
+    code = -32017
+    kind = "policy_denied"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -140,5 +148,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         SwarmError,
         ExecNotFound,
         HomeError,
+        PolicyDenied,
     )
 }

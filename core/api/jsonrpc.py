@@ -100,12 +100,15 @@ def _jsonable(value: JSON) -> JSON:
 
 def _validation_data(e: ValidationError) -> list[dict[str, JSON]]:
     return [
-        {
-            "param": ".".join(str(p) for p in err["loc"]) or "(params)",
-            "problem": err["msg"],
-        }
+        {"param": _param_name(err["loc"]), "problem": err["msg"]}
         for err in e.errors(include_url=False)
     ]
+
+
+def _param_name(loc: tuple[int | str, ...]) -> str:
+    name = ".".join(str(p) for p in loc) or "(params)"
+    # repr for a name with a newline or other control character: the error is one line.
+    return name if name.isprintable() else repr(name)
 
 
 class RpcMethods:

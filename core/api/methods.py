@@ -167,6 +167,10 @@ def build_methods(
             "uptime_s": round(time.time() - started_at, 3),
             "agents": counts,
             "config": engine.config.identity(),
+            "containment": {
+                "kind": engine.ctx.containment.current.kind,
+                "where": engine.ctx.containment.current.where,
+            },
         }
 
     @rpc.method("daemon.stop")

@@ -126,5 +126,9 @@ def daemon_status(ctx: Ctx, as_json: bool) -> None:
             f"Home:    {status['home']}\nSocket:  {status['socket']}\nAgents:  {agents}\n"
             f"Config:  {files} (digest {digest}, loaded {loaded})"
         )
+        box = status.get("containment") or {}
+        if box:
+            where = f" at {box['where']}" if box.get("where") else ""
+            click.echo(f"Containment: {box.get('kind', 'unknown')}{where}")
     if warning:
         click.echo(f"godel: {warning}", err=True)

@@ -1,9 +1,9 @@
 """Godel's configuration: loading, merging and validating ``config.toml`` files.
 
-The models are in ``schema`` (plus ``health`` and ``autoscaler`` for those sections), the
-built-in providers and models in ``builtin``, the error messages in ``messages``, which
-files apply and their fingerprints in ``files`` (standard library only, for the thin
-client), reading and merging in ``loading``; import them from here.
+The models are in ``schema`` (plus ``health``, ``autoscaler`` and ``policy`` for those
+sections), the built-in providers and models in ``builtin``, the error messages in
+``messages``, which files apply and their fingerprints in ``files`` (standard library
+only, for the thin client), reading and merging in ``loading``; import them from here.
 
 Two files are read, both optional:
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         parse_config_file,
         user_config_path,
     )
+    from core.config.policy import PolicySettings
     from core.config.schema import (
         BUILTIN_CONFIG,
         AgentGroup,
@@ -67,6 +68,7 @@ _WHERE = {
     "GodelConfig": "schema",
     "HealthSettings": "health",
     "LoadedConfig": "schema",
+    "PolicySettings": "policy",
     "ModelSettings": "schema",
     "ProviderSettings": "schema",
     "QueueSettings": "schema",
@@ -95,6 +97,7 @@ __all__ = [
     "HealthSettings",
     "LoadedConfig",
     "ModelSettings",
+    "PolicySettings",
     "ProviderSettings",
     "QueueSettings",
     "find_project_config",

@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 from core.config.autoscaler import AutoscalerSettings
 from core.config.bounds import OUT_OF_RANGE
 from core.config.health import HealthSettings
+from core.config.policy import PolicySettings
 from core.config.schema import (
     AgentGroup,
     DaemonSettings,
@@ -33,6 +34,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "queue": QueueSettings,
     "health": HealthSettings,
     "autoscaler": AutoscalerSettings,
+    "policy": PolicySettings,
     "agents": AgentGroup,
 }
 
@@ -71,6 +73,7 @@ _OWN_ERRORS = frozenset(
         "missing_base_url",
         "unknown_provider",
         "runtime_option",
+        "invalid_deny_rule",
         OUT_OF_RANGE,
     }
 )

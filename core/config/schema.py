@@ -30,6 +30,7 @@ from core.config.bounds import between, check_range
 from core.config.builtin import BUILTIN_CONFIG
 from core.config.files import ConfigFile
 from core.config.health import HealthSettings
+from core.config.policy import PolicySettings
 
 __all__ = [
     "BUILTIN_CONFIG",
@@ -147,6 +148,9 @@ class DaemonSettings(_Section):
     # events.jsonl is renamed events.jsonl.1 at this size; `events_keep` old files stay.
     events_max_bytes: Annotated[StrictInt, between(1 * MIB, 1 << 40)] = 64 * MIB
     events_keep: Annotated[StrictInt, between(0, 100)] = 3
+    # How every process an agent starts is kept within reach of a kill
+    # (core.runtimes.containment): a cgroup where the machine allows, else a scan.
+    containment: Literal["auto", "cgroup", "scan"] = "auto"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -237,6 +241,7 @@ class GodelConfig(_Section):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)

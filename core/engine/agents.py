@@ -257,6 +257,18 @@ class AgentService:
             ),
         )
         self.health.untrack(live.id)
+        # The agent is gone: nothing it started may outlive it (before its work is
+        # handed to another agent, which might otherwise meet what it left running).
+        escaped = await self.ctx.containment.current.end(live.id)
+        if escaped:
+            await self.ctx.journal.audit(
+                AuditDraft(
+                    actor="daemon",
+                    action="agent.cleanup",
+                    subject=live.id,
+                    payload={"processes_left_ended": escaped},
+                )
+            )
         await self._gone(live.agent, reason, on_its_own=True)
 
     async def _gone(self, agent: Agent, reason: str, *, on_its_own: bool) -> None:
@@ -295,6 +307,8 @@ class AgentService:
             return False
         live.stopping = True
         await live.runtime.kill(live.handle)
+        # What left the agent's process tree (setsid, a double fork) ends with it.
+        escaped = await self.ctx.containment.current.end(agent_id)
         await self.execs.wait_exec_end(live)
         if live.watcher is not None:
             live.watcher.cancel()
@@ -304,7 +318,10 @@ class AgentService:
             agent_id,
             StatusChange(status=AgentStatus.STOPPED, source=source, reason=reason),
             audit=AuditDraft(
-                actor=actor, action=action, subject=agent_id, payload={"pid": live.handle.pid}
+                actor=actor,
+                action=action,
+                subject=agent_id,
+                payload={"pid": live.handle.pid, "processes_left_ended": escaped},
             ),
         )
         self.health.untrack(agent_id)
@@ -390,6 +407,7 @@ class AgentService:
                 try:
                     runtime = self.ctx.registry.get(agent.runtime)
                     reason = await runtime.recover(agent)
+                    await self.ctx.containment.current.end(agent.id)
                 except Exception as e:  # a runtime that cannot recover must not stop the daemon
                     reason = f"could not recover after a daemon restart: {e}"
             lost[agent.id] = reason

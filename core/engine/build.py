@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.clock import Clock, SystemClock
 from core.config import LoadedConfig, load_config
+from core.config.policy import DenyMatch
 from core.engine.agents import AgentService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
@@ -29,6 +30,7 @@ from core.federation.routing import RoutingTable
 from core.llm.catalog import ModelCatalog, ScriptedUrl
 from core.paths import GodelPaths
 from core.runtimes.base import RuntimeContext
+from core.runtimes.containment import ContainmentSlot
 from core.runtimes.registry import RuntimeRegistry, known_runtime_names
 from core.store.base import Store
 from core.store.journal import Journal
@@ -64,12 +66,25 @@ class LazyScriptedServer:
             self._server = None
 
 
-def build_registry(paths: GodelPaths, loaded: LoadedConfig) -> RuntimeRegistry:
+def build_registry(
+    paths: GodelPaths,
+    loaded: LoadedConfig,
+    containment: ContainmentSlot | None = None,
+    deny: Callable[[str], DenyMatch | None] | None = None,
+) -> RuntimeRegistry:
+    """The runtimes, built with their options; ``deny`` is the ``[policy]`` check in
+    force (default: ``loaded``'s)."""
     options = loaded.config.runtimes
     passthrough = tuple(loaded.config.defaults.env_passthrough)
+    slot = containment or ContainmentSlot()
+    check = deny or loaded.config.policy.check
     return RuntimeRegistry.load(
         lambda name: RuntimeContext(
-            home=paths.home, options=dict(options.get(name, {})), env_passthrough=passthrough
+            home=paths.home,
+            options=dict(options.get(name, {})),
+            env_passthrough=passthrough,
+            containment=slot,
+            deny=check,
         )
     )
 
@@ -96,16 +111,24 @@ def build_engine(
     bus = bus or EventBus()
     bus.default_maxsize = loaded.config.daemon.event_queue_size
     on_close: list[Callable[[], Awaitable[None]]] = []
+    containment = ContainmentSlot()
     if scripted_url is None:
         lazy = LazyScriptedServer()
         scripted_url = lazy.url
         on_close.append(lazy.close)
+    ctx: EngineContext | None = None
+
+    def deny(command: str) -> DenyMatch | None:
+        # Asked at each command, of the config in force: a reload replaces ctx.loaded.
+        return (ctx.config if ctx is not None else loaded.config).policy.check(command)
+
     ctx = EngineContext(
         paths=paths,
         store=store,
         journal=Journal(store, bus),
         bus=bus,
-        registry=registry or build_registry(paths, loaded),
+        registry=registry or build_registry(paths, loaded, containment, deny),
+        containment=containment,
         clock=clock or SystemClock(),
         loaded=loaded,
         models=ModelCatalog(loaded.config, scripted_url=scripted_url),

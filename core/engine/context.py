@@ -16,6 +16,7 @@ from core.federation.metrics import Metrics
 from core.llm.catalog import ModelCatalog, ScriptedUrl
 from core.models import Swarm
 from core.paths import GodelPaths
+from core.runtimes.containment import ContainmentSlot
 from core.runtimes.registry import RuntimeRegistry
 from core.store.base import Store
 from core.store.journal import Journal
@@ -36,6 +37,8 @@ class EngineContext:
     models: ModelCatalog
     metrics: Metrics
     scripted_url: ScriptedUrl  # starts Godel's scripted model server on first use
+    # Where agents' processes are kept; chosen at start (core.runtimes.containment).
+    containment: ContainmentSlot = field(default_factory=ContainmentSlot)
     live: LiveAgents = field(default_factory=LiveAgents)
     background: TaskSet = field(default_factory=lambda: TaskSet("engine", log))
     # Set by build once the dispatcher exists: new work or a freed agent wakes it.

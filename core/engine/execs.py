@@ -20,10 +20,11 @@ from typing import Literal
 
 from core.activity import activity_line
 from core.audit import AuditDraft
+from core.config.policy import DENY_RULE
 from core.engine.context import EngineContext
 from core.engine.live import LiveAgent
 from core.engine.status import StatusEvents
-from core.errors import AgentNotFound, AgentUnavailable, ExecNotFound, InvalidInput
+from core.errors import AgentNotFound, AgentUnavailable, ExecNotFound, InvalidInput, PolicyDenied
 from core.events import AgentActivity, AgentOutput, ExecFinished, ExecStarted, SubscriptionClosed
 from core.models import (
     Agent,
@@ -36,19 +37,29 @@ from core.models import (
     OutputChunk,
     PolicyViolation,
     RuntimeEvent,
+    RuntimeNotice,
     StatusChange,
     StatusSource,
     new_id,
     utcnow,
 )
-from core.runtimes.base import HealthState
+from core.runtimes.base import Capability, HealthState
 from core.store import ops
 
 log = logging.getLogger("godel.engine")
-SHOW_MAX_BYTES = 8 * 1024 * 1024  # of output in one `exec.get` reply
+# Memory per reader is one page, never one exec: `agent logs` streams the store in pages
+# of about LOGS_PAGE_BYTES (each sent before the next is read), and a stored row is at most
+# OUTPUT_ROW_MAX characters (a larger chunk is split), so a page is bounded as well.
+SHOW_MAX_BYTES = 1024 * 1024  # of output in one `exec.get` reply (built whole)
+LOGS_PAGE_BYTES = 256 * 1024
+OUTPUT_ROW_MAX = 64 * 1024
+# Characters of output an exec's caller may lag by: as much as an exec keeps by default,
+# so that a caller misses nothing unless the cap was raised and it is that far behind.
+CALLER_BEHIND_MAX = 16 * 1024 * 1024
 
 OUTPUT_FLUSH_INTERVAL = 0.1  # seconds between batched writes of agent output
 OUTPUT_FLUSH_ROWS = 256
+OUTPUT_FLUSH_CHARS = 1024 * 1024  # or this much output: 256 rows can be 16 MiB
 MIB = 1024 * 1024
 
 Stream = Literal["stdout", "stderr", "system"]
@@ -86,6 +97,45 @@ class _OutputBudget:
         )
 
 
+class _CallerQueue:
+    """What an exec's caller has not read yet. The exec never waits for its caller (it
+    is recorded to the end whatever the caller does), so a caller more than
+    ``CALLER_BEHIND_MAX`` of output behind misses chunks (stored all the same) and is
+    told how much before what it gets next: a slow reader cannot fill the daemon."""
+
+    def __init__(self, agent_id: str, exec_id: str) -> None:
+        self._queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        self._agent_id = agent_id
+        self._exec_id = exec_id
+        self._chars = 0  # of output queued
+        self._skipped = 0
+
+    def put_nowait(self, ev: RuntimeEvent) -> None:
+        if isinstance(ev, OutputChunk):
+            n = len(ev.data)
+            # Once behind, skip until the caller has read all it has: one gap, not many.
+            if self._chars and (self._skipped or self._chars + n > CALLER_BEHIND_MAX):
+                self._skipped += n
+                return
+            self._chars += n
+        if self._skipped:
+            self._queue.put_nowait(
+                RuntimeNotice(
+                    exec_id=self._exec_id,
+                    message=f"{self._skipped:,} characters of output not streamed here (read "
+                    f"too slowly); they are stored: `godel agent logs {self._agent_id}`",
+                )
+            )
+            self._skipped = 0
+        self._queue.put_nowait(ev)
+
+    async def get(self) -> RuntimeEvent:
+        ev = await self._queue.get()
+        if isinstance(ev, OutputChunk):
+            self._chars -= len(ev.data)
+        return ev
+
+
 def _ended(status: ExecStatus) -> str:
     return "timed out" if status is ExecStatus.TIMED_OUT else "was aborted"
 
@@ -116,6 +166,7 @@ class ExecService:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
         self._output: list[ops.OutputRow] = []
+        self._output_chars = 0  # in self._output
         self._budgets: dict[str, _OutputBudget] = {}  # of running execs
         self._flusher: asyncio.Task[None] | None = None
         # Told (by build: the health service) when an ended exec leaves its agent held.
@@ -175,6 +226,7 @@ class ExecService:
         if timeout is not None and timeout <= 0:
             raise InvalidInput(f"timeout must be positive, got {timeout}", timeout=timeout)
         live = await self.live_agent(agent_id, "exec on")
+        await self._check_policy(live, input, actor, task_id)
         if live.exec_id is not None:
             raise self.ctx.live.busy_error(live)
         if live.held is not None:
@@ -233,7 +285,7 @@ class ExecService:
             live.exec_id = None
             live.task_id = None
             raise
-        queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        queue = _CallerQueue(live.id, exec_id)
         live.exec_task = asyncio.create_task(
             self._run(live, exec_id, input, timeout, actor, queue), name=exec_id
         )
@@ -250,6 +302,42 @@ class ExecService:
                 with contextlib.suppress(Exception):
                     await live.runtime.abort(live.handle)
 
+    async def _check_policy(
+        self, live: LiveAgent, input: str, actor: str, task_id: str | None
+    ) -> None:
+        """Refuse, and audit, input a ``[policy] deny`` rule matches, before anything runs.
+        Only the input of a runtime without a model is a command; an LLM runtime's is a
+        prompt (the native runtime checks the commands its model runs)."""
+        if Capability.MODEL in live.runtime.capabilities:
+            return
+        match = self.ctx.config.policy.check(input)
+        if match is None:
+            return
+        detail = match.detail(input)
+        await self.ctx.journal.audit(
+            AuditDraft(
+                actor=actor,
+                action="policy.violation",
+                subject=live.id,
+                result="refused",
+                payload={"exec_id": None, "rule": DENY_RULE, "detail": detail, "task_id": task_id},
+            ),
+            events=[
+                AgentActivity(
+                    agent_id=live.id,
+                    exec_id="",
+                    kind="policy",
+                    data={"rule": DENY_RULE, "detail": detail},
+                )
+            ],
+        )
+        raise PolicyDenied(
+            f"cannot exec on agent {live.id}: {match.refusal} ([policy] deny)",
+            agent_id=live.id,
+            rule=match.number,
+            pattern=match.rule,
+        )
+
     async def _run(
         self,
         live: LiveAgent,
@@ -257,13 +345,29 @@ class ExecService:
         input: str,
         timeout: float | None,
         actor: str,
-        queue: asyncio.Queue[RuntimeEvent],
+        queue: _CallerQueue,
+    ) -> None:
+        budget = _OutputBudget(self.ctx.config.defaults.exec_output_max_bytes)
+        self._budgets[exec_id] = budget
+        try:
+            await self._drive(live, exec_id, input, timeout, actor, queue, budget)
+        finally:
+            # Cancelled or not: a budget outliving its exec would be a leak per exec.
+            self._budgets.pop(exec_id, None)
+
+    async def _drive(
+        self,
+        live: LiveAgent,
+        exec_id: str,
+        input: str,
+        timeout: float | None,
+        actor: str,
+        queue: _CallerQueue,
+        budget: _OutputBudget,
     ) -> None:
         agent_id = live.id
         started = time.monotonic()
         result: ExecResult | None = None
-        budget = _OutputBudget(self.ctx.config.defaults.exec_output_max_bytes)
-        self._budgets[exec_id] = budget
         try:
             async for ev in self._runtime_exec(live, input, exec_id, timeout):
                 if isinstance(ev, OutputChunk):
@@ -279,7 +383,10 @@ class ExecService:
                             task_id=live.task_id,
                         )
                     )
-                    if len(self._output) >= OUTPUT_FLUSH_ROWS:
+                    if (
+                        len(self._output) >= OUTPUT_FLUSH_ROWS
+                        or self._output_chars >= OUTPUT_FLUSH_CHARS
+                    ):
                         await self.flush()
                     if data is not ev.data:
                         ev = ev.model_copy(update={"data": data})
@@ -339,7 +446,7 @@ class ExecService:
                 )
         # The exec's output, its end, its audit entry and the agent's return to idle
         # commit together: one transaction per exec end.
-        rows, self._output = self._output, []
+        rows, self._output, self._output_chars = self._output, [], 0
         finished = ExecFinished(
             task_id=live.task_id,
             agent_id=agent_id,
@@ -443,7 +550,15 @@ class ExecService:
             if kept is None:
                 return None
             data = kept
-        self._output.append(ops.OutputRow(agent_id, exec_id, stream, utcnow(), data))
+        at = utcnow()
+        self._output_chars += len(data)
+        if len(data) <= OUTPUT_ROW_MAX:
+            self._output.append(ops.OutputRow(agent_id, exec_id, stream, at, data))
+        else:  # stored rows stay small: a reader's page is bounded by rows, not by chunks
+            self._output.extend(
+                ops.OutputRow(agent_id, exec_id, stream, at, data[i : i + OUTPUT_ROW_MAX])
+                for i in range(0, len(data), OUTPUT_ROW_MAX)
+            )
         return data
 
     async def _on_activity(self, agent_id: str, exec_id: str, ev: RuntimeEvent, actor: str) -> None:
@@ -515,13 +630,13 @@ class ExecService:
     async def wait_exec_end(self, live: LiveAgent, limit_s: float = 10.0) -> None:
         """Let a running exec record its end (it ends once its process is gone)."""
         if live.exec_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(live.exec_task), timeout=limit_s)
+            # asyncio.wait: neither the exec's error nor its cancellation is raised here.
+            await asyncio.wait([live.exec_task], timeout=limit_s)
 
     # output ------------------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        rows, self._output = self._output, []
+        rows, self._output, self._output_chars = self._output, [], 0
         if rows:
             await self.ctx.journal.commit(ops.AppendOutput(tuple(rows)))
 
@@ -536,7 +651,8 @@ class ExecService:
     async def logs(
         self, agent_id: str, *, after_seq: int = 0, follow: bool = False
     ) -> AsyncIterator[LogLine]:
-        """Stored output of an agent; with ``follow``, keep going until the agent ends.
+        """Stored output of an agent, read page by page until a page comes back empty;
+        with ``follow``, keep going until the agent ends.
 
         The store is the source of every line; the bus only says when to look again.
         The subscription is made before the first read, so nothing written in between
@@ -545,7 +661,12 @@ class ExecService:
         agent = await self.get_agent(agent_id)
         sub = (
             self.ctx.bus.subscribe(
-                f"logs-{agent.id}", maxsize=64, types={"agent.output", "agent.status_changed"}
+                f"logs-{agent.id}",
+                maxsize=64,
+                # agent.activity: a tool call is stored as a "system" line without an
+                # agent.output event; without it the reader would see it a second late.
+                types={"agent.output", "agent.activity", "agent.status_changed"},
+                max_bytes=0,  # wake-ups only: one output chunk queued at most, not 64
             )
             if follow
             else None
@@ -555,14 +676,18 @@ class ExecService:
             ending = False
             while True:
                 await self.flush()
-                lines = await self.ctx.store.read_output(agent.id, after_seq=seq)
+                # One page at a time, each sent before the next is read (the emitter
+                # waits for the socket to drain): a reader holds one page, not an exec.
+                lines = await self.ctx.store.read_output(
+                    agent.id, after_seq=seq, max_bytes=LOGS_PAGE_BYTES
+                )
                 for line in lines:
                     seq = line.seq
                     yield line
+                if lines:
+                    continue  # there may be more than one page's worth
                 if sub is None:
                     return
-                if lines:
-                    continue  # there may be more than one read's worth
                 if ending:
                     return
                 current = await self.ctx.store.get_agent(agent.id)

@@ -49,6 +49,7 @@ from core.models import (
 from core.paths import GodelPaths
 from core.runtimes.base import HealthReport
 from core.runtimes.children import install_child_watcher
+from core.runtimes.containment import choose_containment
 from core.runtimes.registry import RuntimeRegistry
 from core.views import AgentRow, SwarmRow, Views, ViewSnapshot
 from core.views.filter import EventFilter
@@ -104,6 +105,10 @@ class Engine:
         apply_log_level(ctx.config)
         await ctx.store.open()
         await s.reads.start()  # before anything publishes: the views miss nothing
+        contained = await choose_containment(ctx.paths.home, ctx.config.daemon.containment)
+        ctx.containment.current = contained
+        # What a crashed daemon's agents left running ends before anything new starts.
+        stale = await contained.sweep()
         await s.agents.recover(actor)
         s.execs.start()
         s.dispatcher.start()
@@ -120,6 +125,9 @@ class Engine:
                     "version": __version__,
                     "config_digest": ctx.loaded.digest,
                     "config_sources": [str(src) for src in ctx.loaded.sources],
+                    "containment": contained.kind,
+                    "containment_where": contained.where,
+                    "stale_processes_ended": stale,
                 },
             ),
             events=[DaemonStarted(pid=os.getpid(), version=__version__)],
@@ -151,6 +159,7 @@ class Engine:
             requeue=False,
         )
         await s.execs.stop()
+        await ctx.containment.current.close()
         await ctx.journal.audit(
             AuditDraft(
                 actor=actor, action="daemon.stop", subject="daemon", payload={"reason": reason}

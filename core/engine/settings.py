@@ -4,13 +4,15 @@ Every setting the schema accepts does something. On ``config reload`` each chang
 is either applied at once (listed as ``applied``) or needs a daemon restart (listed as
 ``needs_restart``, with nothing changed for it until then):
 
-- applied: ``defaults.*`` (except ``env_passthrough``), ``daemon.*``, ``queue.*``,
-  ``health.*`` (except ``max_concurrent_probes``), ``autoscaler.*``,
-  ``providers``/``models`` (for agents spawned from now on), ``[[agents]]`` (missing
-  agents are spawned; extra ones keep running until stopped, as kubectl apply without
-  prune);
+- applied: ``defaults.*`` (except ``env_passthrough``), ``daemon.*`` (except
+  ``containment``), ``queue.*``,
+  ``health.*`` (except ``max_concurrent_probes``), ``autoscaler.*``, ``policy.*`` (the
+  next command checked, running agents included), ``providers``/``models`` (for agents
+  spawned from now on), ``[[agents]]`` (missing agents are spawned; extra ones keep
+  running until stopped, as kubectl apply without prune);
 - restart: ``runtimes.*`` and ``defaults.env_passthrough`` (runtime plug-ins are built
-  with their options and agents' environment at start) and
+  with their options and agents' environment at start), ``daemon.containment`` (chosen
+  once, at start) and
   ``health.max_concurrent_probes`` (the probe scheduler's bound).
 """
 
@@ -35,7 +37,12 @@ from core.models import AgentSpec
 
 log = logging.getLogger("godel.engine")
 
-RESTART_KEYS = ("runtimes", "health.max_concurrent_probes", "defaults.env_passthrough")
+RESTART_KEYS = (
+    "runtimes",
+    "health.max_concurrent_probes",
+    "defaults.env_passthrough",
+    "daemon.containment",
+)
 
 
 class ConfigReload(BaseModel):
@@ -155,6 +162,9 @@ class ConfigService:
         )
         merged.defaults = merged.defaults.model_copy(
             update={"env_passthrough": old.config.defaults.env_passthrough}
+        )
+        merged.daemon = merged.daemon.model_copy(
+            update={"containment": old.config.daemon.containment}
         )
         self.ctx.loaded = new.model_copy(update={"config": merged})
         self.ctx.models = ModelCatalog(merged, scripted_url=self.ctx.scripted_url)

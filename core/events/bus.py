@@ -1,7 +1,9 @@
 """The in-process event bus: ``EventBus`` fans events out to bounded ``Subscription`` queues.
 
 The bus never blocks its publisher; a full subscriber queue drops the event for that
-subscriber only, which then receives an ``EventsDropped`` marker at the gap.
+subscriber only, which then receives an ``EventsDropped`` marker at the gap. A queue is
+full at ``maxsize`` events or at ``max_bytes`` of output chunks (a subscriber that falls
+behind a loud exec must not hold its output in memory: 1,000 chunks can be 64 MiB).
 """
 
 from __future__ import annotations
@@ -14,11 +16,26 @@ from types import TracebackType
 from typing import Self
 
 from core.events.seq import SeqFile
-from core.events.types import EVENT_TYPES, Event, EventsDropped
+from core.events.types import EVENT_TYPES, AgentOutput, Event, EventsDropped
 
 log = logging.getLogger("godel.events")
 
-__all__ = ["EventBus", "Subscription", "SubscriptionClosed", "Tap"]
+__all__ = [
+    "SUBSCRIPTION_BYTES",
+    "EventBus",
+    "Subscription",
+    "SubscriptionClosed",
+    "Tap",
+    "output_bytes",
+]
+
+SUBSCRIPTION_BYTES = 16 * 1024 * 1024  # of output chunks queued for one subscriber
+
+
+def output_bytes(event: Event) -> int:
+    """What an event holds beyond its few fields: an output chunk's data (up to 64 KiB)."""
+    return len(event.data) if isinstance(event, AgentOutput) else 0
+
 
 # A synchronous observer of every published event, called inside ``publish``: for views
 # that must be exactly as of the bus's current seq (a snapshot and its seq agree).
@@ -48,12 +65,19 @@ class Subscription:
     """
 
     def __init__(
-        self, bus: EventBus, name: str, maxsize: int, types: AbstractSet[str] | None
+        self,
+        bus: EventBus,
+        name: str,
+        maxsize: int,
+        types: AbstractSet[str] | None,
+        max_bytes: int = SUBSCRIPTION_BYTES,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.name = name
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._bytes = 0  # output bytes queued
         self.types: frozenset[str] | None = frozenset(types) if types is not None else None
         self._bus = bus
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize)
@@ -82,13 +106,17 @@ class Subscription:
             return
         if self.types is not None and event.type not in self.types:
             return
+        size = output_bytes(event)
         try:
+            if size and self._bytes + size > self.max_bytes and not self._queue.empty():
+                raise asyncio.QueueFull
             self._queue.put_nowait((self._dropped, event))
         except asyncio.QueueFull:
             self._dropped += 1
             self._dropped_total += 1
         else:
             self._dropped = 0
+            self._bytes += size
 
     def _marker(self, count: int) -> EventsDropped:
         return EventsDropped(count=count, subscriber=self.name)
@@ -103,6 +131,7 @@ class Subscription:
                 return self._marker(count)
             raise SubscriptionClosed(self.name)
         dropped, event = item
+        self._bytes -= output_bytes(event)
         if dropped:
             self._pending = event
             return self._marker(dropped)
@@ -159,6 +188,7 @@ class Subscription:
         self._dropped = 0
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._bytes = 0
         self._queue.put_nowait(_END)  # wake a getter blocked in get()
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -289,9 +319,15 @@ class EventBus:
         return untap
 
     def subscribe(
-        self, name: str, maxsize: int | None = None, types: AbstractSet[str] | None = None
+        self,
+        name: str,
+        maxsize: int | None = None,
+        types: AbstractSet[str] | None = None,
+        *,
+        max_bytes: int = SUBSCRIPTION_BYTES,
     ) -> Subscription:
-        """A new subscription, optionally only for the given event ``type`` strings.
+        """A new subscription, optionally only for the given event ``type`` strings; it
+        holds at most ``maxsize`` events and about ``max_bytes`` of output chunks.
 
         On a closed bus the subscription is already ended, so iterating it stops
         at once rather than hanging.
@@ -301,7 +337,7 @@ class EventBus:
             if unknown:
                 raise ValueError(f"unknown event types: {sorted(unknown)}")
         size = self.default_maxsize if maxsize is None else maxsize
-        sub = Subscription(self, name, size, types)
+        sub = Subscription(self, name, size, types, max_bytes)
         if self._closed:
             sub.end()
         else:

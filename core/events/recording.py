@@ -14,10 +14,20 @@ from typing import IO, Self
 
 from pydantic import ValidationError
 
-from core.events.bus import EventBus, Subscription, SubscriptionClosed
+from core.events.bus import (
+    SUBSCRIPTION_BYTES,
+    EventBus,
+    Subscription,
+    SubscriptionClosed,
+    output_bytes,
+)
 from core.events.types import EVENT_ADAPTER, EVENT_TYPES, Event, event_to_json
 
 __all__ = ["EventRecorder", "ReadStats", "parse_line", "read_recording", "tail_recording"]
+
+# Output bytes in one write: a batch of 512 output chunks would otherwise be ~32 MiB of
+# JSON text and as much again encoded, at once.
+BATCH_BYTES = 1024 * 1024
 
 
 class EventRecorder:
@@ -43,6 +53,7 @@ class EventRecorder:
         batch_size: int = 512,
         max_bytes: int | None = None,
         keep: int = 3,
+        queue_bytes: int = SUBSCRIPTION_BYTES,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -56,6 +67,7 @@ class EventRecorder:
         self._maxsize = maxsize
         self._types = types
         self._batch_size = batch_size
+        self._queue_bytes = queue_bytes
         self._sub: Subscription | None = None
         self._max_bytes = max_bytes
         self._keep = keep
@@ -86,7 +98,9 @@ class EventRecorder:
             # A writer killed mid-line left a fragment: end it, or this run's first event
             # would be glued to it (the reader then skips the one torn line only).
             self._size += self._file.write(b"\n")
-        self._sub = self._bus.subscribe(self._name, self._maxsize, self._types)
+        self._sub = self._bus.subscribe(
+            self._name, self._maxsize, self._types, max_bytes=self._queue_bytes
+        )
         self._task = loop.create_task(self._run(), name=f"event-recorder:{self.path}")
 
     async def stop(self) -> None:
@@ -113,11 +127,13 @@ class EventRecorder:
                     batch = [await sub.get()]
                 except SubscriptionClosed:
                     return
-                while len(batch) < self._batch_size:
+                size = output_bytes(batch[0])
+                while len(batch) < self._batch_size and size < BATCH_BYTES:
                     try:
                         batch.append(sub.get_nowait())
                     except (asyncio.QueueEmpty, SubscriptionClosed):
                         break
+                    size += output_bytes(batch[-1])
                 lines = "".join(event_to_json(e) + "\n" for e in batch).encode()
                 await asyncio.to_thread(self._write, lines)
                 self._written += len(batch)

@@ -18,7 +18,7 @@ from typing import Any
 
 from core.audit import AuditDraft
 from core.clock import Clock, SystemClock
-from core.errors import AgentNotFound, AgentUnavailable, GodelError
+from core.errors import AgentNotFound, AgentUnavailable, GodelError, PolicyDenied
 from core.federation.ports import AgentPool, DispatchObserver, Executor
 from core.federation.routing.table import Routed, RoutingTable
 from core.models import ExecResult, ExecStatus, Lease, Task
@@ -173,6 +173,7 @@ class Dispatcher:
         beat = asyncio.create_task(self._heartbeat(lease))
         result: ExecResult | None = None
         requeue = ""
+        refused = False
         try:
             async for ev in self.executor.exec(
                 lease.agent_id,
@@ -185,6 +186,12 @@ class Dispatcher:
                     result = ev
         except (AgentUnavailable, AgentNotFound) as e:
             requeue = f"agent {lease.agent_id} could not take it: {e.message}"
+        except PolicyDenied as e:
+            # The input itself is refused: any attempt, on any agent, would be too.
+            refused = True
+            result = ExecResult(
+                exec_id="", status=ExecStatus.FAILED, exit_code=None, reason=e.message
+            )
         except GodelError as e:
             result = ExecResult(
                 exec_id="", status=ExecStatus.FAILED, exit_code=None, reason=e.message
@@ -212,11 +219,14 @@ class Dispatcher:
                         result,
                         ok=ok,
                         now=self.clock.time(),
-                        retryable=result.status is not ExecStatus.ABORTED,
+                        retryable=result.status is not ExecStatus.ABORTED and not refused,
                     )
                 )
                 if status is not None:
-                    self.agents.record_outcome(lease.agent_id, ok)
+                    if refused:  # not the agent's failure: its breaker is not told
+                        self.agents.release_trial(lease.agent_id)
+                    else:
+                        self.agents.record_outcome(lease.agent_id, ok)
                     await self.observer.finished(task, lease.agent_id, result, status)
         finally:
             self.wake()

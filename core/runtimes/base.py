@@ -7,7 +7,7 @@ process work. See ``docs/runtimes.md`` for how to add one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -15,8 +15,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from core.config.policy import DenyMatch
 from core.llm.catalog_types import ResolvedModel
 from core.models import Agent, AgentSpec, RuntimeEvent
+from core.runtimes.containment import ContainmentSlot
 
 
 class Capability(StrEnum):
@@ -67,6 +69,13 @@ class RuntimeContext:
     options: dict[str, Any] = field(default_factory=dict)
     # ``[defaults] env_passthrough``: daemon variables agents may see (core.runtimes.environment).
     env_passthrough: tuple[str, ...] = ()
+    # ``[policy] deny``: the rule a command a runtime runs for its model matches (None: it
+    # may run). Asked at each command, so a config reload applies at once.
+    deny: Callable[[str], DenyMatch | None] = lambda command: None
+    # Where the agent's processes are kept so that a kill ends them all: a runtime that
+    # starts processes launches them through ``containment.wrap`` (the engine chooses
+    # the kind at start; core.runtimes.containment).
+    containment: ContainmentSlot = field(default_factory=ContainmentSlot)
 
 
 @runtime_checkable

@@ -4,7 +4,8 @@ No Node, no extra process: the loop runs in the daemon's event loop and talks to
 with httpx (``core.llm.openai`` / ``core.llm.anthropic``). Tools (``native_tools``) are
 ``bash``, ``read``, ``write`` and ``edit``, all confined to the agent's workspace: a path
 that resolves outside it (``..``, an absolute path, a symlink) is refused and reported as
-a ``PolicyViolation``, which the engine audits.
+a ``PolicyViolation``, which the engine audits. So is a ``bash`` command that matches a
+``[policy] deny`` rule (``core.config.policy``), before it runs.
 
 The conversation persists across execs of one agent, as a pi session does. An exec ends
 on a final answer (a turn without tool calls), at the turn limit, on abort or timeout.
@@ -22,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
+from core.config.policy import DENY_RULE
 from core.errors import AgentUnavailable, GodelError, InvalidInput, RuntimeFailure
 from core.llm.catalog_types import ResolvedModel
 from core.llm.prices import cost
@@ -80,6 +82,8 @@ class _Agent:
     client: LLMClient
     # The scrubbed environment of its bash tool: the model's key stays in the daemon.
     env: dict[str, str]
+    # Prefix of every bash command: puts it in the agent's box (core.runtimes.containment).
+    launch: list[str] = field(default_factory=list)
     history: list[ChatMessage] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     abort_reason: ExecStatus | None = None
@@ -144,7 +148,8 @@ class NativeRuntime:
         if not await asyncio.to_thread(workspace.is_dir):
             raise RuntimeFailure(f"workspace {workspace} is not a directory", agent_id=agent_id)
         env = agent_environment(agent_id, spec.env, passthrough=self.ctx.env_passthrough)
-        agent = _Agent(agent_id, workspace, model, _make_client(model, self.ctx), env)
+        launch, env = self.ctx.containment.wrap(agent_id, [], env)
+        agent = _Agent(agent_id, workspace, model, _make_client(model, self.ctx), env, launch)
         return AgentHandle(agent_id=agent_id, workspace=workspace, state={"native": agent})
 
     async def exec(
@@ -292,8 +297,18 @@ class NativeRuntime:
             )
         )
         is_error = False
+        command = call.arguments.get("command") if call.name == "bash" else None
+        denied = self.ctx.deny(command) if isinstance(command, str) else None
         try:
-            output = await run_tool(call, agent.workspace, agent.env, agent.tool_procs)
+            if denied is not None:
+                # Checked before anything runs; the model hears why, the engine audits it.
+                assert isinstance(command, str)
+                detail = denied.detail(command)
+                queue.put_nowait(PolicyViolation(exec_id=exec_id, rule=DENY_RULE, detail=detail))
+                raise ToolError(denied.refusal)
+            output = await run_tool(
+                call, agent.workspace, agent.env, agent.tool_procs, launch=agent.launch
+            )
         except PathRefused as e:
             is_error, output = True, f"refused: {e}"
             queue.put_nowait(

@@ -8,12 +8,18 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.llm.types import ToolCall, ToolSpec
 
 DEFAULT_BASH_TIMEOUT = 120.0
+# What a command's output may give the model (and keep in the daemon's memory): its
+# start and its end, where errors usually are; the middle is counted and left out.
+OUTPUT_HEAD_BYTES = 64 * 1024
+OUTPUT_TAIL_BYTES = 64 * 1024
+_READ_BYTES = 64 * 1024
 
 SYSTEM_PROMPT = """You are a coding agent. You work in the directory {workspace}, and every \
 file path you use must stay inside it. Use the tools to inspect and change files and to run \
@@ -94,10 +100,17 @@ def confine(workspace: Path, path: str) -> Path:
 
 
 async def run_tool(
-    call: ToolCall, workspace: Path, env: dict[str, str], procs: set[asyncio.subprocess.Process]
+    call: ToolCall,
+    workspace: Path,
+    env: dict[str, str],
+    procs: set[asyncio.subprocess.Process],
+    *,
+    launch: Sequence[str] = (),
 ) -> str:
     """Run one tool call; ``env`` is the agent's scrubbed environment for ``bash``
-    (:mod:`core.runtimes.environment`), ``procs`` holds the bash commands running meanwhile.
+    (:mod:`core.runtimes.environment`), ``procs`` holds the bash commands running meanwhile,
+    ``launch`` is the command prefix that puts them in the agent's box
+    (:mod:`core.runtimes.containment`).
 
     Raises ``PathRefused`` for a path outside the workspace and ``ToolError`` (or
     ``OSError``/``ValueError``) for a failure the model should hear about.
@@ -107,7 +120,7 @@ async def run_tool(
         command = _str_arg(args, "command")
         t = args.get("timeout", DEFAULT_BASH_TIMEOUT)
         timeout = float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_BASH_TIMEOUT
-        return await _bash(command, timeout, workspace, env, procs)
+        return await _bash(command, timeout, workspace, env, procs, launch)
     if call.name == "read":
         path = confine(workspace, _str_arg(args, "path"))
         offset, limit = args.get("offset"), args.get("limit")
@@ -132,8 +145,10 @@ async def _bash(
     workspace: Path,
     env: dict[str, str],
     procs: set[asyncio.subprocess.Process],
+    launch: Sequence[str] = (),
 ) -> str:
     proc = await asyncio.create_subprocess_exec(
+        *launch,
         "bash",
         "-c",
         command,
@@ -148,7 +163,7 @@ async def _bash(
     try:
         assert proc.stdout is not None
         try:
-            out = await asyncio.wait_for(proc.stdout.read(), timeout)
+            out = await asyncio.wait_for(read_capped(proc.stdout), timeout)
             code = await proc.wait()
         except TimeoutError:
             _killpg(proc)
@@ -162,8 +177,31 @@ async def _bash(
             raise
     finally:
         procs.discard(proc)
-    text = out.decode("utf-8", errors="replace")
-    return text if code == 0 else f"{text}[exit code {code}]"
+    return out if code == 0 else f"{out}[exit code {code}]"
+
+
+async def read_capped(
+    stream: asyncio.StreamReader,
+    head: int = OUTPUT_HEAD_BYTES,
+    tail: int = OUTPUT_TAIL_BYTES,
+) -> str:
+    """Read ``stream`` to its end, keeping its first ``head`` and last ``tail`` bytes."""
+    first = bytearray()
+    last = bytearray()
+    skipped = 0
+    while chunk := await stream.read(_READ_BYTES):
+        take = chunk[: head - len(first)]
+        first += take
+        rest = chunk[len(take) :]
+        if rest:
+            last += rest
+            if len(last) > tail:
+                skipped += len(last) - tail
+                del last[: len(last) - tail]
+    text = first.decode("utf-8", errors="replace")
+    if skipped:
+        text += f"\n[... {skipped} bytes of output left out ...]\n"
+    return text + last.decode("utf-8", errors="replace")
 
 
 async def kill_tools(procs: set[asyncio.subprocess.Process]) -> None:

@@ -29,6 +29,7 @@ from core.runtimes.proc_tree import Held, descendants, find_tree, hold, pidfds
 
 __all__ = [
     "descendants",
+    "end_processes",
     "is_same_process",
     "process_started_at",
     "recover_process",
@@ -169,6 +170,15 @@ async def _end(procs: list[Held], grace: float) -> None:
 
 
 # Public API ---------------------------------------------------------------------------
+
+
+async def end_processes(held: list[Held], grace: float = 1.0) -> None:
+    """SIGTERM held processes, SIGKILL the survivors after ``grace`` seconds; close them."""
+    try:
+        await _end(held, grace)
+    finally:
+        for h in held:
+            h.close()
 
 
 async def terminate_processes(procs: list[psutil.Process], grace: float = 1.0) -> None:

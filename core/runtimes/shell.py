@@ -138,12 +138,12 @@ class ShellRuntime:
         # Scrubbed: no API key or other secret of the daemon's (BASH_ENV, which bash
         # would source despite --norc, is not on the allow-list either).
         env = agent_environment(agent_id, spec.env, passthrough=self._ctx.env_passthrough)
+        argv, env = self._ctx.containment.wrap(
+            agent_id, [self._shell, "--noprofile", "--norc", "-s"], env
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
-                self._shell,
-                "--noprofile",
-                "--norc",
-                "-s",
+                *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -357,6 +357,7 @@ class ShellRuntime:
                 return
 
     async def _reap(self, st: ShellAgent, run: Run) -> None:
+        run.abandon()  # nobody reads its output now: its readers must not wait for room
         await self._stop_command(st, run)
         await run.finished.wait()
         if st.run is run:

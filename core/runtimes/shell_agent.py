@@ -23,6 +23,10 @@ STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 STOP_GRACE_S = 1.0  # SIGTERM -> SIGKILL for a timed-out or aborted command
 _READ_CHUNK = 64 * 1024
 _PENDING_CAP = 1024 * 1024  # bytes of between-exec output kept for the next exec
+# Bytes read from a command's pipes that its exec has not taken yet. Past it the readers
+# stop reading, so a command printing faster than the engine keeps up waits on its pipe
+# (as on a slow terminal) instead of piling its output up in the daemon's memory.
+QUEUE_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,42 @@ class Run:
         self.timed_out = False
         self.aborted = False
         self.stop_deadline: float | None = None
+        self.queued = 0  # bytes of data events in the queue
+        self.room = asyncio.Event()  # clear while the queue holds QUEUE_MAX_BYTES
+        self.room.set()
+        # Nobody takes from the queue any more (the exec ended or was abandoned): output
+        # is dropped, only its end markers matter.
+        self.abandoned = False
+
+    def put_data(self, stream: Stream, data: bytes) -> None:
+        if self.abandoned:
+            return
+        self.queue.put_nowait(Event("data", stream, data))
+        self.queued += len(data)
+        if self.queued >= QUEUE_MAX_BYTES:
+            self.room.clear()
+
+    def abandon(self) -> None:
+        """No consumer from now on: drop what is queued and never make a reader wait."""
+        self.abandoned = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queued = 0
+        self.room.set()
+
+    def _took(self, ev: Event) -> Event:
+        if ev.data:
+            self.queued -= len(ev.data)
+            if self.queued < QUEUE_MAX_BYTES:
+                self.room.set()
+        return ev
 
     async def next_event(self, wait_s: float | None) -> Event:
         if not self.queue.empty():
-            return self.queue.get_nowait()
+            return self._took(self.queue.get_nowait())
         if wait_s is None:
-            return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), max(0.0, wait_s))
+            return self._took(await self.queue.get())
+        return self._took(await asyncio.wait_for(self.queue.get(), max(0.0, wait_s)))
 
 
 class ShellAgent:
@@ -64,7 +97,7 @@ class ShellAgent:
         self.proc = proc
         self.pid = proc.pid
         self.started_at = started_at
-        self.run: Run | None = None
+        self._run: Run | None = None
         # Output that arrived between execs (late writes of background processes).
         self.pending: dict[Stream, bytearray] = {s: bytearray() for s in STREAMS}
         self.exited = asyncio.Event()
@@ -84,6 +117,18 @@ class ShellAgent:
             self.spawn_task(self._pump("stderr", self.proc.stderr)),
         ]
         self.spawn_task(self._watch())
+
+    @property
+    def run(self) -> Run | None:
+        return self._run
+
+    @run.setter
+    def run(self, run: Run | None) -> None:
+        # A run that is no longer current has no consumer: its readers must not wait.
+        old = self._run
+        if old is not None and old is not run:
+            old.abandon()
+        self._run = run
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         return self.tasks.spawn(coro)
@@ -111,7 +156,7 @@ class ShellAgent:
             return
         out, code, rest = run.parsers[stream].feed(data)
         if out:
-            run.queue.put_nowait(Event("data", stream, out))
+            run.put_data(stream, out)
         if code is not None:
             run.ended[stream] = code
             run.queue.put_nowait(Event("end", stream, code=code))
@@ -125,13 +170,16 @@ class ShellAgent:
         if run is not None and stream not in run.ended:
             held = run.parsers[stream].flush()
             if held:
-                run.queue.put_nowait(Event("data", stream, held))
+                run.put_data(stream, held)
             run.queue.put_nowait(Event("eof", stream))
 
     async def _pump(self, stream: Stream, reader: asyncio.StreamReader) -> None:
         try:
             while data := await reader.read(_READ_CHUNK):
                 self.feed(stream, data)
+                run = self.run
+                if run is not None:
+                    await run.room.wait()  # backpressure: see QUEUE_MAX_BYTES
         except OSError:
             pass
         finally:

@@ -114,8 +114,18 @@ class Store(Protocol):
     async def running_execs(self) -> list[ExecRecord]: ...
     async def list_execs(self, agent_id: str, limit: int = 50) -> list[ExecRecord]: ...
     async def read_output(
-        self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
-    ) -> list[LogLine]: ...
+        self,
+        agent_id: str,
+        *,
+        after_seq: int = 0,
+        limit: int = 10_000,
+        max_bytes: int | None = None,
+    ) -> list[LogLine]:
+        """An agent's stored output after ``after_seq``, in order: at most ``limit``
+        lines, and with ``max_bytes`` the lines up to the one that reaches it (one page
+        of a stream: its size is bounded by ``max_bytes`` plus one line)."""
+        ...
+
     async def get_exec(self, exec_id: str) -> ExecRecord | None: ...
     async def read_exec_output(
         self, exec_id: str, *, limit: int = 10_000, max_bytes: int = 8 * 1024 * 1024

@@ -36,8 +36,10 @@ def failure_text(result: ExecResult) -> str:
 def final_failure_text(result: ExecResult, attempts: int, retryable: bool) -> str:
     """Why a task is ``failed`` for good: after how many attempts, and the last reason."""
     why = failure_text(result)
-    if not retryable:
+    if not retryable and result.status is ExecStatus.ABORTED:
         return f"{why} (an aborted attempt is not retried)"
+    if not retryable:
+        return f"{why} (not retried)"
     if not result.reason and result.status is ExecStatus.FAILED and result.exit_code is not None:
         why = f"exit code {result.exit_code}"  # not "failed after 3 attempts: failed: ..."
     tries = "attempt" if attempts == 1 else "attempts"

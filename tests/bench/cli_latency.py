@@ -122,10 +122,16 @@ def section(b: dict[str, Any], machine: str, when: str) -> list[str]:
 
 def update_doc(doc: Path, b: dict[str, Any], machine: str, when: str) -> None:
     """Put this benchmark's section and goal line into an existing benchmarks.md."""
+    put_section(doc, section(b, machine, when), GOAL_PREFIX, goal_line(b))
+
+
+def put_section(doc: Path, new: list[str], goal_prefix: str, goal: str) -> None:
+    """Replace (or add, before "## Goals") the section ``new`` starts, and the goal line
+    that starts with ``goal_prefix``; the rest of the file is kept."""
     lines = doc.read_text().splitlines()
-    new = section(b, machine, when)
-    if SECTION in lines:
-        start = lines.index(SECTION)
+    title = new[0]
+    if title in lines:
+        start = lines.index(title)
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
@@ -133,9 +139,9 @@ def update_doc(doc: Path, b: dict[str, Any], machine: str, when: str) -> None:
     else:
         at = lines.index("## Goals") if "## Goals" in lines else len(lines)
         lines[at:at] = new
-    goal = [i for i, ln in enumerate(lines) if ln.startswith(GOAL_PREFIX)]
-    if goal:
-        lines[goal[0]] = goal_line(b)
+    found = [i for i, ln in enumerate(lines) if ln.startswith(goal_prefix)]
+    if found:
+        lines[found[0]] = goal
     else:
-        lines.append(goal_line(b))
+        lines.append(goal)
     doc.write_text("\n".join(lines) + "\n")

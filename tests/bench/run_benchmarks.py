@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli_latency import bench_cli, goal_line, section, update_doc  # tests/bench/
+from cli_latency import bench_cli, goal_line, put_section, section, update_doc  # tests/bench/
 from compare import bench_json, commit_of, compare_with  # tests/bench/ (run as a script)
+from output_memory import GOAL_PREFIX as MEMORY_GOAL_PREFIX
+from output_memory import bench_memory  # tests/bench/
+from output_memory import goal_line as memory_goal
+from output_memory import section as memory_section
 
 from core.bench import (
     DispatchBench,
@@ -276,6 +280,7 @@ def write(
         *(route_rows(results["route"]) or ["(the router is not in this build)"]),
         "",
         *section(results["cli"], machine_text(machine), when),
+        *memory_section(results["memory"], machine_text(machine), when, prev.get("memory")),
         "## Goals",
         "",
         f"- Engine overhead on a pi exec ≤ {EXEC_OVERHEAD_GOAL}x: "
@@ -302,6 +307,7 @@ def write(
     lines += _federation_goals(results)
     lines += _stop_goals(results["stop"])
     lines.append(goal_line(results["cli"]))
+    lines.append(memory_goal(results["memory"]))
     DOC.write_text("\n".join(lines) + "\n")
     RAW.write_text(
         json.dumps(
@@ -316,6 +322,7 @@ def write(
                 "stop": [b.model_dump(mode="json") for b in results["stop"]],
                 "route": [b.model_dump(mode="json") for b in results["route"]],
                 "cli": results["cli"],
+                "memory": results["memory"],
             },
             indent=1,
         )
@@ -333,11 +340,23 @@ def machine_text(machine: Machine) -> str:
 def write_cli_only(cli: dict[str, Any], machine: Machine, when: str) -> None:
     """``--only cli``: this benchmark's section and figures, the rest of the files kept."""
     update_doc(DOC, cli, machine_text(machine), when)
+    _merge_raw("cli", cli)
+
+
+def write_memory_only(memory: dict[str, Any], machine: Machine, when: str) -> None:
+    """``--only memory``: as ``write_cli_only``, with the previous figures beside."""
+    prev = load_previous().get("memory")
+    new = memory_section(memory, machine_text(machine), when, prev)
+    put_section(DOC, new, MEMORY_GOAL_PREFIX, memory_goal(memory))
+    _merge_raw("memory", memory)
+
+
+def _merge_raw(key: str, figures: dict[str, Any]) -> None:
     try:
         raw: dict[str, Any] = json.loads(RAW.read_text())
     except (OSError, ValueError):
         raw = {}
-    raw["cli"] = cli
+    raw[key] = figures
     RAW.write_text(json.dumps(raw, indent=1) + "\n")
 
 
@@ -409,15 +428,23 @@ def main() -> int:
         type=Path,
         metavar="DIR",
         help="a checkout of an older commit (git worktree add DIR COMMIT): its dispatch and"
-        " exec figures are measured beside this tree's and written down",
+        " exec figures (with --only memory: its memory figures) are measured beside this"
+        " tree's and written down",
     )
     ap.add_argument("--rounds", type=int, default=3, help="runs per tree for --compare-with")
     ap.add_argument(
         "--only",
-        choices=["cli"],
+        choices=["cli", "memory"],
         help="run only this benchmark and update only its section of docs/benchmarks.md",
     )
     args = ap.parse_args()
+    if args.only == "memory":
+        old = args.compare_with
+        memory = bench_memory(args.quick, old, commit_of(old) if old else "")
+        if not args.no_write:
+            write_memory_only(memory, Machine.here(), dt.datetime.now(dt.UTC).strftime(_WHEN))
+            print(f"wrote {DOC}")
+        return 0
     if args.only == "cli":
         cli = bench_cli(args.quick)
         print(json.dumps(cli))
@@ -429,6 +456,7 @@ def main() -> int:
     compare = compare_with(args.compare_with, args.rounds) if args.compare_with else None
     results = asyncio.run(run(args.quick))
     results["cli"] = bench_cli(args.quick)  # whole processes: after the engine's benches
+    results["memory"] = bench_memory(args.quick)
     machine = Machine.here()
     when = dt.datetime.now(dt.UTC).strftime(_WHEN)
     for key in ("spawn", "exec", "dispatch", "swarm", "stop", "route"):

@@ -192,7 +192,7 @@ class Match(Generic[E]):
 
 def subscribe(engine: Engine, name: str = "test", *types: str) -> Subscription:
     """A subscription large enough that a test never loses an event to a full queue."""
-    return engine.bus.subscribe(name, maxsize=100_000, types=set(types) or None)
+    return engine.bus.subscribe(name, maxsize=100_000, types=set(types) or None, max_bytes=1 << 40)
 
 
 async def next_event(

@@ -13,7 +13,10 @@ from core.errors import AgentUnavailable
 from core.events import AgentStatusChanged, ExecFinished
 from core.models import AgentSpec, AgentStatus, ExecResult, ExecStatus, StatusSource
 from core.runtimes import shell
+from core.runtimes.base import HealthState
+from core.runtimes.pi import run_loop
 from tests.engine.conftest import MakeEngine, Match, next_event, pid_of, subscribe, until
+from tests.integration.test_conformance import pi_available
 
 
 async def run_exec(engine: Engine, agent_id: str, command: str, timeout: float) -> ExecResult:
@@ -90,3 +93,57 @@ async def test_a_frozen_shell_leaves_the_agent_unhealthy_until_it_resumes(
     back = await next_event(sub, Match(AgentStatusChanged, agent_id=agent.id))
     assert back.status is AgentStatus.IDLE
     assert (await run_exec(engine, agent.id, "echo again", 10)).output == "again\n"
+
+
+async def test_a_frozen_pi_leaves_the_agent_unhealthy_with_the_execs_reason(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not pi_available():
+        if os.environ.get("CI"):
+            pytest.fail("the pi binary is not installed (run `make setup`)")
+        pytest.skip("the pi binary is not installed (run `make setup`)")
+    monkeypatch.setattr(run_loop, "STOP_WAIT_S", 0.3)  # for pi's answer to the abort
+    engine = await make_engine(health={"healthy_threshold": 1})
+    agent = await engine.spawn_agent(AgentSpec(runtime="pi"), "test")  # the scripted model
+    pid = pid_of(engine, agent.id)
+    sub = subscribe(engine, "t", "agent.status_changed", "exec.finished")
+
+    # pi's bash tool freezes pi itself: the abort the timeout sends is never answered.
+    result = await run_exec(engine, agent.id, f"run: kill -STOP {pid}; sleep 30", 3.0)
+
+    why = "its command could not be ended: the pi process is stopped (frozen)"
+    assert result.status is ExecStatus.TIMED_OUT
+    assert result.reason.startswith(f"timed out after 3s; {why}; the agent is unhealthy")
+    assert "busy" not in result.reason
+    marked = await next_event(
+        sub, Match(AgentStatusChanged, agent_id=agent.id, status=lambda s: s != AgentStatus.BUSY)
+    )
+    assert marked.status is AgentStatus.UNHEALTHY
+    assert marked.source is StatusSource.RUNTIME_EVENT
+    assert marked.reason == (
+        f"exec {result.exec_id} timed out and its command could not be ended: "
+        "the pi process is stopped (frozen)"
+    )
+    finished = await next_event(sub, Match(ExecFinished, exec_id=result.exec_id))
+    assert finished.status is ExecStatus.TIMED_OUT and finished.reason == result.reason
+    stored = await engine.get_agent(agent.id)
+    assert (stored.status, stored.status_reason) == (AgentStatus.UNHEALTHY, marked.reason)
+    health = await engine.health(agent.id)
+    assert health.state is HealthState.UNHEALTHY
+    assert health.detail == "the pi process is stopped (frozen)"
+    with pytest.raises(AgentUnavailable, match=r"it is unhealthy: exec \S+ timed out"):
+        await run_exec(engine, agent.id, "hello", 10)
+
+    os.kill(pid, signal.SIGCONT)
+    state = engine.ctx.live.get(agent.id)
+    assert state is not None
+    pi = state.handle.state["pi"]
+    # Polled: pi answering the abort (and the run freed) announces nothing.
+    await until(lambda: pi.run is None, "pi's answer to the abort", timeout=30)
+    assert pi.stuck is None
+    change = await engine.s.health.prober.probe_now(agent.id)
+    assert change is not None and change.healthy
+    back = await next_event(sub, Match(AgentStatusChanged, agent_id=agent.id))
+    assert back.status is AgentStatus.IDLE
+    again = await run_exec(engine, agent.id, "hello", 30)
+    assert again.status is ExecStatus.SUCCEEDED

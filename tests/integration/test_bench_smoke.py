@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.conftest import Godel
 
@@ -48,3 +51,26 @@ def test_federation_benches_produce_figures(godel: Godel) -> None:
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["failures"] == 0 and s["count"] == 3
+
+
+def test_the_memory_bench_produces_figures(godel: Godel) -> None:
+    """`make bench BENCH_ARGS='--only memory'` end to end, small (20 MB), nothing written."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "run_benchmarks.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--only", "memory", "--quick", "--no-write"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=godel.cwd,
+        env=godel.env,
+    )
+    assert r.returncode == 0, r.stderr
+    runs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [run["cap"] for run in runs] == [None, 256 * 1024 * 1024]
+    default, everything = runs
+    # Each reader got all that is stored: the warm-up's "warm\n", the kept output (and, cut
+    # at the cap, the line that says so).
+    kept = 16 * 1024 * 1024
+    assert len(set(default["read_bytes"])) == 1 and kept < default["read_bytes"][0] < kept + 200
+    assert everything["read_bytes"] == [len("warm\n") + 20_000_000] * 4
+    assert all(run["peak_mib"] >= run["idle_mib"] > 0 for run in runs)

@@ -174,3 +174,29 @@ def test_store_that_lost_its_wal_is_refused_not_started_empty(godel: Godel) -> N
     assert r.returncode == 1
     assert r.stderr.startswith("audit chain broken at entry 1: the store was rolled back")
     assert f"its anchor records entry {seq}" in r.stderr
+
+
+ESCAPE = (
+    "( setsid sleep 300 >/dev/null 2>&1 & echo $! > esc1 ); "
+    "setsid sh -c 'sleep 301 >/dev/null 2>&1 & echo $! > esc2' & wait; "
+    "cat esc1 esc2"
+)
+
+
+def test_what_escaped_a_crashed_daemons_agents_ends_at_the_next_start(godel: Godel) -> None:
+    a1 = spawn(godel)
+    pids = [int(p) for p in godel.run("agent", "exec", a1, ESCAPE, check=True).stdout.split()]
+    daemon_pid = godel.daemon_pid()
+    assert daemon_pid is not None and len(pids) == 2
+    try:
+        os.kill(daemon_pid, signal.SIGKILL)
+        assert wait_for(lambda: gone(daemon_pid))
+        assert not any(gone(p) for p in pids)  # out of the agent's tree and group: alive
+        godel.run("daemon", "start", check=True)
+        assert wait_for(lambda: all(gone(p) for p in pids))
+        r = godel.run("daemon", "status", check=True)
+        assert "Containment: " in r.stdout
+    finally:
+        for p in pids:
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)

@@ -591,3 +591,44 @@ async def test_the_recorder_ends_a_torn_last_line_before_appending(tmp_path: Pat
     events = list(read_recording(path, stats))
     assert [e.type for e in events] == [SAMPLES[0].type, "daemon.stopping"]
     assert stats.malformed == [2] and not stats.torn_tail
+
+
+async def test_a_subscriber_holds_a_bounded_amount_of_output() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("slow", maxsize=1000, max_bytes=200_000)
+    chunk = "x" * 65536
+    for _ in range(10):
+        bus.publish(AgentOutput(agent_id="a", exec_id="e", stream="stdout", data=chunk))
+    bus.publish(DaemonStopping())  # small events still fit
+    assert sub.qsize() == 4  # three chunks (196,608 bytes) and the small event
+    got = [sub.get_nowait() for _ in range(4)]
+    assert [e.type for e in got] == ["agent.output"] * 3 + ["events.dropped"]
+    assert isinstance(got[-1], EventsDropped) and got[-1].count == 7
+    assert sub.get_nowait().type == "daemon.stopping"
+    # Read, it has room again; one chunk larger than the bound still gets through.
+    bus.publish(AgentOutput(agent_id="a", exec_id="e", stream="stdout", data="y" * 300_000))
+    assert sub.get_nowait().type == "agent.output"
+
+
+async def test_the_recorder_writes_output_in_batches_of_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.events import recording
+
+    writes: list[int] = []
+    write = EventRecorder._write
+
+    def counted(self: EventRecorder, data: bytes) -> None:
+        writes.append(len(data))
+        write(self, data)
+
+    monkeypatch.setattr(EventRecorder, "_write", counted)
+    path = tmp_path / "events.jsonl"
+    bus = EventBus()
+    async with EventRecorder(bus, path):
+        for _ in range(64):  # published at once: all queued before the first write
+            bus.publish(AgentOutput(agent_id="a", exec_id="e", stream="stdout", data="x" * 65536))
+    assert len(list(read_recording(path))) == 64
+    assert len(writes) > 1
+    line = len(event_to_json(output(0))) + 65536 + 100  # one event's line, at most
+    assert max(writes) <= recording.BATCH_BYTES + line

@@ -418,8 +418,15 @@ def test_pi_not_stopping_when_asked_is_stuck() -> None:
     assert step.done and m.stuck and not m.should_settle(killing=False)
     result = m.result(12.0)
     assert result.status is ExecStatus.ABORTED
+    # The agent's health gives the same reason; the engine marks the agent unhealthy.
     assert result.reason == (
-        "aborted; pi did not stop when asked; the agent stays busy until it does"
+        f"aborted; its command could not be ended: pi did not stop within {STOP_WAIT_S:g}s "
+        "of the abort"
+    )
+    assert "busy" not in result.reason
+    frozen = m.result(12.0, stuck_why="the pi process is stopped (frozen)")
+    assert frozen.reason == (
+        "aborted; its command could not be ended: the pi process is stopped (frozen)"
     )
 
 

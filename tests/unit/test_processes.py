@@ -160,7 +160,9 @@ async def test_terminate_group_ends_the_group_and_descendants_that_left_it(
         f"sh -c 'sleep 30 & echo $! >> {pids}'; wait"
     )
     in_group, own_session, orphan = await pids_from(pids, 3)
-    assert os.getpgid(own_session) != proc.pid
+    # $! is known at the fork; setsid() runs a moment later in the child (polled: no
+    # event says it did).
+    await until(lambda: os.getpgid(own_session) != proc.pid)
     t0 = time.monotonic()
     await terminate_group(proc.pid, grace=60.0, started_at=process_started_at(proc.pid))
     # All took SIGTERM, so the grace period was not waited out (the margin is wide: this

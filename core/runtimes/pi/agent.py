@@ -113,6 +113,9 @@ class PiAgent:
         self.model = model
         self.retry = retry
         self.run: Run | None = None
+        # Why the run of an exec that has ended still holds pi (it did not stop when
+        # asked); health reports the agent unhealthy until pi lets it go.
+        self.stuck: str | None = None
         self.waiters: dict[str, tuple[str, asyncio.Future[Response | None]]] = {}
         self.stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self.exited = asyncio.Event()
@@ -247,6 +250,7 @@ class PiAgent:
         finally:
             if self.run is run:
                 self.run = None
+                self.stuck = None
 
     # --- readers ----------------------------------------------------------------
 

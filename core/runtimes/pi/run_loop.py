@@ -60,6 +60,11 @@ ERROR_GRACE_S = 0.5
 STOP_WAIT_S = 10.0  # how long an aborted or timed-out exec waits for pi to stop
 
 
+def not_stopped() -> str:
+    """Why a stuck run holds the agent, when nothing more is known (e.g. a frozen pi)."""
+    return f"pi did not stop within {STOP_WAIT_S:g}s of the abort"
+
+
 # --- facts the driver observes (pi's own messages are the other facts) ---------------
 
 
@@ -347,12 +352,20 @@ class RunLoop:
         return self.exit_code is None and not self.stuck and not killing
 
     def result(
-        self, now: float, *, killing: bool = False, late_steers: int = 0, stderr_tail: str = ""
+        self,
+        now: float,
+        *,
+        killing: bool = False,
+        late_steers: int = 0,
+        stderr_tail: str = "",
+        stuck_why: str | None = None,
     ) -> ExecResult:
         """The exec's result, once :attr:`finished`.
 
         ``killing``: the agent is being killed; ``late_steers``: steers pi still holds
-        (from the settle probe); ``stderr_tail``: pi's last stderr lines, for an exit.
+        (from the settle probe); ``stderr_tail``: pi's last stderr lines, for an exit;
+        ``stuck_why``: why pi did not stop, as the agent's health reports it (default
+        :func:`not_stopped`), so the exec and the agent give one reason.
         """
         reasons: list[str] = []
         if late_steers:
@@ -394,7 +407,9 @@ class RunLoop:
             if self.stop_reason == "length":
                 reasons.insert(0, "the model stopped at its output token limit")
         if self.stuck:
-            reasons.append("pi did not stop when asked; the agent stays busy until it does")
+            # The engine then records the agent unhealthy with this same reason (its
+            # health says so) until pi lets the run go: not idle, not silently busy.
+            reasons.append(f"its command could not be ended: {stuck_why or not_stopped()}")
         return ExecResult(
             exec_id=self.exec_id,
             status=status,

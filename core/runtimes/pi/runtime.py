@@ -56,7 +56,7 @@ from core.runtimes.pi.config import (
     write_config,
 )
 from core.runtimes.pi.protocol import Response
-from core.runtimes.pi.run_loop import AbortRequested, PromptAnswered, RunLoop, Tick
+from core.runtimes.pi.run_loop import AbortRequested, PromptAnswered, RunLoop, Tick, not_stopped
 from core.runtimes.process import (
     descendants,
     is_same_process,
@@ -74,6 +74,14 @@ _KILL_ABORT_S = 2.0
 _KILL_EOF_S = 2.0
 _KILL_GRACE_S = 2.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _why_stuck(pid: int) -> str:
+    """Why pi did not stop a run when asked (a stopped pi reads nothing, answers nothing)."""
+    with contextlib.suppress(psutil.Error):
+        if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            return "the pi process is stopped (frozen)"
+    return not_stopped()
 
 
 def _state(handle: AgentHandle) -> PiAgent:
@@ -189,6 +197,7 @@ class PiRuntime:
             ),
             extra_args=self._extra_args,
         )
+        args, env = self._ctx.containment.wrap(agent_id, args, env)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *args,
@@ -319,8 +328,14 @@ class PiRuntime:
 
             killing = st.killing
             late = await st.settle() if machine.should_settle(killing) else 0
+            if machine.stuck:
+                st.stuck = await asyncio.to_thread(_why_stuck, st.pid)
             result = machine.result(
-                loop.time(), killing=killing, late_steers=late, stderr_tail=st.stderr_tail()
+                loop.time(),
+                killing=killing,
+                late_steers=late,
+                stderr_tail=st.stderr_tail(),
+                stuck_why=st.stuck,
             )
             if machine.stuck:
                 st.spawn_task(st.reap(run))
@@ -422,6 +437,9 @@ class PiRuntime:
             return HealthReport(state=HealthState.DEAD, detail="pi process is gone")
         if status == psutil.STATUS_ZOMBIE:
             return HealthReport(state=HealthState.DEAD, detail="pi process has exited")
+        if st.stuck is not None:
+            # The same reason the stuck exec gave: the engine marks the agent with it.
+            return HealthReport(state=HealthState.UNHEALTHY, detail=st.stuck)
         if status == psutil.STATUS_STOPPED:
             return HealthReport(state=HealthState.UNHEALTHY, detail="pi process is stopped")
         # pi answers commands while a prompt runs, and the answer carries our id, so the

@@ -187,13 +187,20 @@ def read_exec_output(
 
 
 def read_output(
-    conn: sqlite3.Connection, agent_id: str, after_seq: int, limit: int
+    conn: sqlite3.Connection, agent_id: str, after_seq: int, limit: int, max_bytes: int | None
 ) -> list[LogLine]:
     cur = conn.execute(
         "SELECT * FROM agent_output WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (agent_id, after_seq, limit),
     )
-    return [rows.log_line(r) for r in cur]
+    out: list[LogLine] = []
+    size = 0
+    for r in cur:  # rows are stepped one by one: what is past the page is never read
+        out.append(rows.log_line(r))
+        size += len(r["data"])
+        if max_bytes is not None and size >= max_bytes:
+            break
+    return out
 
 
 def list_audit(

@@ -472,9 +472,14 @@ class SqliteStore:
         return await self._read(agents.list_execs, agent_id, limit)
 
     async def read_output(
-        self, agent_id: str, *, after_seq: int = 0, limit: int = 10_000
+        self,
+        agent_id: str,
+        *,
+        after_seq: int = 0,
+        limit: int = 10_000,
+        max_bytes: int | None = None,
     ) -> list[LogLine]:
-        return await self._read(agents.read_output, agent_id, after_seq, limit)
+        return await self._read(agents.read_output, agent_id, after_seq, limit, max_bytes)
 
     async def get_exec(self, exec_id: str) -> ExecRecord | None:
         return await self._read(agents.get_exec, exec_id)
