@@ -115,6 +115,10 @@ class _CallerKeys(BaseModel):
         return {k: v.get_secret_value() for k, v in self.api_keys.items()}
 
 
+class AgentRestartParams(AgentRef, _CallerKeys):
+    pass
+
+
 class AgentSpawnParams(AgentSpec, _CallerKeys):
     def spec(self) -> AgentSpec:
         return AgentSpec.model_validate(self.model_dump(exclude={"api_keys"}))
@@ -228,6 +232,12 @@ def build_methods(
     async def agent_kill(p: AgentRef, ctx: CallContext, emit: Emit) -> JSON:
         """End the agent and every process it started."""
         agent = await engine.kill_agent(p.id, ctx.actor)
+        return engine.agent_row(agent.id)  # the agent.list shape
+
+    @rpc.method("agent.restart", AgentRestartParams)
+    async def agent_restart(p: AgentRestartParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Stop the agent and spawn one like it; returns the new agent."""
+        agent = await engine.restart_agent(p.id, ctx.actor, keys=p.keys())
         return engine.agent_row(agent.id)  # the agent.list shape
 
     @rpc.method("agent.health", AgentRef)

@@ -42,6 +42,11 @@ class AgentObject(TypedDict):
     created_at: str
     current_task: str | None
     current_exec: str | None
+    # The circuit breaker (closed | open | half_open), when it last changed state (null:
+    # not since the daemon started) and the latest health event's one-line why.
+    breaker: str
+    breaker_at: str | None
+    health_detail: str
     tokens: Tokens
     cost_usd: str | None
     # Execs that used tokens at an unknown price: a cost_usd beside them is a lower bound.

@@ -243,6 +243,20 @@ def agent_kill(ctx: Ctx, agent_id: str, as_json: bool) -> None:
         click.echo(f"Killed agent: {result['id']}")
 
 
+@agent.command("restart")
+@click.argument("agent_id")
+@json_option
+@pass_ctx
+@sync_command
+def agent_restart(ctx: Ctx, agent_id: str, as_json: bool) -> None:
+    """Stop an agent and spawn one like it (same spec and swarm, a new id)."""
+    result = request(ctx, "agent.restart", {"id": agent_id})
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"Restarted {agent_id} as {result['id']}")
+
+
 @agent.command("steer")
 @click.argument("agent_id")
 @click.argument("message")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -13,9 +14,29 @@ from core.errors import GodelError
 __all__ = ["bench"]
 
 
-@click.group()
+# name -> (module, attribute): subcommands that live outside core (core never imports
+# the console: a name, not an import), loaded when used.
+LAZY_BENCHES = {"tui": ("godel_tui.bench", "bench_tui_cmd")}
+
+
+class _BenchGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_BENCHES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in LAZY_BENCHES:
+            module, attr = LAZY_BENCHES[cmd_name]
+            cmd = getattr(importlib.import_module(module), attr)
+            assert isinstance(cmd, click.Command)
+            self.add_command(cmd, cmd_name)
+        return cmd
+
+
+@click.group(cls=_BenchGroup)
 def bench() -> None:
-    """Measure real runtimes through an embedded engine (temporary home)."""
+    """Measure real runtimes through an embedded engine (temporary home); `bench tui`
+    measures the console against a real daemon."""
 
 
 @bench.command("spawn")

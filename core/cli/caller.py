@@ -28,7 +28,9 @@ __all__ = [
 
 # Requests that may spawn agents: they carry the calling shell's keys (as tmux's
 # update-environment), so a key exported after the daemon started is used.
-SPAWNING_METHODS = frozenset({"agent.spawn", "swarm.create", "swarm.scale", "config.reload"})
+SPAWNING_METHODS = frozenset(
+    {"agent.spawn", "agent.restart", "swarm.create", "swarm.scale", "config.reload"}
+)
 # Calls that show or change the daemon's config, or stop it: a warning would only repeat
 # what they print or fix.
 NOT_CHECKED = frozenset({"config.reload", "config.show", "config.sources", "daemon.stop"})

@@ -38,6 +38,9 @@ LAZY_COMMANDS = {
     "events": ("core.cli.events_cmds", "events"),
     "backup": ("core.cli.store_cmds", "backup"),
     "restore": ("core.cli.store_cmds", "restore"),
+    # The console lives in godel_tui (core never imports it; this is a name, not an import).
+    "tui": ("godel_tui.cli", "tui"),
+    "replay": ("godel_tui.cli", "replay"),
 }
 
 
@@ -57,7 +60,11 @@ class LazyGroup(click.Group):
         return cmd
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option(
     "--home",
     envvar="GODEL_HOME",
@@ -71,6 +78,7 @@ def cli(click_ctx: click.Context, home: str | None) -> None:
 
     \b
     Everyday commands:
+      godel tui                     (or bare `godel` on a terminal: the console)
       godel agent spawn --runtime shell --skills python
       godel agent list
       godel agent exec shell-3f9a1c "pytest -q"
@@ -82,6 +90,14 @@ def cli(click_ctx: click.Context, home: str | None) -> None:
     ends it); commands that only read never do: they say that none runs (exit 3).
     """
     click_ctx.obj = Ctx(home)
+    if click_ctx.invoked_subcommand is None:
+        # Bare `godel`: the console on a terminal, the help anywhere else (a pipe, CI).
+        if sys.stdout.isatty() and sys.stdin.isatty():
+            tui = cli.get_command(click_ctx, "tui")
+            assert tui is not None
+            click_ctx.invoke(tui)
+        else:
+            click.echo(click_ctx.get_help())
 
 
 # metrics ---------------------------------------------------------------------------

@@ -270,6 +270,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def breaker_text(a: AgentObject, now: datetime | None = None) -> str:
+    """``open (2m ago): 5 consecutive failures; open for 30s``; ``?`` from an older daemon."""
+    state = a.get("breaker")
+    if not state:
+        return UNKNOWN
+    since = f" ({ago_at(a.get('breaker_at'), now)} ago)" if a.get("breaker_at") else ""
+    detail = a.get("health_detail")
+    return f"{state}{since}{': ' + detail if detail else ''}"
+
+
 def agent_detail(
     a: AgentObject, execs: Sequence[ExecObject] | None, now: datetime | None = None
 ) -> str:
@@ -297,6 +307,7 @@ def agent_detail(
         f"Status:     {a.get('status') or UNKNOWN} (source: "
         f"{a.get('status_source') or UNKNOWN}, {ago_at(a.get('status_at'), now)} ago)",
         f"Reason:     {_text(a, 'status_reason')}",
+        f"Breaker:    {breaker_text(a, now)}",
         f"Task:       {_text(a, 'current_task')}",
         f"Exec:       {_text(a, 'current_exec')}",
         f"Execs:      {_text(a, 'execs')}",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         PROJECT_CONFIG_PATH,
         find_project_config,
         load_config,
+        load_tui_settings,
         parse_config_file,
         user_config_path,
     )
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         ProviderSettings,
         QueueSettings,
     )
+    from core.config.tui import TuiSettings
 
 # Imported on first use: the thin client imports ``core.config.files`` (standard library
 # only) on every call, and must not pay for pydantic and the schema through this package.
@@ -60,6 +62,7 @@ _WHERE = {
     "find_project_config": "files",
     "user_config_path": "files",
     "load_config": "loading",
+    "load_tui_settings": "loading",
     "parse_config_file": "loading",
     "BUILTIN_CONFIG": "builtin",
     "AgentGroup": "schema",
@@ -72,6 +75,7 @@ _WHERE = {
     "ModelSettings": "schema",
     "ProviderSettings": "schema",
     "QueueSettings": "schema",
+    "TuiSettings": "tui",
 }
 
 
@@ -100,8 +104,10 @@ __all__ = [
     "PolicySettings",
     "ProviderSettings",
     "QueueSettings",
+    "TuiSettings",
     "find_project_config",
     "load_config",
+    "load_tui_settings",
     "parse_config_file",
     "user_config_path",
 ]

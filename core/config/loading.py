@@ -24,6 +24,7 @@ from core.config.files import (
 )
 from core.config.messages import config_error, describe_error, key_path
 from core.config.schema import BUILTIN_CONFIG, CONTEXT_KEY, PARTIAL_KEY, GodelConfig, LoadedConfig
+from core.config.tui import TuiSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -32,6 +33,7 @@ __all__ = [
     "SYNTAX_KEY",
     "find_project_config",
     "load_config",
+    "load_tui_settings",
     "parse_config_file",
     "user_config_path",
 ]
@@ -168,3 +170,20 @@ def load_config(
         files=files,
         loaded_at=datetime.now(UTC),
     )
+
+
+def load_tui_settings(*, cwd: Path | None = None, user_file: Path | None = None) -> TuiSettings:
+    """The ``[tui]`` section of the files that apply in ``cwd``, merged as ``load_config``
+    merges; a problem in it is the same one-line ``ConfigError``.
+
+    Only that section is read: the console knows no runtimes to check the rest against
+    (the daemon and ``config validate`` check it), and must not refuse to start over it.
+    """
+    merged: dict[str, Any] = {}
+    for _kind, path in config_paths(cwd, user_file):
+        data = _read_toml(path, _read_bytes(path))
+        if "tui" in data:
+            section = {"tui": data["tui"]}
+            _validate(section, (), str(path), partial=True)
+            merged = _deep_merge(merged, section)
+    return _validate(merged, (), "(merged)", partial=True).tui

@@ -24,6 +24,7 @@ from core.config.schema import (
     GodelConfig,
     QueueSettings,
 )
+from core.config.tui import TuiSettings
 from core.errors import ConfigError
 
 __all__ = ["config_error", "describe_error", "key_path"]
@@ -35,6 +36,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "health": HealthSettings,
     "autoscaler": AutoscalerSettings,
     "policy": PolicySettings,
+    "tui": TuiSettings,
     "agents": AgentGroup,
 }
 
@@ -74,6 +76,7 @@ _OWN_ERRORS = frozenset(
         "unknown_provider",
         "runtime_option",
         "invalid_deny_rule",
+        "bad_keys",
         OUT_OF_RANGE,
     }
 )

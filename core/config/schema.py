@@ -31,6 +31,7 @@ from core.config.builtin import BUILTIN_CONFIG
 from core.config.files import ConfigFile
 from core.config.health import HealthSettings
 from core.config.policy import PolicySettings
+from core.config.tui import TuiSettings
 
 __all__ = [
     "BUILTIN_CONFIG",
@@ -242,6 +243,7 @@ class GodelConfig(_Section):
     health: HealthSettings = Field(default_factory=HealthSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    tui: TuiSettings = Field(default_factory=TuiSettings)  # read by the console only
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)

@@ -107,6 +107,12 @@ class AgentService:
         if model is not None:
             spec = spec.model_copy(update={"model": model.name})
         agent_id = new_agent_id(spec.runtime)
+        # Six hex digits: at a thousand agents a repeat is a few percent likely, so a
+        # taken id is drawn again rather than failing the spawn on the store's key.
+        for _ in range(8):
+            if await self.ctx.store.get_agent(agent_id) is None:
+                break
+            agent_id = new_agent_id(spec.runtime)
         root = self.ctx.config.defaults.workspace_root or self.ctx.paths.workspaces
         workspace = await asyncio.to_thread(prepare_workspace, spec, Path(root), agent_id)
         now = utcnow()
@@ -290,6 +296,22 @@ class AgentService:
             action="agent.kill",
         )
         return await self.execs.get_agent(live.id)
+
+    async def restart(
+        self, agent_id: str, actor: str, keys: Mapping[str, str] | None = None
+    ) -> Agent:
+        """Stop a live agent and spawn a new one from its spec, in its swarm; the new
+        agent is returned (a new id: a record is never reused)."""
+        live = await self.execs.live_agent(agent_id, "restart")
+        old = live.agent
+        await self.stop(
+            live.id,
+            actor=actor,
+            source=StatusSource.USER,
+            reason=f"restarted by {actor}",
+            action="agent.restart",
+        )
+        return await self.spawn(old.spec, actor, swarm=old.swarm, keys=keys)
 
     async def stop(
         self,

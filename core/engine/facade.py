@@ -228,6 +228,12 @@ class Engine:
     async def kill_agent(self, agent_id: str, actor: str) -> Agent:
         return await self.s.agents.kill(agent_id, actor)
 
+    async def restart_agent(
+        self, agent_id: str, actor: str, *, keys: Mapping[str, str] | None = None
+    ) -> Agent:
+        """Stop the agent, spawn one like it (same spec and swarm); returns the new one."""
+        return await self.s.agents.restart(agent_id, actor, keys)
+
     async def health(self, agent_id: str) -> HealthReport:
         live = await self.s.execs.live_agent(agent_id, "probe")
         return await live.runtime.health(live.handle)

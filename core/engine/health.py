@@ -6,15 +6,21 @@ published); task results feed its breaker. An agent whose breaker is open is lef
 of its pool, but only up to the ejection cap (``[health] max_ejection_percent``, at
 least one): past it, the agents whose breakers opened last keep working, so a bad
 spell never empties a pool.
+
+Every change to a breaker (its state, its count of consecutive failures, whether it
+keeps the agent out) and to the probes' verdict is published as ``agent.health``: the
+breakers live only here, so that event is how the views (and every face) see them.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from core.audit import AuditDraft
 from core.config import HealthSettings
 from core.engine.context import EngineContext
 from core.engine.status import record_status
-from core.events import AgentActivity
+from core.events import AgentActivity, AgentHealthChanged
 from core.federation.health import (
     BreakerState,
     CircuitBreaker,
@@ -44,6 +50,8 @@ class HealthService:
         self.cap_overrides: set[str] = set()
         self.ejection = EjectionPolicy.from_settings(settings)
         self.prober = Prober(self._probe, self._on_health_change, settings, clock=ctx.clock)
+        # Per agent, the timer that looks at its open breaker when the open time is over.
+        self._due: dict[str, asyncio.Task[None]] = {}
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -91,6 +99,10 @@ class HealthService:
                 ),
                 name=f"breaker-{agent_id}",
             )
+            source = "open time" if new is BreakerState.HALF_OPEN else "exec outcome"
+            self._publish(agent_id, breaker, source, reason, new)
+            if new is BreakerState.OPEN:
+                self._look_when_due(agent_id, breaker)
 
         breaker = CircuitBreaker.from_settings(
             settings, clock=self.ctx.clock.monotonic, on_transition=on_transition
@@ -102,8 +114,61 @@ class HealthService:
     def untrack(self, agent_id: str) -> None:
         self.cap_overrides.discard(agent_id)
         self.prober.remove(agent_id)
-        self.trackers.pop(agent_id, None)
+        tracker = self.trackers.pop(agent_id, None)
         self.ctx.metrics.forget_agent(agent_id)
+        if (due := self._due.pop(agent_id, None)) is not None:
+            due.cancel()
+        # ``opened_at`` rather than ``state``: looking at the state could move it now.
+        if tracker is not None and (
+            tracker.breaker.opened_at is not None or tracker.breaker.consecutive_failures
+        ):
+            # An ended agent has no breaker: the views should not show it open forever.
+            self.ctx.journal.publish(
+                AgentHealthChanged(
+                    agent_id=agent_id, detail="the agent ended", source="agent ended"
+                )
+            )
+
+    def _publish(
+        self,
+        agent_id: str,
+        breaker: CircuitBreaker,
+        source: str,
+        detail: str,
+        state: BreakerState | None = None,
+    ) -> None:
+        """The agent's health as of now; ``state`` is given inside a transition (reading
+        ``breaker.state`` there could move it again)."""
+        if state is None:
+            state = breaker.state
+        self.ctx.journal.publish(
+            AgentHealthChanged(
+                agent_id=agent_id,
+                breaker=state.value,
+                failures=breaker.consecutive_failures,
+                ejected=state is BreakerState.OPEN and agent_id not in self.cap_overrides,
+                detail=detail,
+                source=source,
+            )
+        )
+
+    def _look_when_due(self, agent_id: str, breaker: CircuitBreaker) -> None:
+        """Open turns half-open lazily, when someone looks; look when the open time is
+        over, so the change is published then (not at the next task for that pool) and
+        the dispatcher can send the trial."""
+        if (old := self._due.pop(agent_id, None)) is not None:
+            old.cancel()
+        retry_at = breaker.retry_at
+        if retry_at is None:
+            return
+        clock = self.ctx.clock
+
+        async def look() -> None:
+            await clock.sleep(max(0.0, retry_at - clock.monotonic()))
+            if self.trackers.get(agent_id) is not None and breaker.state is BreakerState.HALF_OPEN:
+                self.ctx.wake_dispatcher()
+
+        self._due[agent_id] = self.ctx.background.spawn(look(), name=f"breaker-due-{agent_id}")
 
     async def _probe(self, agent_id: str) -> ProbeResult:
         live = self.ctx.live.get(agent_id)
@@ -112,6 +177,9 @@ class HealthService:
         return probe_result(await live.runtime.health(live.handle))
 
     async def _on_health_change(self, agent_id: str, healthy: bool, detail: str) -> None:
+        if (tracker := self.trackers.get(agent_id)) is not None:
+            verdict = "healthy" if healthy else "unhealthy"
+            self._publish(agent_id, tracker.breaker, "probe", f"{verdict}: {detail or 'probe'}")
         live = self.ctx.live.get(agent_id)
         if live is None or live.stopping:
             return
@@ -139,8 +207,8 @@ class HealthService:
         unhealthy): count that as a failed probe, so the probe that finds the agent
         healthy again flips it back to idle."""
         tracker = self.trackers.get(agent_id)
-        if tracker is not None:
-            tracker.record_probe(False, reason, immediate=True)
+        if tracker is not None and tracker.record_probe(False, reason, immediate=True):
+            self._publish(agent_id, tracker.breaker, "held command", f"unhealthy: {reason}")
 
     # the AgentPool port --------------------------------------------------------------------
 
@@ -150,7 +218,9 @@ class HealthService:
             for live in self.ctx.live.in_swarm(pool)
             if live.agent.status in (AgentStatus.IDLE, AgentStatus.BUSY)
         ]
-        self.cap_overrides.difference_update(a.id for a in members)  # recomputed each round
+        ids = {a.id for a in members}
+        was_overridden = self.cap_overrides & ids
+        self.cap_overrides -= ids  # recomputed each round
         ejected = [a for a in members if not self._open_to_work(a.id)]
         cap = self.ejection.max_ejected(len(members))
         if len(ejected) > cap:
@@ -163,7 +233,21 @@ class HealthService:
             self.cap_overrides.update(a.id for a in ejected if a not in kept_out)
             ejected = kept_out
         out = {a.id for a in ejected}
+        self._publish_cap_changes(was_overridden ^ (self.cap_overrides & ids))
         return [a for a in members if a.id not in out]
+
+    def _publish_cap_changes(self, changed: set[str]) -> None:
+        """An open breaker the cap lets work on is not ejected, and the other way round."""
+        for agent_id in sorted(changed):
+            tracker = self.trackers.get(agent_id)
+            if tracker is None or tracker.breaker.state is not BreakerState.OPEN:
+                continue  # only an open breaker ejects; its own transition said the rest
+            why = (
+                "open, but the ejection cap lets it work on"
+                if agent_id in self.cap_overrides
+                else "open: kept out of its pool"
+            )
+            self._publish(agent_id, tracker.breaker, "ejection cap", why)
 
     def _open_to_work(self, agent_id: str) -> bool:
         tracker = self.trackers.get(agent_id)
@@ -187,8 +271,19 @@ class HealthService:
 
     def record_outcome(self, agent_id: str, ok: bool) -> None:
         tracker = self.trackers.get(agent_id)
-        if tracker is not None:
-            tracker.record_task(ok)
+        if tracker is None:
+            return
+        before = tracker.breaker.consecutive_failures
+        changed = tracker.record_task(ok) is not None  # a transition publishes itself
+        failures = tracker.breaker.consecutive_failures
+        if not changed and failures != before:
+            why = (
+                f"{failures} consecutive exec failure{'s' if failures != 1 else ''}"
+                f" (opens at {tracker.breaker.failure_threshold})"
+                if failures
+                else "an exec succeeded"
+            )
+            self._publish(agent_id, tracker.breaker, "exec outcome", why)
 
     def is_live(self, agent_id: str) -> bool:
         return self.ctx.live.is_live(agent_id)

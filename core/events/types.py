@@ -19,6 +19,7 @@ __all__ = [
     "EVENT_TYPES",
     "AgentActivity",
     "AgentCreated",
+    "AgentHealthChanged",
     "AgentOutput",
     "AgentSpawned",
     "AgentStatusChanged",
@@ -113,6 +114,26 @@ class AgentActivity(EventBase):
     exec_id: str
     kind: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentHealthChanged(EventBase):
+    """An agent's circuit breaker or health verdict changed: the breaker's state, its
+    consecutive exec failures, whether it keeps the agent out of its pool (``ejected``:
+    open and not let back in by the ejection cap), or the probes' verdict.
+
+    Breakers live in the daemon's memory only (they start closed with the daemon), so
+    this event is their one public source. ``source`` says what moved it: ``exec
+    outcome``, ``open time`` (open → half-open), ``probe``, ``ejection cap``, ``held
+    command`` or ``agent ended``; ``detail`` says why, in one line.
+    """
+
+    type: Literal["agent.health"] = "agent.health"
+    agent_id: str
+    breaker: Literal["closed", "open", "half_open"] = "closed"
+    failures: int = 0
+    ejected: bool = False
+    detail: str = ""
+    source: str = ""
 
 
 class TaskRouted(EventBase):
@@ -268,6 +289,7 @@ Event = Annotated[
     | AgentStatusChanged
     | AgentOutput
     | AgentActivity
+    | AgentHealthChanged
     | TaskRouted
     | TaskFinished
     | TaskChanged

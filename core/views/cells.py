@@ -85,6 +85,9 @@ class AgentCell:
     current_task: str | None = None
     current_exec: str | None = None
     spend: SpendCell = field(default_factory=SpendCell)
+    breaker: str = "closed"  # closed | open | half_open, from ``agent.health`` events
+    breaker_at: datetime | None = None
+    health_detail: str = ""
 
     def row(self) -> AgentRow:
         s = self.spend
@@ -104,6 +107,9 @@ class AgentCell:
             created_at=self.created_at,
             current_task=self.current_task,
             current_exec=self.current_exec,
+            breaker=self.breaker,
+            breaker_at=self.breaker_at,
+            health_detail=self.health_detail,
             execs=s.execs,
             tokens=s.tokens(),
             cost_usd=s.cost,
@@ -129,6 +135,9 @@ class AgentCell:
             current_task=a.current_task,
             current_exec=a.current_exec,
             spend=SpendCell.of(a),
+            breaker=a.breaker,
+            breaker_at=a.breaker_at,
+            health_detail=a.health_detail,
         )
 
 

@@ -65,6 +65,11 @@ class AgentRow(BaseModel):
     created_at: datetime
     current_task: str | None = None
     current_exec: str | None = None
+    # From ``agent.health`` events only: breakers live in the daemon's memory, so a view
+    # read from the store (and an agent never heard of since) shows closed.
+    breaker: str = "closed"  # closed | open | half_open
+    breaker_at: datetime | None = None  # when it last changed state (None: not since start)
+    health_detail: str = ""  # the latest health event's one-line why
     # The same fields and meaning as ``Spend`` (not inherited: the id comes first).
     execs: int = 0
     tokens: Tokens = Field(default_factory=Tokens)
@@ -115,6 +120,8 @@ class RouterState(BaseModel):
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     strategies: dict[str, str] = Field(default_factory=dict)  # swarm -> strategy
+    # Live agents' breakers that are not closed, by state: {"open": 2, "half_open": 1}.
+    breakers: dict[str, int] = Field(default_factory=dict)
     recent: list[Decision] = Field(default_factory=list)  # newest last
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.events import (
     AgentCreated,
+    AgentHealthChanged,
     AgentSpawned,
     AgentStatusChanged,
     Event,
@@ -108,6 +109,12 @@ class Views:
         if (a := self.agents.get(e.agent_id)) is not None:
             a.status, a.status_source = e.status, e.source
             a.status_reason, a.status_at = e.reason, e.at
+
+    def _agent_health(self, e: AgentHealthChanged) -> None:
+        if (a := self.agents.get(e.agent_id)) is not None:
+            if a.breaker != e.breaker:
+                a.breaker, a.breaker_at = e.breaker, e.at
+            a.health_detail = e.detail
 
     def _exec_started(self, e: ExecStarted) -> None:
         if (a := self.agents.get(e.agent_id)) is not None:
@@ -285,8 +292,17 @@ class Views:
             latency_p50_ms=p50,
             latency_p99_ms=p99,
             strategies=dict(sorted(self.strategies.items())),
+            breakers=self.breaker_counts(),
             recent=list(self.recent_decisions),
         )
+
+    def breaker_counts(self) -> dict[str, int]:
+        """Live agents' breakers that are not closed, by state."""
+        out: dict[str, int] = {}
+        for a in self.agents.values():
+            if a.breaker != "closed" and not a.status.is_terminal:
+                out[a.breaker] = out.get(a.breaker, 0) + 1
+        return dict(sorted(out.items()))
 
     def task_state(self) -> tuple[dict[str, dict[str, int]], list[TaskRow], list[TaskRow]]:
         """Tasks by swarm and status, the unfinished ones, the last finished."""
@@ -325,6 +341,7 @@ _HANDLERS: dict[type, Callable[[Views, Any], None]] = {
     AgentCreated: Views._agent_created,
     AgentSpawned: Views._agent_spawned,
     AgentStatusChanged: Views._agent_status,
+    AgentHealthChanged: Views._agent_health,
     ExecStarted: Views._exec_started,
     ExecFinished: Views._exec_finished,
     TaskChanged: Views._task_changed,

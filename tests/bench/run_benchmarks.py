@@ -21,6 +21,10 @@ from output_memory import GOAL_PREFIX as MEMORY_GOAL_PREFIX
 from output_memory import bench_memory  # tests/bench/
 from output_memory import goal_line as memory_goal
 from output_memory import section as memory_section
+from tui_speed import GOAL_PREFIX as TUI_GOAL_PREFIX
+from tui_speed import bench_tui  # tests/bench/
+from tui_speed import goal_line as tui_goal
+from tui_speed import section as tui_section
 
 from core.bench import (
     DispatchBench,
@@ -281,6 +285,7 @@ def write(
         "",
         *section(results["cli"], machine_text(machine), when),
         *memory_section(results["memory"], machine_text(machine), when, prev.get("memory")),
+        *tui_section(results["tui"], machine_text(machine), when, prev.get("tui")),
         "## Goals",
         "",
         f"- Engine overhead on a pi exec ≤ {EXEC_OVERHEAD_GOAL}x: "
@@ -308,6 +313,7 @@ def write(
     lines += _stop_goals(results["stop"])
     lines.append(goal_line(results["cli"]))
     lines.append(memory_goal(results["memory"]))
+    lines.append(tui_goal(results["tui"]))
     DOC.write_text("\n".join(lines) + "\n")
     RAW.write_text(
         json.dumps(
@@ -323,6 +329,7 @@ def write(
                 "route": [b.model_dump(mode="json") for b in results["route"]],
                 "cli": results["cli"],
                 "memory": results["memory"],
+                "tui": results["tui"],
             },
             indent=1,
         )
@@ -349,6 +356,14 @@ def write_memory_only(memory: dict[str, Any], machine: Machine, when: str) -> No
     new = memory_section(memory, machine_text(machine), when, prev)
     put_section(DOC, new, MEMORY_GOAL_PREFIX, memory_goal(memory))
     _merge_raw("memory", memory)
+
+
+def write_tui_only(tui: dict[str, Any], machine: Machine, when: str) -> None:
+    """``--only tui``: as ``write_cli_only``, with the previous figures beside."""
+    prev = load_previous().get("tui")
+    new = tui_section(tui, machine_text(machine), when, prev)
+    put_section(DOC, new, TUI_GOAL_PREFIX, tui_goal(tui))
+    _merge_raw("tui", tui)
 
 
 def _merge_raw(key: str, figures: dict[str, Any]) -> None:
@@ -434,10 +449,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="runs per tree for --compare-with")
     ap.add_argument(
         "--only",
-        choices=["cli", "memory"],
+        choices=["cli", "memory", "tui"],
         help="run only this benchmark and update only its section of docs/benchmarks.md",
     )
     args = ap.parse_args()
+    if args.only == "tui":
+        tui = bench_tui(args.quick)
+        print(json.dumps(tui))
+        if not args.no_write:
+            write_tui_only(tui, Machine.here(), dt.datetime.now(dt.UTC).strftime(_WHEN))
+            print(f"wrote {DOC}")
+        return 0
     if args.only == "memory":
         old = args.compare_with
         memory = bench_memory(args.quick, old, commit_of(old) if old else "")
@@ -457,6 +479,7 @@ def main() -> int:
     results = asyncio.run(run(args.quick))
     results["cli"] = bench_cli(args.quick)  # whole processes: after the engine's benches
     results["memory"] = bench_memory(args.quick)
+    results["tui"] = bench_tui(args.quick)
     machine = Machine.here()
     when = dt.datetime.now(dt.UTC).strftime(_WHEN)
     for key in ("spawn", "exec", "dispatch", "swarm", "stop", "route"):

@@ -129,3 +129,28 @@ async def test_a_spawn_whose_caller_goes_away_still_ends_idle_not_starting(
         sub, Match(AgentStatusChanged, agent_id=created.agent_id, status=AgentStatus.IDLE)
     )
     assert engine.agent_row(created.agent_id).status is AgentStatus.IDLE
+
+
+async def test_a_taken_agent_id_is_drawn_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.engine import agents as agents_module
+
+    first = await engine.spawn_agent(AgentSpec(runtime="noop"), "test")
+    drawn = iter([first.id, first.id, "noop-fresh1"])
+    monkeypatch.setattr(agents_module, "new_agent_id", lambda runtime: next(drawn))
+    second = await engine.spawn_agent(AgentSpec(runtime="noop"), "test")
+    assert second.id == "noop-fresh1"
+
+
+async def test_restart_stops_the_agent_and_spawns_one_like_it(engine: Engine) -> None:
+    from tests.engine.conftest import audit, make_swarm
+
+    (old,) = await make_swarm(engine, "r", 1)
+    new = await engine.restart_agent(old.id, "test")
+    assert new.id != old.id and new.swarm == "r" and new.spec == old.spec
+    gone_agent = await engine.get_agent(old.id)
+    assert gone_agent.status is AgentStatus.STOPPED
+    assert gone_agent.status_reason == "restarted by test"
+    assert [e.subject for e in await audit(engine, "agent.restart")] == [old.id]
+    assert (await engine.get_agent(new.id)).status is AgentStatus.IDLE

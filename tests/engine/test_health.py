@@ -11,7 +11,13 @@ import psutil
 
 from core.clock import FakeClock
 from core.engine import Engine
-from core.events import AgentActivity, AgentStatusChanged, ExecStarted, TaskFinished
+from core.events import (
+    AgentActivity,
+    AgentHealthChanged,
+    AgentStatusChanged,
+    ExecStarted,
+    TaskFinished,
+)
 from core.federation.health import BreakerState
 from core.models import AgentSpec, AgentStatus, StatusSource
 from tests.engine.conftest import (
@@ -85,6 +91,46 @@ async def test_failures_open_the_breaker_then_one_trial_closes_it(
     ]
     states = [e.result for e in await audit(engine, "agent.breaker", agent.id)]
     assert states == ["open", "half_open", "closed"]
+
+
+async def test_breaker_changes_are_published_and_the_views_show_them(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
+    engine = await make_engine(health={"failure_threshold": 2, "open_for_s": 30})
+    (agent,) = await make_swarm(engine, "br", 1)
+    sub = subscribe(engine, "h", "agent.health")
+
+    def row() -> tuple[str, str]:
+        r = engine.views.agent_row(agent.id)
+        assert r is not None
+        return r.breaker, r.health_detail
+
+    # A failure below the threshold: still closed, but counted.
+    await submit(engine, "br", "exit 1", "exit 1", max_attempts=1)
+    first = await next_event(sub, Match(AgentHealthChanged, agent_id=agent.id))
+    assert (first.breaker, first.failures, first.source) == ("closed", 1, "exec outcome")
+    assert first.detail == "1 consecutive exec failure (opens at 2)"
+
+    opened = await next_event(sub, Match(AgentHealthChanged, breaker="open"))
+    assert (opened.failures, opened.ejected, opened.source) == (2, True, "exec outcome")
+    assert row() == ("open", "2 consecutive failures; open for 30s")
+    r = engine.views.agent_row(agent.id)
+    assert r is not None and r.breaker_at == opened.at
+    assert engine.view_snapshot().router.breakers == {"open": 1}
+
+    # Once the open time is over the change is published with no task asking for it.
+    await advance(clock, 30)
+    half = await next_event(sub, Match(AgentHealthChanged, breaker="half_open"))
+    assert (half.source, half.ejected) == ("open time", False)
+    assert row() == ("half_open", "open for 30s elapsed")
+    assert engine.view_snapshot().router.breakers == {"half_open": 1}
+
+    # The trial succeeds: closed again, and the router counts nothing.
+    await submit(engine, "br", "echo trial")
+    closed = await next_event(sub, Match(AgentHealthChanged, breaker="closed"))
+    assert (closed.failures, closed.source) == (0, "exec outcome")
+    assert row() == ("closed", "trial succeeded")
+    assert engine.view_snapshot().router.breakers == {}
 
 
 async def test_a_failed_trial_reopens_the_breaker_for_longer(
@@ -179,6 +225,14 @@ async def test_the_ejection_cap_keeps_most_of_a_pool_serving(make_engine: MakeEn
     (kept_out,) = {a.id for a in agents} - workers
     assert kept_out in broken
     assert health.cap_overrides == broken - {kept_out}
+    # The views hear which open breakers the cap lets work on.
+    for agent_id in broken - {kept_out}:
+        r = engine.views.agent_row(agent_id)
+        assert r is not None
+        assert (r.breaker, r.health_detail) == (
+            "open",
+            "open, but the ejection cap lets it work on",
+        )
 
     # The rest keep serving: the next round puts a task on each of the nine.
     pending = await submit(engine, "cap", *[f"echo {i}" for i in range(9)])

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.engine import Engine
 from core.events import (
+    AgentHealthChanged,
     AgentStatusChanged,
     EventRecorder,
     ExecFinished,
@@ -27,10 +28,19 @@ from tests.engine.conftest import Gate, Match, make_swarm, next_event, submit, s
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
+# Breakers live in the daemon's memory only: the store's snapshot shows every one closed,
+# and only ``agent.health`` events move them. The fold is checked against the daemon's
+# live views for these instead.
+HEALTH = {"breaker", "breaker_at", "health_detail"}
+
+
 def comparable(snap: ViewSnapshot) -> dict[str, Any]:
-    """What the store can know: everything but the router's live decisions; recent
-    tasks as a set (the store orders ties by time, the fold by commit)."""
-    data = snap.model_dump(mode="json", exclude={"seq", "router"})
+    """What the store can know: everything but the router's live decisions and the
+    agents' breakers; recent tasks as a set (the store orders ties by time, the fold by
+    commit)."""
+    data = snap.model_dump(
+        mode="json", exclude={"seq": True, "router": True, "agents": {"__all__": HEALTH}}
+    )
     data["tasks_recent"] = sorted(data["tasks_recent"], key=lambda t: t["id"])
     data["strategies"] = snap.router.strategies
     return data
@@ -106,8 +116,16 @@ async def test_a_recorded_stream_folded_onto_an_old_snapshot_gives_the_new_one(
     new = await store_snapshot(engine)
     assert folded.seq == new.seq
     assert comparable(folded.snapshot()) == comparable(new)
-    # ...and so does the daemon's own live copy.
-    assert comparable(engine.view_snapshot()) == comparable(new)
+    # ...and so does the daemon's own live copy, breakers included.
+    live = engine.view_snapshot()
+    assert comparable(live) == comparable(new)
+    assert folded.snapshot().agents == live.agents
+    assert folded.router_state().breakers == live.router.breakers
+    # The failed tasks' execs were counted against their agents' breakers.
+    assert any(
+        isinstance(e, AgentHealthChanged) and e.source == "exec outcome" and e.failures
+        for e in read_recording(recording)
+    )
     # The fold saw real spend and real failures, not an empty stream.
     assert any(isinstance(e, ExecFinished) and e.exit_code == 4 for e in read_recording(recording))
     assert new.tasks_by_status["s"] == {

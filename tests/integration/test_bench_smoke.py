@@ -74,3 +74,31 @@ def test_the_memory_bench_produces_figures(godel: Godel) -> None:
     assert len(set(default["read_bytes"])) == 1 and kept < default["read_bytes"][0] < kept + 200
     assert everything["read_bytes"] == [len("warm\n") + 20_000_000] * 4
     assert all(run["peak_mib"] >= run["idle_mib"] > 0 for run in runs)
+
+
+def test_the_console_bench_produces_figures(godel: Godel) -> None:
+    """`godel bench tui`, small: a real daemon, real load, the console measured."""
+    r = godel.run(
+        "bench",
+        "tui",
+        "--agents",
+        "50",
+        "--rate",
+        "50",
+        "--seconds",
+        "2",
+        "--json",
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    b = json.loads(r.stdout)
+    assert b["agents_live"] == 50 and b["runtime"] == "noop"
+    assert b["console_rss_mib"] > 0 and b["daemon_rss_mib"] > 0
+    assert b["total_rss_mib"] == b["console_rss_mib"] + b["daemon_rss_mib"]
+    assert isinstance(b["met"], bool) and b["goal"] == {"render_p95_ms": 20.0, "rss_mib": 200.0}
+    [run] = b["runs"]  # without --per-event, the batched console alone
+    assert run["load"]["errors"] == 0 and run["load"]["ok"] > 0
+    assert run["events_received"] > 0 and run["events_per_exec"] > 0
+    for key in ("render_ms", "render_cpu_ms", "apply_ms", "lag_ms", "rows_per_frame"):
+        assert set(run[key]) == {"n", "p50", "p95", "max"}, key
+    assert run["render_ms"]["n"] > 0 and run["bytes_per_s"] > 0

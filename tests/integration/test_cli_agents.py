@@ -307,3 +307,13 @@ def test_agent_list_columns_filters_and_ended_agents(godel: Godel) -> None:
     assert r.stdout.startswith("No agents in swarm nowhere")
     r = godel.run("agent", "list", "--status", "sleepy")
     assert r.returncode == 2 and "'sleepy' is not one of" in r.stderr
+
+
+def test_restart_replaces_the_agent(godel: Godel) -> None:
+    old = spawn(godel)
+    r = godel.run("agent", "restart", old, "--json", check=True)
+    new = json.loads(r.stdout)["id"]
+    assert new != old
+    listed = agents(godel)
+    assert listed[new]["status"] == "idle"
+    assert godel.run("agent", "restart", "nope-123456").returncode == 1

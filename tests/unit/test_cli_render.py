@@ -81,6 +81,20 @@ def test_fields_a_daemon_does_not_send_show_as_question_marks() -> None:
     detail = render.agent_detail(old, None, NOW)
     assert "Status:     idle (source: spawn, ? ago)" in detail
     assert "Cost:       ?" in detail
+    assert "Breaker:    ?" in detail
+
+
+def test_agent_detail_shows_the_breaker_in_one_line() -> None:
+    a: Any = {
+        **agent(),
+        "breaker": "open",
+        "breaker_at": "2026-11-27T11:58:00Z",
+        "health_detail": "5 consecutive failures; open for 30s",
+    }
+    text = render.agent_detail(a, [], NOW)
+    assert "Breaker:    open (2m ago): 5 consecutive failures; open for 30s" in text
+    closed: Any = {**agent(), "breaker": "closed", "breaker_at": None, "health_detail": ""}
+    assert "Breaker:    closed\n" in render.agent_detail(closed, [], NOW)
 
 
 def test_usd() -> None:

@@ -14,6 +14,7 @@ from core.events import (
     EVENT_TYPES,
     AgentActivity,
     AgentCreated,
+    AgentHealthChanged,
     AgentOutput,
     AgentSpawned,
     AgentStatusChanged,
@@ -95,6 +96,14 @@ SAMPLES: list[Event] = [
         exec_id="exec-1",
         kind="tool_call",
         data={"name": "bash", "arguments": {"command": "echo hello"}},
+    ),
+    AgentHealthChanged(
+        agent_id="shell-abc123",
+        breaker="open",
+        failures=5,
+        ejected=True,
+        detail="5 consecutive failures; open for 30s",
+        source="exec outcome",
     ),
     AgentSpawned(
         agent_id="shell-abc123", runtime="shell", name="w1", workspace="/tmp/w", pid=42, at=T0

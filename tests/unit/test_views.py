@@ -9,6 +9,7 @@ import pytest
 
 from core.events import (
     AgentCreated,
+    AgentHealthChanged,
     AgentStatusChanged,
     DaemonStarted,
     EventsDropped,
@@ -19,7 +20,7 @@ from core.events import (
     TaskRouted,
 )
 from core.models import AgentStatus, ExecStatus, StatusSource, Swarm, Usage
-from core.views import Views
+from core.views import AgentRow, Views
 from core.views.filter import EventFilter
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -150,6 +151,61 @@ def test_the_snapshot_round_trips_and_folds_on() -> None:
     assert again.snapshot() == snap
     again.apply(TaskChanged(seq=9, task_id="t", swarm="s", status="running", previous="ready"))
     assert again.seq == 9 and again.task_counts == {"s": {"running": 1}}
+
+
+def test_breakers_fold_from_health_events_and_count_in_the_router() -> None:
+    t1, t2 = T0 + timedelta(seconds=1), T0 + timedelta(seconds=31)
+    views = fold(
+        AgentCreated(at=T0, agent_id="a", runtime="pi", swarm="s", workspace="/w"),
+        AgentCreated(at=T0, agent_id="b", runtime="pi", swarm="s", workspace="/w"),
+        AgentHealthChanged(at=T0, agent_id="a", failures=1, detail="1 consecutive exec failure"),
+        AgentHealthChanged(
+            at=t1,
+            agent_id="a",
+            breaker="open",
+            failures=2,
+            ejected=True,
+            detail="2 consecutive failures; open for 30s",
+        ),
+        AgentHealthChanged(at=t1, agent_id="b", breaker="open", detail="x"),
+        AgentHealthChanged(at=t2, agent_id="b", breaker="half_open", detail="open time elapsed"),
+    )
+    a = views.agent_row("a")
+    assert a is not None
+    assert (a.breaker, a.breaker_at, a.health_detail) == (
+        "open",
+        t1,
+        "2 consecutive failures; open for 30s",
+    )
+    assert views.router_state().breakers == {"half_open": 1, "open": 1}
+
+    # A detail without a state change keeps the time the state changed.
+    views.apply(AgentHealthChanged(at=t2, agent_id="a", breaker="open", detail="kept out"))
+    a = views.agent_row("a")
+    assert a is not None and (a.breaker_at, a.health_detail) == (t1, "kept out")
+    views.apply(AgentHealthChanged(at=t2, agent_id="b", breaker="closed", detail="trial ok"))
+    assert views.router_state().breakers == {"open": 1}
+    # Ended agents leave the count; a snapshot carries the fields through.
+    views.apply(
+        AgentStatusChanged(agent_id="a", status=AgentStatus.STOPPED, source=StatusSource.USER)
+    )
+    assert views.router_state().breakers == {}
+    snap = views.snapshot()
+    assert Views(type(snap).model_validate_json(snap.model_dump_json())).snapshot() == snap
+
+
+def test_an_agent_row_without_breaker_fields_still_parses_as_closed() -> None:
+    old = {
+        "id": "a",
+        "runtime": "pi",
+        "status": "idle",
+        "status_source": "spawn",
+        "status_at": T0.isoformat(),
+        "workspace": "/w",
+        "created_at": T0.isoformat(),
+    }
+    row = AgentRow.model_validate(old)
+    assert (row.breaker, row.breaker_at, row.health_detail) == ("closed", None, "")
 
 
 def test_filters() -> None:

@@ -46,6 +46,9 @@ def view_snapshot(conn: sqlite3.Connection) -> ViewSnapshot:
     views = Views()
     agents = views.agents
     for r in conn.execute("SELECT * FROM agents ORDER BY created_at, id"):
+        # No breaker fields: breakers live in the daemon's memory and start closed with
+        # it, so the cell's defaults (closed, no detail) are right here; they change
+        # only through ``agent.health`` events.
         agents[r["id"]] = AgentCell(
             id=r["id"],
             name=r["name"],

@@ -1,0 +1,1 @@
+"""The console's four panes, each a widget grouped with its own rendering."""

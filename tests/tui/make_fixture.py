@@ -1,0 +1,192 @@
+"""Records the console fixture (``tests/tui/fixtures/console.jsonl``) from a real daemon.
+
+The snapshot tests (``tests/tui/test_snapshots.py``) and ``make screenshots`` replay it;
+run this only to change what they show, then review and update the snapshots
+(``pytest tests/tui/test_snapshots.py --snapshot-update``, ``make screenshots``):
+
+    .venv/bin/python -m tests.tui.make_fixture
+
+What it records, through the console's own recorder (``DaemonFeed(record=...)``): three
+swarms and three named shell agents, tasks that succeed, one that fails, long ones still
+running at the end, output on ``builder``, an agent whose process is killed by hand
+(failed, ``process_exit``: what the attention line counts) and one killed by the user.
+Then the file is made stable: times shifted to start at ``T0``, ids, pids and paths
+replaced by fixed ones in the order they first appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.events import Event
+from core.models import AgentStatus
+from core.paths import GodelPaths
+from core.views import Views, ViewSnapshot
+from godel_tui.feed import DaemonFeed, FeedState
+from tests.conftest import Godel, _env
+
+FIXTURE = Path(__file__).parent / "fixtures" / "console.jsonl"
+T0 = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
+HOME = "/home/dev/.local/share/godel"
+PROJECT = "/home/dev/shop"
+
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
+_ID = re.compile(r"\b(shell|task|exec|dec)-([0-9a-f]{6,})\b")
+
+
+class Sink:
+    """What the recorder saw, folded, to wait on."""
+
+    def __init__(self) -> None:
+        self.views = Views()
+        self.connected = False
+
+    def feed_snapshot(self, snapshot: ViewSnapshot, note: str) -> None:
+        self.views = Views(snapshot)
+
+    def feed_event(self, event: Event) -> None:
+        self.views.apply(event)
+
+    def feed_state(self, state: FeedState) -> None:
+        self.connected = state.connected
+
+
+async def wait(what: str, cond: Callable[[], bool], within: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not cond():
+        if loop.time() > deadline:
+            raise SystemExit(f"make_fixture: never saw {what} within {within:g}s")
+        await asyncio.sleep(0.05)
+
+
+def agent_id(g: Godel, name: str) -> str:
+    r = g.run("agent", "get", name, "--json", check=True)
+    return str(json.loads(r.stdout)["id"])
+
+
+async def record(g: Godel, raw: Path) -> None:
+    run = g.run
+    for swarm, count in (("api", 4), ("web", 3), ("batch", 2)):
+        run("swarm", "create", swarm, "--runtime", "shell", "--count", str(count), check=True)
+    for name in ("builder", "reviewer", "scratch"):
+        run("agent", "spawn", "--runtime", "shell", "--name", name, check=True)
+
+    sink = Sink()
+    feed = DaemonFeed(GodelPaths.resolve(g.home), sink, autostart=False, record=raw)
+    task = asyncio.create_task(feed.run())
+    try:
+        await wait("the recorder connected", lambda: sink.connected)
+        script = (
+            "echo 'building shop (3 packages)'; "
+            'for p in core api web; do echo "  compiled $p"; done; '
+            "echo 'warning: web/legacy.py is deprecated' >&2; echo done"
+        )
+        await asyncio.to_thread(run, "agent", "exec", "builder", script, check=True)
+        await asyncio.to_thread(
+            run, "task", "submit", "--swarm", "api", "echo ok", "echo built", "true", check=True
+        )
+        await asyncio.to_thread(
+            run, "task", "submit", "--swarm", "web", "--priority", "high", "exit 3", check=True
+        )
+        await asyncio.to_thread(run, "task", "submit", "--swarm", "batch", "sleep 600", check=True)
+        await asyncio.to_thread(
+            run, "task", "submit", "--swarm", "batch", "sleep 600", "--priority", "low", check=True
+        )
+
+        def tasks_settled() -> bool:
+            tasks = [*sink.views.tasks_active.values()]
+            done = sink.views.task_counts
+            running = sum(1 for t in tasks if t.status in ("running", "leased"))
+            failed = sum(c.get("failed", 0) for c in done.values())
+            ok = sum(c.get("succeeded", 0) for c in done.values())
+            return running == 2 and failed == 1 and ok == 3
+
+        await wait("the tasks settled", tasks_settled)
+        scratch = agent_id(g, "scratch")
+        pid = json.loads(run("agent", "get", scratch, "--json", check=True).stdout)["pid"]
+        os.kill(int(pid), signal.SIGKILL)  # by hand: the console must see it die
+        await asyncio.to_thread(run, "agent", "kill", "reviewer", check=True)
+
+        def ended() -> bool:
+            a = sink.views.agents
+            reviewer = next((c for c in a.values() if c.name == "reviewer"), None)
+            return (
+                a[scratch].status is AgentStatus.FAILED
+                and reviewer is not None
+                and reviewer.status is AgentStatus.STOPPED
+            )
+
+        await wait("scratch failed and reviewer stopped", ended)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def normalise(text: str, tmp: Path) -> str:
+    """Times from ``T0``, ids and pids in order of appearance, paths fixed."""
+    first = _ISO.search(text)
+    assert first is not None
+    shift = T0 - _parse(first.group())
+
+    def when(m: re.Match[str]) -> str:
+        t = _parse(m.group()) + shift
+        return t.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+    ids: dict[str, str] = {}
+
+    def ident(m: re.Match[str]) -> str:
+        key = m.group()
+        if key not in ids:
+            n = sum(1 for k in ids if k.startswith(m.group(1) + "-")) + 1
+            ids[key] = f"{m.group(1)}-{n:0{len(m.group(2))}d}"
+        return ids[key]
+
+    pids: dict[str, str] = {}
+
+    def pid(m: re.Match[str]) -> str:
+        pids.setdefault(m.group(2), str(41000 + 17 * len(pids)))
+        return m.group(1) + pids[m.group(2)]
+
+    text = text.replace(str(tmp / "home"), HOME).replace(str(tmp / "project"), PROJECT)
+    text = text.replace(str(tmp), "/tmp/godel")
+    text = _ISO.sub(when, text)
+    text = _ID.sub(ident, text)
+    text = re.sub(r"\w[\w.-]*\(uid=\d+\)", "dev(uid=1000)", text)  # who ran the CLI
+    return re.sub(r'("pid": ?|process |pid=|pid )(\d+)', pid, text)
+
+
+def _parse(s: str) -> datetime:
+    t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="godel-fixture-") as d:
+        tmp = Path(d)
+        (tmp / "project").mkdir()
+        g = Godel(home=tmp / "home", cwd=tmp / "project", env=_env(tmp / "home", tmp))
+        g.run("daemon", "start", check=True)
+        raw = tmp / "raw.jsonl"
+        try:
+            asyncio.run(record(g, raw))
+        finally:
+            g.run("daemon", "stop", timeout=60)
+        text = normalise(raw.read_text(), tmp)
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    FIXTURE.write_text(text)
+    lines = text.count("\n")
+    print(f"wrote {FIXTURE} ({lines} lines)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
