@@ -205,3 +205,31 @@ async def test_read_only_refuses_state_changing_commands(godel: Godel) -> None:
         assert len(refused) == 5
         assert app.model.filter.text == "status:idle"
         assert app.model.agent(agent).status is AgentStatus.IDLE  # type: ignore[union-attr]
+
+
+async def test_the_palette_spawns_an_agent_that_appears(godel: Godel) -> None:
+    app = app_for(godel)
+    async with app.run_test(size=SIZE) as pilot:
+        await until_shown(pilot, lambda: app._state.connected, "the console live")
+        await pilot.press("ctrl+p")
+        await until_shown(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        await pilot.press(*["space" if c == " " else c for c in "spawn shell"])
+        options = app.screen.query_one(CommandList)
+
+        def run_option() -> int | None:
+            prompts = [
+                str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
+            ]
+            return next((i for i, p in enumerate(prompts) if "Run :spawn shell" in p), None)
+
+        await until_shown(pilot, lambda: run_option() is not None, "Run :spawn shell")
+        options.highlighted = run_option()
+        await pilot.press("enter")
+        await until_shown(
+            pilot,
+            lambda: any(
+                a.runtime == "shell" and a.status is AgentStatus.IDLE
+                for a in app.model.views.agents.values()
+            ),
+            "a new shell agent, idle",
+        )
