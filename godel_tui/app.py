@@ -221,7 +221,8 @@ class GodelApp(App[None]):
             self._spend_samples.append((at, cost))
         burn = None
         first_at, first_cost = self._spend_samples[0]
-        if at - first_at >= 5:
+        # No known cost at all (shell agents, unknown prices): no burn rate, never "$0/min".
+        if at - first_at >= 5 and spend.total.cost_usd is not None:
             burn = (cost - first_cost) / Decimal(str((at - first_at) / 60))
         self._put("#budget", spend_text(spend, burn))
         self._put("#attention", attention_text(self.model.attention(now)))

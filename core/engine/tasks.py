@@ -278,6 +278,7 @@ class TaskService:
                 swarm=task.swarm,
                 strategy=routed.strategy,
                 reason=routed.reason,
+                elapsed_ms=round(elapsed_s * 1000, 4),
             )
         )
 

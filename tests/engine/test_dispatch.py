@@ -204,3 +204,15 @@ async def test_cancel_right_after_the_exec_started_still_aborts_it(engine: Engin
     ended = await next_event(sub, Match(ExecFinished, exec_id=started.exec_id))
     assert ended.status is ExecStatus.ABORTED
     assert (await engine.get_task(t)).status is TaskStatus.CANCELLED
+
+
+async def test_a_routing_decision_says_how_long_it_took(engine: Engine) -> None:
+    from core.events import TaskRouted
+
+    await make_swarm(engine, "timed", 1)
+    sub = subscribe(engine, "t", "task.routed")
+    (t,) = await submit(engine, "timed", "true")
+    routed = await next_event(sub, Match(TaskRouted, task_id=t))
+    # The router's own time, measured around the choice: never reported as zero.
+    assert routed.elapsed_ms > 0
+    assert engine.views.router_state().latency_p50_ms is not None
