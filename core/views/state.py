@@ -64,8 +64,12 @@ class Views:
         self.decisions, self.routed, self.unroutable = r.decisions, r.routed, r.unroutable
         self.strategies: dict[str, str] = dict(r.strategies)
         self.recent_decisions: deque[Decision] = deque(r.recent, maxlen=RECENT_DECISIONS)
-        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._decision_times: deque[float] = deque()
+        # Seeded from the snapshot's latest decisions, so a face that starts from a
+        # snapshot shows the latency and rate they carry rather than "no data yet".
+        self._latencies: deque[float] = deque(
+            (d.elapsed_ms for d in r.recent), maxlen=LATENCY_SAMPLES
+        )
+        self._decision_times: deque[float] = deque(d.at.timestamp() for d in r.recent)
         sp = snap.spend
         self.spend_total = SpendCell.of(sp.total)
         self.spend_by: dict[str, dict[str, SpendCell]] = {

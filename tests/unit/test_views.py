@@ -219,3 +219,19 @@ def test_filters() -> None:
     assert not EventFilter.make(task="t").matches(DaemonStarted(pid=1, version="x"))
     with pytest.raises(ValueError, match="unknown event type"):
         EventFilter.make({"task.finsihed"})
+
+
+def test_views_from_a_snapshot_keep_its_routing_latency() -> None:
+    from datetime import UTC, datetime
+
+    from core.views import Views, ViewSnapshot
+    from core.views.rows import Decision, RouterState
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    recent = [
+        Decision(task_id=f"t{i}", agent_id="a", elapsed_ms=0.01 * (i + 1), at=at) for i in range(4)
+    ]
+    snap = ViewSnapshot(seq=9, router=RouterState(decisions=4, routed=4, recent=recent))
+    state = Views(snap).router_state()
+    assert state.latency_p50_ms is not None and state.latency_p99_ms is not None
+    assert 0.01 <= state.latency_p50_ms <= state.latency_p99_ms <= 0.04
