@@ -129,6 +129,14 @@ class PolicyDenied(GodelError):
     kind = "policy_denied"
 
 
+class BudgetExhausted(GodelError):
+    """A budget refused work: its limit is reached, or an estimate does not fit in what
+    is left, or a model has no price under a dollar budget. ``data`` names the scope."""
+
+    code = -32018
+    kind = "budget_exhausted"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -149,5 +157,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         ExecNotFound,
         HomeError,
         PolicyDenied,
+        BudgetExhausted,
     )
 }

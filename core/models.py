@@ -7,7 +7,7 @@ Statuses are explicit and every status change records where it came from
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -392,3 +392,86 @@ class AuditEntry(BaseModel):
     result: str
     prev_hash: str
     entry_hash: str
+
+
+# --- budgets ---------------------------------------------------------------------------
+
+BudgetUnit = Literal["usd", "tokens"]
+BudgetPeriod = Literal["none", "daily", "weekly", "monthly"]
+BUDGET_SCOPE_KINDS = ("project", "swarm", "task", "runtime", "model")
+# Dollars are kept as whole micro-dollars in the store: the conditional UPDATE that
+# reserves compares integers, exactly.
+MICRO_USD = Decimal(1_000_000)
+
+
+def parse_budget_scope(scope: str) -> str:
+    """``scope`` checked: "project", or "swarm:NAME", "task:ID", "runtime:NAME",
+    "model:NAME"; ``ValueError`` names what is wrong."""
+    kind, sep, name = scope.partition(":")
+    if kind == "project" and not sep:
+        return scope
+    if kind not in BUDGET_SCOPE_KINDS:
+        raise ValueError(
+            f"unknown budget scope {scope!r}: use project, swarm:NAME, task:ID, "
+            "runtime:NAME or model:NAME"
+        )
+    if kind == "project" or not name.strip():
+        raise ValueError(f"budget scope {scope!r} needs a name after '{kind}:'")
+    return scope
+
+
+def period_start(period: BudgetPeriod, at: datetime) -> datetime:
+    """Start (UTC) of the period that contains ``at``: midnight, Monday, the 1st (no
+    period: ``at`` itself, when the budget was set)."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return day
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())
+    if period == "monthly":
+        return day.replace(day=1)
+    return at.astimezone(UTC)
+
+
+def period_end(period: BudgetPeriod, start: datetime) -> datetime | None:
+    """When the period that began at ``start`` resets (None: never)."""
+    if period == "daily":
+        return start + timedelta(days=1)
+    if period == "weekly":
+        return start + timedelta(days=7)
+    if period == "monthly":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return None
+
+
+class Budget(BaseModel):
+    """A spending limit on one scope, in dollars or tokens, per period or overall.
+    ``spent`` is settled spend this period; ``reserved`` is held by execs in flight."""
+
+    scope: str
+    unit: BudgetUnit
+    limit: Decimal
+    spent: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    period: BudgetPeriod = "none"
+    period_start: datetime
+    reset_at: datetime | None = None  # when ``spent`` goes back to zero (None: never)
+
+    @property
+    def fraction(self) -> float:
+        """Settled spend as a fraction of the limit (a zero limit is full at once)."""
+        if self.limit <= 0:
+            return 1.0
+        return float(self.spent / self.limit)
+
+
+class BudgetPeriodRecord(BaseModel):
+    """A finished period of a budget (``budget history``)."""
+
+    scope: str
+    unit: BudgetUnit
+    limit: Decimal
+    spent: Decimal
+    period: BudgetPeriod
+    started_at: datetime
+    ended_at: datetime

@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.api.client import DaemonClient, connect
 from core.errors import GodelError
 from core.events import Event, EventsDropped, parse_event
+from core.events.recording import SNAPSHOT_TYPE as SNAPSHOT_TYPE  # replay.py reads it here
+from core.events.recording import ConsoleRecording
 from core.paths import GodelPaths
 from core.views import ViewSnapshot
 
-SNAPSHOT_TYPE = "console.snapshot"
 RETRY_S = (0.2, 0.5, 1.0, 2.0)
 
 
@@ -70,41 +68,22 @@ class PlaybackFeed(ConsoleFeed, Protocol):
     def now(self) -> datetime: ...
 
 
-FLUSH_S = 0.5  # the recorder writes its buffer at least this often
-
-
 class Recorder:
-    """Writes what the console receives to ``path`` (owner-only, line by line)."""
+    """Writes what the console receives to ``path`` (owner-only, line by line), in the
+    format ``core.events.recording.ConsoleRecording`` defines (``godel run --record``
+    writes the same)."""
 
     def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._f: IO[str] = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
-        self._flushed = time.monotonic()
+        self._rec = ConsoleRecording(path)
 
     def snapshot(self, snap: ViewSnapshot) -> None:
-        at = datetime.now(UTC).isoformat()
-        line = {
-            "type": SNAPSHOT_TYPE,
-            "seq": snap.seq,
-            "at": at,
-            "snapshot": snap.model_dump(mode="json"),
-        }
-        self._f.write(json.dumps(line) + "\n")
-        self._f.flush()
+        self._rec.snapshot(snap.seq, snap.model_dump(mode="json"))
 
     def event(self, raw: dict[str, Any]) -> None:
-        # Buffered: at hundreds of events a second a flush per event would be a syscall
-        # each on the UI loop. At most half a second of events waits in memory, and
-        # every line is whole on disk (a crash leaves at most a torn last line, which
-        # the reader skips).
-        self._f.write(json.dumps(raw) + "\n")
-        now = time.monotonic()
-        if now - self._flushed >= FLUSH_S:
-            self._f.flush()
-            self._flushed = now
+        self._rec.event(raw)
 
     def close(self) -> None:
-        self._f.close()
+        self._rec.close()
 
 
 class DaemonFeed:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -147,6 +148,24 @@ class ConfigReloadParams(_Params, _CallerKeys):
     user_file: str | None = Field(
         default=None, description="the caller's user config file ($GODEL_CONFIG or default)"
     )
+
+
+class BudgetSetParams(_Params):
+    scope: str = Field(
+        min_length=1, max_length=REF_MAX, description="project, swarm:NAME, task:ID, ..."
+    )
+    amount: Decimal = Field(ge=0, description="dollars, or tokens with tokens=true")
+    tokens: bool = False
+    period: Literal["none", "daily", "weekly", "monthly"] = "none"
+
+
+class BudgetClearParams(_Params):
+    scope: str = Field(min_length=1, max_length=REF_MAX)
+    tokens: bool = False
+
+
+class BudgetHistoryParams(_Params):
+    limit: int = Field(default=100, ge=1, le=10_000)
 
 
 def build_methods(
@@ -322,6 +341,34 @@ def build_methods(
         """Stop every agent of the swarm and cancel its unfinished tasks."""
         stopped, cancelled = await engine.destroy_swarm(p.name, ctx.actor)
         return {"stopped": stopped, "cancelled_tasks": cancelled}
+
+    @rpc.method("budget.set", BudgetSetParams)
+    async def budget_set(p: BudgetSetParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Set a budget on a scope (its spend this period is kept)."""
+        return await engine.set_budget(
+            p.scope,
+            p.amount,
+            unit="tokens" if p.tokens else "usd",
+            period=p.period,
+            actor=ctx.actor,
+        )
+
+    @rpc.method("budget.clear", BudgetClearParams)
+    async def budget_clear(p: BudgetClearParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Remove a budget; its spend goes to the history."""
+        return await engine.clear_budget(
+            p.scope, unit="tokens" if p.tokens else "usd", actor=ctx.actor
+        )
+
+    @rpc.method("budget.show")
+    async def budget_show(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Every budget: limit, spent, reserved, period and when it resets."""
+        return await engine.show_budgets()
+
+    @rpc.method("budget.history", BudgetHistoryParams)
+    async def budget_history(p: BudgetHistoryParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Finished periods and cleared budgets, newest first."""
+        return await engine.budget_history(p.limit)
 
     @rpc.method("metrics.get")
     async def metrics_get(p: NoParams, ctx: CallContext, emit: Emit) -> JSON:

@@ -200,3 +200,29 @@ class TaskObject(TypedDict):
     finished_at: str | None
     waiting: str
     stranded: bool
+
+
+class BudgetObject(TypedDict):
+    """``budget.show`` items, ``budget.set``, ``budget.clear``; the ``budget.changed``
+    event's ``budget``. Amounts are decimal strings: dollars, or tokens (``unit``)."""
+
+    scope: str
+    unit: str
+    limit: str
+    spent: str
+    reserved: str
+    period: str
+    period_start: str
+    reset_at: str | None
+
+
+class BudgetPeriodObject(TypedDict):
+    """``budget.history`` items: a finished period, or a cleared budget."""
+
+    scope: str
+    unit: str
+    limit: str
+    spent: str
+    period: str
+    started_at: str
+    ended_at: str

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from core.cli import render
 from core.cli.common import EXIT_ERROR, echo_json, fail, json_option, run
 from core.errors import GodelError
+
+if TYPE_CHECKING:
+    from core.bench import ExecBench, SpawnBench
 
 __all__ = ["bench"]
 
@@ -52,7 +56,7 @@ def bench_spawn_cmd(runtime: str, count: int, model: str | None, as_json: bool) 
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return
-    click.echo(render.bench_spawn_text(result))
+    click.echo(bench_spawn_text(result))
     if result.failures:
         sys.exit(EXIT_ERROR)
 
@@ -73,7 +77,7 @@ def bench_exec_cmd(
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return
-    click.echo(render.bench_exec_text(result))
+    click.echo(bench_exec_text(result))
     if result.failures:
         sys.exit(EXIT_ERROR)
 
@@ -190,3 +194,41 @@ def bench_stop_cmd(runtime: str, count: int, as_json: bool) -> None:
         )
     if result.failures or result.left_running:
         sys.exit(EXIT_ERROR)
+
+
+# The benchmarks' text (here, not in render: render is shared with the console, which
+# may not reach the engine the benchmarks import).
+
+
+def bench_spawn_text(b: SpawnBench) -> str:
+    s = b.spawn_to_ready_s
+    lines = [
+        f"spawn {b.runtime}{' (' + b.model + ')' if b.model else ''}: {b.count} agents, "
+        f"{b.failures} failures, {b.total_s:.2f}s in all",
+        f"  spawn-to-ready: p50 {s.p50 * 1000:.1f} ms, p95 {s.p95 * 1000:.1f} ms, "
+        f"max {s.max * 1000:.1f} ms",
+    ]
+    if b.rss_mib_per_agent is not None:
+        r = b.rss_mib_per_agent
+        lines.append(f"  RSS per agent: median {r.p50:.1f} MiB, max {r.max:.1f} MiB")
+    elif b.in_process_rss_mib_total is not None:
+        lines.append(f"  in-process agents: engine RSS grew {b.in_process_rss_mib_total} MiB")
+    return "\n".join(lines)
+
+
+def bench_exec_text(b: ExecBench) -> str:
+    return (
+        f"exec {b.runtime}{' (' + b.model + ')' if b.model else ''} {b.input!r}: "
+        f"{b.runs} runs each, {b.failures} failures\n"
+        f"  through the engine: p50 {b.engine_s.p50 * 1000:.2f} ms, "
+        f"p95 {b.engine_s.p95 * 1000:.2f} ms\n"
+        f"  runtime alone:      p50 {b.runtime_s.p50 * 1000:.2f} ms, "
+        f"p95 {b.runtime_s.p95 * 1000:.2f} ms\n"
+        + (
+            f"  {b.direct_kind}: p50 {b.direct_s.p50 * 1000:.2f} ms, "
+            f"p95 {b.direct_s.p95 * 1000:.2f} ms\n"
+            if b.direct_kind != "runtime alone"
+            else ""
+        )
+        + f"  engine overhead vs {b.direct_kind}: {b.overhead_ratio:.3f}x"
+    )

@@ -52,6 +52,8 @@ STARTS_DAEMON = frozenset(
         "swarm.destroy",
         "swarm.strategy",
         "config.reload",
+        "budget.set",
+        "budget.clear",
     }
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from core.api.client import DaemonClient, connect, stop_daemon
@@ -27,9 +28,17 @@ JOBS = [
 ]
 
 
-def say(text: str = "") -> None:
+def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+# Where the demo's lines go: stdout, or the console's notifications (godel_tui.demo).
+_out: Callable[[str], None] = _print
+
+
+def say(text: str = "") -> None:
+    _out(text)
 
 
 async def _exec(client: DaemonClient, agent: AgentRow, command: str) -> ExecResult:
@@ -80,7 +89,15 @@ async def _llm_part(client: DaemonClient) -> None:
             say("  " + (render.exec_summary(result) or result.status.value))
 
 
-async def run_demo(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
+async def run_demo(
+    paths: GodelPaths,
+    *,
+    n_agents: int,
+    keep: bool,
+    out: Callable[[str], None] | None = None,
+) -> int:
+    global _out
+    _out = out or _print
     say(f"Godel demo: home {paths.home}")
     client = await connect(paths)
     try:

@@ -36,8 +36,10 @@ LAZY_COMMANDS = {
     "route": ("core.cli.work", "route"),
     "exec": ("core.cli.exec_cmds", "exec_group"),
     "events": ("core.cli.events_cmds", "events"),
+    "budget": ("core.cli.budget_cmds", "budget"),
     "backup": ("core.cli.store_cmds", "backup"),
     "restore": ("core.cli.store_cmds", "restore"),
+    "run": ("core.cli.run_cmds", "run_plan"),
     # The console lives in godel_tui (core never imports it; this is a name, not an import).
     "tui": ("godel_tui.cli", "tui"),
     "replay": ("godel_tui.cli", "replay"),
@@ -118,9 +120,16 @@ def metrics(ctx: Ctx) -> None:
 @cli.command("demo")
 @click.option("--agents", "n_agents", type=click.IntRange(1, 50), default=3, show_default=True)
 @click.option("--keep", is_flag=True, help="Leave the daemon and agents running afterwards.")
+@click.option("--headless", is_flag=True, help="Print the run even on a terminal (no console).")
 @pass_ctx
-def demo(ctx: Ctx, n_agents: int, keep: bool) -> None:
-    """Spawn shell agents, run real commands on them, show the audit trail."""
+def demo(ctx: Ctx, n_agents: int, keep: bool, headless: bool) -> None:
+    """Spawn shell agents, run real commands on them, show the audit trail.
+
+    On a terminal the run plays in the console (`q` quits); elsewhere it is printed."""
+    if sys.stdout.isatty() and sys.stdin.isatty() and not headless:
+        # The console is godel_tui's, found by name: core never imports it.
+        console_demo = importlib.import_module("godel_tui.demo")
+        sys.exit(console_demo.run_in_console(ctx.paths, n_agents=n_agents, keep=keep))
     from core.cli.demo import run_demo
 
     sys.exit(run(run_demo(ctx.paths, n_agents=n_agents, keep=keep)))

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
         VerifyReport,
     )
     from core.api.shapes import LogLine as LogLineObject
-    from core.bench import ExecBench, SpawnBench
     from core.models import ExecResult, RuntimeEvent
 
 UNKNOWN = "?"  # the reply lacks the field
@@ -320,40 +319,6 @@ def agent_detail(
     elif execs is None:
         lines += ["", "Recent execs: ? (this daemon cannot list them)"]
     return "\n".join(lines)
-
-
-def bench_spawn_text(b: SpawnBench) -> str:
-    s = b.spawn_to_ready_s
-    lines = [
-        f"spawn {b.runtime}{' (' + b.model + ')' if b.model else ''}: {b.count} agents, "
-        f"{b.failures} failures, {b.total_s:.2f}s in all",
-        f"  spawn-to-ready: p50 {s.p50 * 1000:.1f} ms, p95 {s.p95 * 1000:.1f} ms, "
-        f"max {s.max * 1000:.1f} ms",
-    ]
-    if b.rss_mib_per_agent is not None:
-        r = b.rss_mib_per_agent
-        lines.append(f"  RSS per agent: median {r.p50:.1f} MiB, max {r.max:.1f} MiB")
-    elif b.in_process_rss_mib_total is not None:
-        lines.append(f"  in-process agents: engine RSS grew {b.in_process_rss_mib_total} MiB")
-    return "\n".join(lines)
-
-
-def bench_exec_text(b: ExecBench) -> str:
-    return (
-        f"exec {b.runtime}{' (' + b.model + ')' if b.model else ''} {b.input!r}: "
-        f"{b.runs} runs each, {b.failures} failures\n"
-        f"  through the engine: p50 {b.engine_s.p50 * 1000:.2f} ms, "
-        f"p95 {b.engine_s.p95 * 1000:.2f} ms\n"
-        f"  runtime alone:      p50 {b.runtime_s.p50 * 1000:.2f} ms, "
-        f"p95 {b.runtime_s.p95 * 1000:.2f} ms\n"
-        + (
-            f"  {b.direct_kind}: p50 {b.direct_s.p50 * 1000:.2f} ms, "
-            f"p95 {b.direct_s.p95 * 1000:.2f} ms\n"
-            if b.direct_kind != "runtime alone"
-            else ""
-        )
-        + f"  engine overhead vs {b.direct_kind}: {b.overhead_ratio:.3f}x"
-    )
 
 
 TASK_HEADERS = ("TASK", "STATUS", "PRIORITY", "SWARM", "AGENT", "TRIES", "AGE", "INPUT")

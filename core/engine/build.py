@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from core.clock import Clock, SystemClock
 from core.config import LoadedConfig, load_config
 from core.config.policy import DenyMatch
 from core.engine.agents import AgentService
+from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.facade import Engine, Services
@@ -28,8 +30,9 @@ from core.federation.dispatcher import Dispatcher
 from core.federation.metrics import Metrics
 from core.federation.routing import RoutingTable
 from core.llm.catalog import ModelCatalog, ScriptedUrl
+from core.models import Usage
 from core.paths import GodelPaths
-from core.runtimes.base import RuntimeContext
+from core.runtimes.base import RuntimeContext, TurnGate, no_turn_gate
 from core.runtimes.containment import ContainmentSlot
 from core.runtimes.registry import RuntimeRegistry, known_runtime_names
 from core.store.base import Store
@@ -71,6 +74,7 @@ def build_registry(
     loaded: LoadedConfig,
     containment: ContainmentSlot | None = None,
     deny: Callable[[str], DenyMatch | None] | None = None,
+    turn_gate: TurnGate = no_turn_gate,
 ) -> RuntimeRegistry:
     """The runtimes, built with their options; ``deny`` is the ``[policy]`` check in
     force (default: ``loaded``'s)."""
@@ -85,6 +89,7 @@ def build_registry(
             env_passthrough=passthrough,
             containment=slot,
             deny=check,
+            turn_gate=turn_gate,
         )
     )
 
@@ -117,17 +122,26 @@ def build_engine(
         scripted_url = lazy.url
         on_close.append(lazy.close)
     ctx: EngineContext | None = None
+    budgets: BudgetService | None = None
 
     def deny(command: str) -> DenyMatch | None:
         # Asked at each command, of the config in force: a reload replaces ctx.loaded.
         return (ctx.config if ctx is not None else loaded.config).policy.check(command)
+
+    async def turn_gate(
+        agent_id: str, exec_id: str, usage: Usage, cost: Decimal | None
+    ) -> str | None:
+        # The budget service exists once the engine is built; runtimes ask it per turn.
+        if budgets is None:
+            return None
+        return await budgets.turn_gate(agent_id, exec_id, usage, cost)
 
     ctx = EngineContext(
         paths=paths,
         store=store,
         journal=Journal(store, bus),
         bus=bus,
-        registry=registry or build_registry(paths, loaded, containment, deny),
+        registry=registry or build_registry(paths, loaded, containment, deny, turn_gate),
         containment=containment,
         clock=clock or SystemClock(),
         loaded=loaded,
@@ -139,12 +153,15 @@ def build_engine(
     health = HealthService(ctx)
     execs = ExecService(ctx)
     execs.on_held = health.mark_held
+    budgets = BudgetService(ctx)
+    execs.budgets = budgets
     agents = AgentService(ctx, health, execs)
     settings = ctx.config.health
     routing = RoutingTable(
         ctx.metrics, health.trackers, health.cap_overrides, settings.panic_threshold
     )
     tasks = TaskService(ctx, execs, health, routing)
+    tasks.budgets = budgets
     swarms = SwarmService(ctx, agents, execs, routing)
     dispatcher = Dispatcher(
         store=store,
@@ -155,6 +172,7 @@ def build_engine(
         routing=routing,
         clock=ctx.clock,
         lease_s=ctx.config.queue.lease_s,
+        gate=budgets,
     )
     autoscaler = Autoscaler(
         store=store,
@@ -193,6 +211,7 @@ def build_engine(
             config=config_service,
             dispatcher=dispatcher,
             autoscaler=autoscaler,
+            budgets=budgets,
         ),
     )
     return engine

@@ -21,6 +21,7 @@ from typing import Literal
 from core.activity import activity_line
 from core.audit import AuditDraft
 from core.config.policy import DENY_RULE
+from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.live import LiveAgent
 from core.engine.status import StatusEvents
@@ -171,6 +172,8 @@ class ExecService:
         self._flusher: asyncio.Task[None] | None = None
         # Told (by build: the health service) when an ended exec leaves its agent held.
         self.on_held: Callable[[str, str], None] = lambda agent_id, reason: None
+        # Set by build: reserves an exec's estimate before it starts, settles it after.
+        self.budgets: BudgetService | None = None
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -255,7 +258,12 @@ class ExecService:
             model=live.agent.model,
         )
         status_events = StatusEvents(self.ctx, live.id, busy)
+        reserved = False
         try:
+            if self.budgets is not None:
+                # Refused (BudgetExhausted) before anything is recorded or run.
+                await self.budgets.reserve(live.agent, live.runtime.capabilities, exec_id, task_id)
+                reserved = True
             await self.ctx.journal.commit(
                 ops.StartExec(record, status=busy),
                 audit=AuditDraft(
@@ -284,6 +292,8 @@ class ExecService:
         except BaseException:
             live.exec_id = None
             live.task_id = None
+            if reserved and self.budgets is not None:
+                await self.budgets.settle(exec_id, None)  # it never ran: release it all
             raise
         queue = _CallerQueue(live.id, exec_id)
         live.exec_task = asyncio.create_task(
@@ -491,6 +501,11 @@ class ExecService:
                 events=lambda prev: [*(idle_events(prev) if idle_events else ()), finished],
             )
             self._count_spend(live, result)
+            if self.budgets is not None:
+                try:
+                    await self.budgets.settle(exec_id, result)
+                except Exception:  # the exec is recorded; its reservation expires later
+                    log.exception("exec %s: budget not settled", exec_id)
         finally:
             live.exec_id = None
             live.task_id = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from core import __version__
 from core.audit import AuditDraft, VerifyReport
 from core.config import LoadedConfig
 from core.engine.agents import AgentService
+from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecOutput, ExecService
 from core.engine.health import HealthService
@@ -35,6 +37,10 @@ from core.models import (
     Agent,
     AgentSpec,
     AuditEntry,
+    Budget,
+    BudgetPeriod,
+    BudgetPeriodRecord,
+    BudgetUnit,
     ExecRecord,
     LogLine,
     RuntimeEvent,
@@ -67,6 +73,7 @@ class Services:
     config: ConfigService
     dispatcher: Dispatcher
     autoscaler: Autoscaler
+    budgets: BudgetService
 
 
 class Engine:
@@ -110,6 +117,7 @@ class Engine:
         # What a crashed daemon's agents left running ends before anything new starts.
         stale = await contained.sweep()
         await s.agents.recover(actor)
+        await s.budgets.start()  # reservations of execs that died are charged first
         s.execs.start()
         s.dispatcher.start()
         s.health.start()
@@ -341,6 +349,28 @@ class Engine:
 
     async def destroy_swarm(self, name: str, actor: str) -> tuple[list[str], int]:
         return await self.s.swarms.destroy(name, actor)
+
+    # budgets ------------------------------------------------------------------------------------
+
+    async def set_budget(
+        self,
+        scope: str,
+        amount: Decimal,
+        *,
+        unit: BudgetUnit,
+        period: BudgetPeriod,
+        actor: str,
+    ) -> Budget:
+        return await self.s.budgets.set(scope, amount, unit=unit, period=period, actor=actor)
+
+    async def clear_budget(self, scope: str, *, unit: BudgetUnit, actor: str) -> Budget:
+        return await self.s.budgets.clear(scope, unit=unit, actor=actor)
+
+    async def show_budgets(self) -> list[Budget]:
+        return await self.s.budgets.show()
+
+    async def budget_history(self, limit: int = 100) -> list[BudgetPeriodRecord]:
+        return await self.s.budgets.history(limit)
 
     # audit and config --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.audit import AuditDraft
+from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.health import HealthService
@@ -42,6 +43,8 @@ class TaskService:
         self.health = health
         self.routing = routing
         self.anomalies = AnomalyDetector()
+        # Set by build: a budget at 90 % holds a task (``waiting`` says so).
+        self.budgets: BudgetService | None = None
 
     async def submit(self, specs: list[TaskSpec], actor: str) -> list[Task]:
         """Queue ``specs``; the tasks come back with ``waiting`` and ``stranded`` set."""
@@ -140,6 +143,8 @@ class TaskService:
                 elif t.not_before > now:
                     until = datetime.fromtimestamp(t.not_before, UTC).strftime("%H:%M:%S UTC")
                     text = f"retry backoff until {until} (in {t.not_before - now:.1f}s)"
+                elif self.budgets is not None and (hold := self.budgets.hold_reason(t)):
+                    text = hold[0]
             out.append(t.model_copy(update={"waiting": text, "stranded": stranded}))
         return out
 

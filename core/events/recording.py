@@ -1,16 +1,20 @@
-"""Recording a bus to a JSONL file (``EventRecorder``) and reading it back (``read_recording``)."""
+"""Recording a bus to a JSONL file (``EventRecorder``) and reading it back (``read_recording``);
+``ConsoleRecording`` writes what a client of the daemon received, in the format ``godel
+replay`` plays (the console's ``--record`` and ``godel run --record``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from pydantic import ValidationError
 
@@ -23,7 +27,19 @@ from core.events.bus import (
 )
 from core.events.types import EVENT_ADAPTER, EVENT_TYPES, Event, event_to_json
 
-__all__ = ["EventRecorder", "ReadStats", "parse_line", "read_recording", "tail_recording"]
+__all__ = [
+    "SNAPSHOT_TYPE",
+    "ConsoleRecording",
+    "EventRecorder",
+    "ReadStats",
+    "parse_line",
+    "read_recording",
+    "tail_recording",
+]
+
+# The first line of a client's recording: the view snapshot it started from.
+SNAPSHOT_TYPE = "console.snapshot"
+FLUSH_S = 0.5  # a ConsoleRecording writes its buffer at least this often
 
 # Output bytes in one write: a batch of 512 output chunks would otherwise be ~32 MiB of
 # JSON text and as much again encoded, at once.
@@ -170,6 +186,38 @@ class EventRecorder:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class ConsoleRecording:
+    """What a client received, written to ``path`` (owner-only): one ``console.snapshot``
+    line (the ``view.snapshot`` it started from, or resynced to), then the raw events of
+    ``events.subscribe``, one per line. ``godel replay`` plays it; ``read_recording``
+    reads its events (the snapshot line is not an event, and is skipped as unknown)."""
+
+    def __init__(self, path: str | Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._f: IO[str] = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
+        self._flushed = time.monotonic()
+
+    def snapshot(self, seq: int, snapshot: dict[str, Any]) -> None:
+        at = datetime.now(UTC).isoformat()
+        line = {"type": SNAPSHOT_TYPE, "seq": seq, "at": at, "snapshot": snapshot}
+        self._f.write(json.dumps(line) + "\n")
+        self._f.flush()
+
+    def event(self, raw: dict[str, Any]) -> None:
+        # Buffered: at hundreds of events a second a flush per event would be a syscall
+        # each on the caller's loop. At most FLUSH_S of events waits in memory, and
+        # every line is whole on disk (a crash leaves at most a torn last line, which
+        # the readers skip).
+        self._f.write(json.dumps(raw) + "\n")
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_S:
+            self._f.flush()
+            self._flushed = now
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _ends_mid_line(path: Path) -> bool:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from core.models import AgentStatus, ExecStatus, StatusSource, Swarm, Usage, utcnow
+from core.models import AgentStatus, Budget, ExecStatus, StatusSource, Swarm, Usage, utcnow
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -249,6 +249,29 @@ class ExecFinished(EventBase):
     output_dropped: int = 0
 
 
+class BudgetChanged(EventBase):
+    """A budget was set, charged, released, reset or cleared: its whole record
+    (``cleared``: it no longer exists)."""
+
+    type: Literal["budget.changed"] = "budget.changed"
+    budget: Budget
+    cleared: bool = False
+
+
+class BudgetThreshold(EventBase):
+    """A budget's settled spend crossed a threshold: ``level`` says what follows
+    ("notice" 50 %, "warning" 75 %, "hold" 90 %: no new dispatch, "exhausted" 100 %:
+    running agents stop at their next turn and waiting tasks fail)."""
+
+    type: Literal["budget.threshold"] = "budget.threshold"
+    scope: str
+    unit: str
+    level: Literal["notice", "warning", "hold", "exhausted"]
+    threshold: float
+    fraction: float
+    message: str
+
+
 class AuditAppended(EventBase):
     type: Literal["audit.appended"] = "audit.appended"
     seq_no: int
@@ -299,6 +322,8 @@ Event = Annotated[
     | SwarmAutoscaled
     | ExecStarted
     | ExecFinished
+    | BudgetChanged
+    | BudgetThreshold
     | AuditAppended
     | DaemonStarted
     | DaemonStopping

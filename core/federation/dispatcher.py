@@ -18,8 +18,14 @@ from typing import Any
 
 from core.audit import AuditDraft
 from core.clock import Clock, SystemClock
-from core.errors import AgentNotFound, AgentUnavailable, GodelError, PolicyDenied
-from core.federation.ports import AgentPool, DispatchObserver, Executor
+from core.errors import (
+    AgentNotFound,
+    AgentUnavailable,
+    BudgetExhausted,
+    GodelError,
+    PolicyDenied,
+)
+from core.federation.ports import AgentPool, DispatchGate, DispatchObserver, Executor
 from core.federation.routing.table import Routed, RoutingTable
 from core.models import ExecResult, ExecStatus, Lease, Task
 from core.store import ops
@@ -64,6 +70,7 @@ class Dispatcher:
         routing: RoutingTable,
         clock: Clock | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        gate: DispatchGate | None = None,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -73,6 +80,7 @@ class Dispatcher:
         self.routing = routing
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
+        self.gate = gate
         self.stopping = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -137,6 +145,8 @@ class Dispatcher:
             self.clock.time(),
             takers={(a.runtime, frozenset(a.skills)) for a in agents},
         )
+        if ready and self.gate is not None:
+            ready = await self.gate.admit(ready)
         if not ready:
             return 0
         candidates = self.routing.sync(pool, strategy, agents, in_flight)
@@ -186,8 +196,9 @@ class Dispatcher:
                     result = ev
         except (AgentUnavailable, AgentNotFound) as e:
             requeue = f"agent {lease.agent_id} could not take it: {e.message}"
-        except PolicyDenied as e:
-            # The input itself is refused: any attempt, on any agent, would be too.
+        except (PolicyDenied, BudgetExhausted) as e:
+            # The input itself is refused (a deny rule, or a budget exhausted): another
+            # attempt would be too, so the task fails now rather than retrying.
             refused = True
             result = ExecResult(
                 exec_id="", status=ExecStatus.FAILED, exit_code=None, reason=e.message

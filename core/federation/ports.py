@@ -63,6 +63,13 @@ class DispatchObserver(Protocol):
         ...
 
 
+class DispatchGate(Protocol):
+    async def admit(self, tasks: list[Task]) -> list[Task]:
+        """The ready tasks that may start now (budgets): the rest wait, or are failed by
+        the gate itself."""
+        ...
+
+
 class SwarmScaler(Protocol):
     def members(self, swarm: str) -> list[Agent]:
         """The swarm's live agents."""

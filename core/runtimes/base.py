@@ -7,8 +7,9 @@ process work. See ``docs/runtimes.md`` for how to add one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 
 from core.config.policy import DenyMatch
 from core.llm.catalog_types import ResolvedModel
-from core.models import Agent, AgentSpec, RuntimeEvent
+from core.models import Agent, AgentSpec, RuntimeEvent, Usage
 from core.runtimes.containment import ContainmentSlot
 
 
@@ -61,6 +62,16 @@ class AgentHandle:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+# Asked by a runtime with a model before each model call, with (agent id, exec id, usage
+# and cost of the exec so far): a reason refuses the call (a budget is exhausted), None
+# lets it go. The engine's budget service answers (core.engine.budgets).
+TurnGate = Callable[[str, str, Usage, Decimal | None], Awaitable[str | None]]
+
+
+async def no_turn_gate(agent_id: str, exec_id: str, usage: Usage, cost: Decimal | None) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class RuntimeContext:
     """What the engine gives a runtime when it creates it."""
@@ -76,6 +87,8 @@ class RuntimeContext:
     # starts processes launches them through ``containment.wrap`` (the engine chooses
     # the kind at start; core.runtimes.containment).
     containment: ContainmentSlot = field(default_factory=ContainmentSlot)
+    # Budgets: asked before each model call (``TurnGate``).
+    turn_gate: TurnGate = no_turn_gate
 
 
 @runtime_checkable

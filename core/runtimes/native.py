@@ -210,6 +210,12 @@ class NativeRuntime:
                     msg = agent.steer.pop(0)
                     agent.history.append(ChatMessage(role="user", content=msg))
                     queue.put_nowait(RuntimeNotice(exec_id=exec_id, message=f"steer: {msg}"))
+                # A budget exhausted meanwhile refuses the next billable turn; the one
+                # that ran finished.
+                refusal = await self.ctx.turn_gate(agent.agent_id, exec_id, total, total_cost)
+                if refusal is not None:
+                    status, exit_code, reason = ExecStatus.FAILED, 1, refusal
+                    break
                 text, calls, usage, finish = await self._turn(agent, exec_id, queue)
                 total = _add(total, usage)
                 turn_cost = cost(usage, agent.model.prices)

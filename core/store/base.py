@@ -20,6 +20,8 @@ from core.audit import AuditDraft, AuditHead
 from core.models import (
     Agent,
     AuditEntry,
+    Budget,
+    BudgetPeriodRecord,
     ExecRecord,
     LogLine,
     Swarm,
@@ -165,6 +167,15 @@ class Store(Protocol):
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
         """Running leases per agent: the only source of in-flight counts."""
+        ...
+
+    # budgets
+    async def list_budgets(self) -> list[Budget]:
+        """Every budget as stored (``RollBudgets`` first for this period's figures)."""
+        ...
+
+    async def budget_history(self, limit: int = 100) -> list[BudgetPeriodRecord]:
+        """Finished periods and cleared budgets, newest first."""
         ...
 
     # audit

@@ -20,6 +20,9 @@ from core.audit import AuditDraft
 from core.models import (
     Agent,
     AgentStatus,
+    Budget,
+    BudgetPeriod,
+    BudgetUnit,
     ExecRecord,
     ExecResult,
     ExecStatus,
@@ -226,4 +229,89 @@ class RetryTask(Op[Task]):
     """Queue a failed or cancelled task again with fresh attempts."""
 
     task_id: str
+    actor: str
+
+
+# --- budgets ---------------------------------------------------------------------------
+# Amounts here are store units: micro-dollars for "usd", tokens for "tokens".
+
+
+@dataclass(frozen=True)
+class SetBudget(Op[Budget]):
+    """Create or change the budget on (scope, unit); its spend so far is kept."""
+
+    scope: str
+    unit: BudgetUnit
+    limit: int
+    period: BudgetPeriod
+    now: float
+
+
+@dataclass(frozen=True)
+class ClearBudget(Op[Budget]):
+    """Remove a budget (its spend goes to the history); returns it as it was."""
+
+    scope: str
+    unit: BudgetUnit
+    now: float
+
+
+@dataclass(frozen=True)
+class RollBudgets(Op[list[Budget]]):
+    """Start a new period for every budget whose period ended (the old one goes to the
+    history); returns every budget."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class BudgetRefusal:
+    """Why a reservation did not fit: the first budget that would overflow."""
+
+    budget: Budget
+    amount: int  # what the reservation asked of it, in store units
+
+
+@dataclass(frozen=True)
+class ReserveBudget(Op[list[Budget] | BudgetRefusal]):
+    """Hold ``usd``/``tokens`` against every budget on ``scopes``, each only if
+    ``spent + reserved + amount <= limit``: all or nothing. ``usd`` None (an unknown
+    price) reserves nothing against dollar budgets (the engine refuses that first).
+    Returns the budgets held against, or the refusal (nothing changed)."""
+
+    reservation_id: str
+    scopes: tuple[str, ...]
+    usd: int | None
+    tokens: int
+    now: float
+    exec_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SettleBudget(Op[list[Budget]]):
+    """Charge what the exec really cost, release its reservation; returns the budgets
+    changed (none if it was settled or expired already)."""
+
+    reservation_id: str
+    usd: int | None  # None: unknown cost (dollar budgets are charged the estimate)
+    tokens: int
+    now: float
+
+
+@dataclass(frozen=True)
+class ExpireReservations(Op[list[Budget]]):
+    """Release reservations older than ``before`` that were never settled (their exec
+    died with its daemon): the estimate is charged, as the spend is unknown."""
+
+    before: float
+    now: float
+
+
+@dataclass(frozen=True)
+class FailWaitingTasks(Op[list[str]]):
+    """Fail tasks that wait (queued or ready), each with its reason (a budget
+    exhausted), and their dependents; returns the ids failed."""
+
+    failures: tuple[tuple[str, str], ...]  # (task id, reason)
     actor: str

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, computed_field
 
-from core.models import AgentStatus, StatusSource, Swarm
+from core.models import AgentStatus, Budget, StatusSource, Swarm
 
 __all__ = [
     "AgentRow",
@@ -137,6 +137,8 @@ class SpendState(BaseModel):
     by_swarm: dict[str, SpendTotals] = Field(default_factory=dict)
     by_runtime: dict[str, SpendTotals] = Field(default_factory=dict)
     by_model: dict[str, SpendTotals] = Field(default_factory=dict)
+    # Budgets (``budget.changed``): limit, spent this period, reserved, when it resets.
+    budgets: list[Budget] = Field(default_factory=list)
 
 
 class ViewSnapshot(BaseModel):

@@ -15,6 +15,7 @@ from core.events import (
     AgentHealthChanged,
     AgentSpawned,
     AgentStatusChanged,
+    BudgetChanged,
     Event,
     ExecFinished,
     ExecStarted,
@@ -22,7 +23,7 @@ from core.events import (
     TaskChanged,
     TaskRouted,
 )
-from core.models import AgentStatus, StatusSource, Swarm
+from core.models import AgentStatus, Budget, StatusSource, Swarm
 from core.views.cells import AgentCell, SpendCell, TaskCell
 from core.views.rows import (
     AgentRow,
@@ -77,6 +78,7 @@ class Views:
             "runtime": {k: SpendCell.of(v) for k, v in sp.by_runtime.items()},
             "model": {k: SpendCell.of(v) for k, v in sp.by_model.items()},
         }
+        self.budgets: dict[tuple[str, str], Budget] = {(b.scope, b.unit): b for b in sp.budgets}
 
     # folding ----------------------------------------------------------------------------
 
@@ -193,6 +195,13 @@ class Views:
             self.swarms.pop(s.name, None)
             self.strategies.pop(s.name, None)
 
+    def _budget_changed(self, e: BudgetChanged) -> None:
+        key = (e.budget.scope, e.budget.unit)
+        if e.cleared:
+            self.budgets.pop(key, None)
+        else:
+            self.budgets[key] = e.budget
+
     def _task_routed(self, e: TaskRouted) -> None:
         self.decisions += 1
         if e.agent_id is None:
@@ -248,6 +257,7 @@ class Views:
             by_swarm={k: v.totals() for k, v in sorted(by["swarm"].items())},
             by_runtime={k: v.totals() for k, v in sorted(by["runtime"].items())},
             by_model={k: v.totals() for k, v in sorted(by["model"].items())},
+            budgets=[self.budgets[k] for k in sorted(self.budgets)],
         )
 
     def swarm_rows(self) -> list[SwarmRow]:
@@ -351,4 +361,5 @@ _HANDLERS: dict[type, Callable[[Views, Any], None]] = {
     TaskChanged: Views._task_changed,
     SwarmChanged: Views._swarm_changed,
     TaskRouted: Views._task_routed,
+    BudgetChanged: Views._budget_changed,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from core.models import Budget
 from core.views.rows import RouterState, SpendState, SpendTotals
 from godel_tui.model import Attention
 from godel_tui.render import tokens_text
@@ -63,7 +64,8 @@ def spend_text(state: SpendState, burn_per_min: Decimal | None) -> str:
     burn = "-" if burn_per_min is None else f"${burn_per_min:.4f}/min"
     lines = [
         f"total {_money(t)}  tokens {tokens_text(t.tokens.total)}  execs {t.execs}",
-        f"burn  {burn}   limit: none set (godel budget, issue 11)",
+        f"burn  {burn}" + ("" if state.budgets else "   limit: none set (godel budget set)"),
+        *(budget_line(b, burn_per_min) for b in state.budgets),
         "",
     ]
     for title, part in (
@@ -79,6 +81,35 @@ def spend_text(state: SpendState, burn_per_min: Decimal | None) -> str:
                 f"  {(name or '-'):<14} {_money(s):>10}  {tokens_text(s.tokens.total):>7} tok"
             )
     return "\n".join(lines)
+
+
+def budget_line(b: Budget, burn_per_min: Decimal | None) -> str:
+    """One line, e.g. "limit project $0.40/$1.00 40% (resets 11-28 00:00) ~2h left";
+    the time left is projected for dollar budgets at the current burn rate."""
+    if b.unit == "usd":
+        amounts = f"${b.spent:.2f}/${b.limit:.2f}"
+    else:
+        amounts = f"{tokens_text(int(b.spent))}/{tokens_text(int(b.limit))} tok"
+    pct = f"{b.spent / b.limit:.0%}" if b.limit > 0 else "100%"
+    line = f"limit {b.scope} {amounts} {pct}"
+    if b.reserved:
+        line += " +reserved"
+    if b.reset_at is not None:
+        line += f" (resets {b.reset_at:%m-%d %H:%M})"
+    if b.spent >= b.limit:
+        return line + " EXHAUSTED"
+    if b.unit == "usd" and burn_per_min is not None and burn_per_min > 0:
+        minutes = (b.limit - b.spent) / burn_per_min
+        line += f" ~{_duration(float(minutes))} left"
+    return line
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 60:
+        return f"{minutes:.0f}m"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f}h"
+    return f"{minutes / 1440:.0f}d"
 
 
 def attention_text(att: Attention) -> str:

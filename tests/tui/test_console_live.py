@@ -80,3 +80,28 @@ async def test_restart_from_the_console_replaces_the_agent(godel: Godel) -> None
             ),
             "the agent stopped and a new one live",
         )
+
+
+async def test_the_demo_plays_in_the_console(godel: Godel) -> None:
+    from core.paths import GodelPaths
+    from godel_tui.demo import DemoApp
+
+    app = DemoApp(GodelPaths.resolve(godel.home), n_agents=2)
+    async with app.run_test(size=(180, 40)) as pilot:
+        await until_shown(
+            pilot,
+            lambda: any("demo finished" in n.message for n in app._notifications),
+            "the demo's end",
+            within=60,
+        )
+
+        def shells() -> list[AgentStatus]:
+            return [a.status for a in app.model.views.agents.values() if a.runtime == "shell"]
+
+        # The kill it ends with reaches the console as an event, a frame later.
+        await until_shown(
+            pilot,
+            lambda: sorted(shells()) == sorted([AgentStatus.IDLE, AgentStatus.STOPPED]),
+            "one shell agent idle, the one it killed stopped",
+        )
+        assert app.result == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from core.events import (
     AgentStatusChanged,
     Anomaly,
     AuditAppended,
+    BudgetChanged,
+    BudgetThreshold,
     ConfigChanged,
     DaemonStarted,
     DaemonStopping,
@@ -44,7 +47,7 @@ from core.events import (
 from core.events.backlog import Backlog, last_run
 from core.events.recording import ReadStats
 from core.events.seq import SeqFile
-from core.models import AgentStatus, ExecStatus, StatusSource, Swarm
+from core.models import AgentStatus, Budget, ExecStatus, StatusSource, Swarm
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -127,6 +130,25 @@ SAMPLES: list[Event] = [
         reason="timeout after 1.5s",
     ),
     AuditAppended(seq_no=3, action="agent.kill", subject="a", actor="cli", result="ok"),
+    BudgetChanged(
+        budget=Budget(
+            scope="swarm:web",
+            unit="usd",
+            limit=Decimal("10"),
+            spent=Decimal("0.25"),
+            period="daily",
+            period_start=datetime(2026, 11, 27, tzinfo=UTC),
+            reset_at=datetime(2026, 11, 28, tzinfo=UTC),
+        )
+    ),
+    BudgetThreshold(
+        scope="project",
+        unit="tokens",
+        level="hold",
+        threshold=0.9,
+        fraction=0.93,
+        message="budget project: 930,000 tokens of 1,000,000 tokens spent (93%)",
+    ),
     DaemonStarted(pid=1234, version="0.1.0"),
     DaemonStopping(reason="SIGTERM"),
     ConfigChanged(digest="sha256:abc", sources=["/etc/godel.toml", "env"]),

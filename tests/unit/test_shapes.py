@@ -17,6 +17,8 @@ from core.llm.catalog import ModelInfo
 from core.models import (
     DEFAULT_STRATEGY,
     AuditEntry,
+    Budget,
+    BudgetPeriodRecord,
     ExecRecord,
     ExecResult,
     LogLine,
@@ -40,6 +42,8 @@ PAIRS: list[tuple[type[Any], type[BaseModel]]] = [
     (shapes.VerifyReport, VerifyReport),
     (shapes.TaskObject, Task),
     (shapes.ExecResultObject, ExecResult),
+    (shapes.BudgetObject, Budget),
+    (shapes.BudgetPeriodObject, BudgetPeriodRecord),
 ]
 
 

@@ -42,6 +42,8 @@ from core.errors import StoreError
 from core.models import (
     Agent,
     AuditEntry,
+    Budget,
+    BudgetPeriodRecord,
     ExecRecord,
     LogLine,
     Swarm,
@@ -50,7 +52,7 @@ from core.models import (
 )
 from core.store import ops
 from core.store.base import Changes, Committed, OnCommit, Taker
-from core.store.sqlite import agents, backup, changes, swarms, tasks, views
+from core.store.sqlite import agents, backup, budgets, changes, swarms, tasks, views
 from core.store.sqlite.anchor import anchor_path, read_anchor, write_anchor
 from core.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
@@ -83,6 +85,11 @@ _INLINE = {
     ops.CompleteTask,
     ops.CancelTask,
     ops.RetryTask,
+    ops.SetBudget,
+    ops.ClearBudget,
+    ops.RollBudgets,
+    ops.ReserveBudget,
+    ops.SettleBudget,
 }
 
 
@@ -128,6 +135,13 @@ HANDLERS: dict[type[ops.Op[Any]], Handler] = {
     ops.CancelTask: tasks.cancel_task,
     ops.CancelSwarmTasks: tasks.cancel_swarm_tasks,
     ops.RetryTask: tasks.retry_task,
+    ops.FailWaitingTasks: tasks.fail_waiting_tasks,
+    ops.SetBudget: budgets.set_budget,
+    ops.ClearBudget: budgets.clear_budget,
+    ops.RollBudgets: budgets.roll_budgets,
+    ops.ReserveBudget: budgets.reserve_budget,
+    ops.SettleBudget: budgets.settle_budget,
+    ops.ExpireReservations: budgets.expire_reservations,
 }
 
 
@@ -528,6 +542,14 @@ class SqliteStore:
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
         return await self._read(tasks.in_flight, agent_ids)
+
+    # reads: budgets -------------------------------------------------------------------
+
+    async def list_budgets(self) -> list[Budget]:
+        return await self._read(budgets.list_budgets)
+
+    async def budget_history(self, limit: int = 100) -> list[BudgetPeriodRecord]:
+        return await self._read(budgets.budget_history, limit)
 
     # reads: audit -----------------------------------------------------------------------
 

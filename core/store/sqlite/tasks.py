@@ -404,6 +404,31 @@ def cancel_swarm_tasks(tx: Tx, op: ops.CancelSwarmTasks) -> list[tuple[str, str 
     return out
 
 
+def fail_waiting_tasks(tx: Tx, op: ops.FailWaitingTasks) -> list[str]:
+    now_iso = utcnow().isoformat()
+    failed = []
+    for task_id, reason in op.failures:
+        cur = tx.run(
+            "UPDATE tasks SET status = 'failed', error = ?, updated_at = ?, finished_at = ? "
+            "WHERE id = ? AND status IN ('queued', 'ready')",
+            (reason, now_iso, now_iso, task_id),
+        )
+        if cur.rowcount == 0:
+            continue  # claimed or cancelled meanwhile
+        tx.audit(
+            AuditDraft(
+                actor=op.actor,
+                action="task.finish",
+                subject=task_id,
+                result="failed",
+                payload={"reason": reason},
+            )
+        )
+        _fail_dependents(tx, task_id, op.actor)
+        failed.append(task_id)
+    return failed
+
+
 def retry_task(tx: Tx, op: ops.RetryTask) -> Task:
     row = tx.one("SELECT status FROM tasks WHERE id = ?", (op.task_id,))
     if row is None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from core.models import AgentStatus, StatusSource, Usage
 from core.store.queue_rules import PRIORITIES
-from core.store.sqlite import rows
+from core.store.sqlite import budgets, rows
 from core.views import ACTIVE_TASK_STATUSES, RECENT_TASKS, Views, ViewSnapshot
 from core.views.cells import AgentCell, SpendCell, TaskCell
 
@@ -102,6 +102,9 @@ def view_snapshot(conn: sqlite3.Connection) -> ViewSnapshot:
         )
     ]
     views.tasks_recent.extend(reversed(recent))
+    for r in conn.execute("SELECT * FROM budgets"):
+        b = budgets.budget(r)
+        views.budgets[(b.scope, b.unit)] = b
     for r in conn.execute("SELECT * FROM swarms WHERE status = 'active' ORDER BY created_at, name"):
         swarm = rows.swarm(r)
         views.swarms[swarm.name] = swarm
