@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "backup": ("core.cli.store_cmds", "backup"),
     "restore": ("core.cli.store_cmds", "restore"),
     "run": ("core.cli.run_cmds", "run_plan"),
+    "do": ("core.cli.do_cmds", "do"),
     # The console lives in godel_tui (core never imports it; this is a name, not an import).
     "tui": ("godel_tui.cli", "tui"),
     "replay": ("godel_tui.cli", "replay"),

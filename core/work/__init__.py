@@ -1,5 +1,6 @@
 """The machinery under ``godel do``: task worktrees, gates, overlap detection and merging.
 
 Everything here runs git and shell commands as asyncio subprocesses, so it never blocks
-the event loop. It knows nothing of agents or the store: ``godel do`` (later) drives it.
+the event loop. It knows nothing of agents or the store: ``godel do``
+(``core/cli/do_run.py``) drives it.
 """

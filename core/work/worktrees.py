@@ -213,7 +213,7 @@ class TaskWorktrees:
                     exit_code=result.exit_code,
                 )
 
-    async def commit(self, wt: Worktree, message: str) -> str | None:
+    async def commit_changes(self, wt: Worktree, message: str) -> str | None:
         """Commit everything the task changed (not the copied files); the new tip, or None."""
         excludes = [f":(exclude,literal){name}" for name in wt.copied]
         await git(wt.path, "add", "--all", "--", ".", *excludes)

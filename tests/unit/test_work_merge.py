@@ -47,7 +47,7 @@ async def task_edit(wts: TaskWorktrees, task: str, files: dict[str, str]) -> Bra
     wt = await wts.create(task)
     for name, text in files.items():
         (wt.path / name).write_text(text)
-    await wts.commit(wt, f"godel: task {task}")
+    await wts.commit_changes(wt, f"godel: task {task}")
     return await wts.change(wt)
 
 
@@ -81,14 +81,14 @@ async def test_setup_copies_files_runs_a_command_and_copies_are_never_committed(
     assert (wt.path / "setup.log").read_text() == "set up\n"
     assert wt.copied == [".env"] and wt.missing == ["absent.cfg"]
     (wt.path / "new.txt").write_text("work\n")
-    head = await wts.commit(wt, "godel: task t1")
+    head = await wts.commit_changes(wt, "godel: task t1")
     assert head is not None
     change = await wts.change(wt)
     assert change.files == ["new.txt"] and change.head == head
     message = await git(repo, "log", "-1", "--format=%s", wt.branch)
     assert message.stdout.strip() == "godel: task t1"
     # Nothing more to commit: no new commit.
-    assert await wts.commit(wt, "again") is None
+    assert await wts.commit_changes(wt, "again") is None
 
 
 async def test_a_failing_setup_command_removes_the_worktree(repo: Path) -> None:
@@ -227,7 +227,7 @@ async def test_fast_reverts_everything_when_the_combined_gate_fails(repo: Path) 
 async def test_a_task_without_changes_is_reported_not_merged(repo: Path) -> None:
     wts = await open_run(repo)
     wt: Worktree = await wts.create("idle")
-    assert await wts.commit(wt, "nothing") is None
+    assert await wts.commit_changes(wt, "nothing") is None
     change = await wts.change(wt)
     report = await merge_changes(wts, [change], "careful", None)
     assert report.tasks[0].reason == "no changes against the base: nothing to merge"
