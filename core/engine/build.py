@@ -19,6 +19,7 @@ from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.facade import Engine, Services
 from core.engine.health import HealthService
+from core.engine.pauses import ProviderPauses
 from core.engine.queries import QueryService
 from core.engine.reads import ReadService
 from core.engine.settings import ConfigService
@@ -32,7 +33,13 @@ from core.federation.routing import RoutingTable
 from core.llm.catalog import ModelCatalog, ScriptedUrl
 from core.models import Usage
 from core.paths import GodelPaths
-from core.runtimes.base import RuntimeContext, TurnGate, no_turn_gate
+from core.runtimes.base import (
+    RuntimeContext,
+    TurnGate,
+    UsageLimitHook,
+    no_turn_gate,
+    no_usage_limit_hook,
+)
 from core.runtimes.containment import ContainmentSlot
 from core.runtimes.registry import RuntimeRegistry, known_runtime_names
 from core.store.base import Store
@@ -75,6 +82,7 @@ def build_registry(
     containment: ContainmentSlot | None = None,
     deny: Callable[[str], DenyMatch | None] | None = None,
     turn_gate: TurnGate = no_turn_gate,
+    usage_limit: UsageLimitHook = no_usage_limit_hook,
 ) -> RuntimeRegistry:
     """The runtimes, built with their options; ``deny`` is the ``[policy]`` check in
     force (default: ``loaded``'s)."""
@@ -90,6 +98,7 @@ def build_registry(
             containment=slot,
             deny=check,
             turn_gate=turn_gate,
+            usage_limit=usage_limit,
         )
     )
 
@@ -123,6 +132,7 @@ def build_engine(
         on_close.append(lazy.close)
     ctx: EngineContext | None = None
     budgets: BudgetService | None = None
+    pauses: ProviderPauses | None = None
 
     def deny(command: str) -> DenyMatch | None:
         # Asked at each command, of the config in force: a reload replaces ctx.loaded.
@@ -136,12 +146,19 @@ def build_engine(
             return None
         return await budgets.turn_gate(agent_id, exec_id, usage, cost)
 
+    async def usage_limit(
+        agent_id: str, exec_id: str, provider: str, retry_after: float, message: str
+    ) -> None:
+        if pauses is not None:
+            await pauses.hit(agent_id, exec_id, provider, retry_after, message)
+
     ctx = EngineContext(
         paths=paths,
         store=store,
         journal=Journal(store, bus),
         bus=bus,
-        registry=registry or build_registry(paths, loaded, containment, deny, turn_gate),
+        registry=registry
+        or build_registry(paths, loaded, containment, deny, turn_gate, usage_limit),
         containment=containment,
         clock=clock or SystemClock(),
         loaded=loaded,
@@ -155,6 +172,8 @@ def build_engine(
     execs.on_held = health.mark_held
     budgets = BudgetService(ctx)
     execs.budgets = budgets
+    pauses = ProviderPauses(ctx)
+    ctx.on_close.append(pauses.stop)
     agents = AgentService(ctx, health, execs)
     settings = ctx.config.health
     routing = RoutingTable(
@@ -162,6 +181,7 @@ def build_engine(
     )
     tasks = TaskService(ctx, execs, health, routing)
     tasks.budgets = budgets
+    tasks.pauses = pauses
     swarms = SwarmService(ctx, agents, execs, routing)
     dispatcher = Dispatcher(
         store=store,
@@ -173,6 +193,7 @@ def build_engine(
         clock=ctx.clock,
         lease_s=ctx.config.queue.lease_s,
         gate=budgets,
+        pauses=pauses,
     )
     autoscaler = Autoscaler(
         store=store,

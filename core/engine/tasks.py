@@ -20,6 +20,7 @@ from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.health import HealthService
+from core.engine.pauses import ProviderPauses
 from core.errors import InvalidInput, TaskNotFound, UnknownRuntime
 from core.events import QueuePressure, TaskFinished, TaskRouted
 from core.federation.anomaly import AnomalyDetector
@@ -45,6 +46,8 @@ class TaskService:
         self.anomalies = AnomalyDetector()
         # Set by build: a budget at 90 % holds a task (``waiting`` says so).
         self.budgets: BudgetService | None = None
+        # Set by build: a provider paused by its usage limit holds its agents' tasks.
+        self.pauses: ProviderPauses | None = None
 
     async def submit(self, specs: list[TaskSpec], actor: str) -> list[Task]:
         """Queue ``specs``; the tasks come back with ``waiting`` and ``stranded`` set."""
@@ -145,6 +148,10 @@ class TaskService:
                     text = f"retry backoff until {until} (in {t.not_before - now:.1f}s)"
                 elif self.budgets is not None and (hold := self.budgets.hold_reason(t)):
                     text = hold[0]
+                elif self.pauses is not None and (
+                    paused := self.pauses.waiting(_takers(t, members[t.swarm]))
+                ):
+                    text = paused
             out.append(t.model_copy(update={"waiting": text, "stranded": stranded}))
         return out
 
@@ -332,3 +339,13 @@ def _runtime_counts(agents: list[Agent]) -> str:
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _takers(task: Task, members: list[Agent]) -> list[Agent]:
+    """The agents of the pool that could take ``task`` (its runtime and skills)."""
+    need = set(task.skills)
+    return [
+        a
+        for a in members
+        if (task.runtime is None or a.runtime == task.runtime) and need <= set(a.skills)
+    ]

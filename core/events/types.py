@@ -272,6 +272,24 @@ class BudgetThreshold(EventBase):
     message: str
 
 
+class ProviderPaused(EventBase):
+    """A provider's usage limit was hit: no task starts on its agents until ``until``,
+    when it resumes by itself (``provider.resumed``)."""
+
+    type: Literal["provider.paused"] = "provider.paused"
+    provider: str
+    until: datetime
+    retry_after_s: float
+    message: str
+
+
+class ProviderResumed(EventBase):
+    """A provider paused by its usage limit reached its reset: dispatch goes on."""
+
+    type: Literal["provider.resumed"] = "provider.resumed"
+    provider: str
+
+
 class AuditAppended(EventBase):
     type: Literal["audit.appended"] = "audit.appended"
     seq_no: int
@@ -324,6 +342,8 @@ Event = Annotated[
     | ExecFinished
     | BudgetChanged
     | BudgetThreshold
+    | ProviderPaused
+    | ProviderResumed
     | AuditAppended
     | DaemonStarted
     | DaemonStopping

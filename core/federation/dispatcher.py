@@ -25,7 +25,7 @@ from core.errors import (
     GodelError,
     PolicyDenied,
 )
-from core.federation.ports import AgentPool, DispatchGate, DispatchObserver, Executor
+from core.federation.ports import AgentPool, DispatchGate, DispatchObserver, Executor, PauseBoard
 from core.federation.routing.table import Routed, RoutingTable
 from core.models import ExecResult, ExecStatus, Lease, Task
 from core.store import ops
@@ -71,6 +71,7 @@ class Dispatcher:
         clock: Clock | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         gate: DispatchGate | None = None,
+        pauses: PauseBoard | None = None,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -81,6 +82,7 @@ class Dispatcher:
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
         self.gate = gate
+        self.pauses = pauses
         self.stopping = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -133,6 +135,8 @@ class Dispatcher:
 
     async def _dispatch_pool(self, pool: str | None, strategy: str | None) -> int:
         agents = self.agents.workers(pool)
+        if self.pauses is not None:  # an agent on a paused provider takes nothing
+            agents = [a for a in agents if self.pauses.paused(a) is None]
         if not agents:
             return 0
         in_flight = await self.store.in_flight([a.id for a in agents])
@@ -217,6 +221,9 @@ class Dispatcher:
                 and not self.agents.is_live(lease.agent_id)
             ):
                 requeue = f"agent {lease.agent_id} ended mid-task ({result.reason})"
+            elif result is not None and self.pauses is not None:
+                # A provider's usage limit is not the task's failure nor the agent's.
+                requeue = self.pauses.cut(result.exec_id) or requeue
             if requeue:
                 await self.journal.commit(
                     ops.RequeueAgent(lease.agent_id, requeue, actor="dispatcher")

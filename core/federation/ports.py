@@ -70,6 +70,19 @@ class DispatchGate(Protocol):
         ...
 
 
+class PauseBoard(Protocol):
+    """Providers paused by their usage limit (core.engine.pauses)."""
+
+    def paused(self, agent: Agent) -> str | None:
+        """Why ``agent`` may take no task now, or None."""
+        ...
+
+    def cut(self, exec_id: str) -> str | None:
+        """Why a usage limit ended this exec (its task is requeued, the attempt not
+        counted), or None."""
+        ...
+
+
 class SwarmScaler(Protocol):
     def members(self, swarm: str) -> list[Agent]:
         """The swarm's live agents."""

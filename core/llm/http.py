@@ -26,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core.llm.types import LLMError, LLMEvent
+from core.llm.types import LLMError, LLMEvent, UsageLimited
 
 log = logging.getLogger("godel.llm")
 
@@ -51,6 +51,9 @@ class RetrySettings:
     backoff_base_s: float = 0.5  # first backoff; doubles per attempt, plus up to this jitter
     backoff_max_s: float = 8.0
     retry_after_max_s: float = 60.0  # a server's Retry-After is honoured up to this
+    # A 429 asking for longer than this is the provider's usage limit: not retried here
+    # (``UsageLimited``; the engine pauses the provider until the reset).
+    usage_limit_after_s: float = 60.0
 
 
 class _Retryable(Exception):
@@ -195,10 +198,22 @@ class StreamingEndpoint:
             await response.aclose()
         status = response.status_code
         message = error_message(raw)
-        if status in RETRYABLE_STATUSES:
-            raise _Retryable(
-                status, f"HTTP {status}: {message}", parse_retry_after(response.headers)
+        retry_after = parse_retry_after(response.headers)
+        if (
+            status == 429
+            and retry_after is not None
+            and retry_after > self.retry.usage_limit_after_s
+        ):
+            # A usage limit, not a hiccup: waiting here would hold the agent for minutes.
+            raise UsageLimited(
+                f"{self._where()}: HTTP 429: {message} (retry after {retry_after:.0f}s)",
+                retry_after=retry_after,
+                status=status,
+                url=self.url,
+                api=self.api,
             )
+        if status in RETRYABLE_STATUSES:
+            raise _Retryable(status, f"HTTP {status}: {message}", retry_after)
         raise LLMError(
             f"{self._where()}: HTTP {status}: {message}",
             status=status,

@@ -74,6 +74,15 @@ class LLMError(GodelError):
     kind = "llm_error"
 
 
+class UsageLimited(LLMError):
+    """The provider's usage limit: an HTTP 429 whose Retry-After is longer than the client
+    waits in place. Not retried: the caller pauses work on that provider until then."""
+
+    def __init__(self, message: str, *, retry_after: float, **data: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **data)
+        self.retry_after = retry_after
+
+
 class ChatRequest(BaseModel):
     model: str  # the upstream model id
     system: str = ""

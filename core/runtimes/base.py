@@ -72,6 +72,18 @@ async def no_turn_gate(agent_id: str, exec_id: str, usage: Usage, cost: Decimal 
     return None
 
 
+# Told by a runtime with a model when its provider's usage limit ended an exec, with
+# (agent id, exec id, provider, seconds until the limit resets, the provider's message):
+# the engine pauses that provider's agents until then (core.engine.pauses).
+UsageLimitHook = Callable[[str, str, str, float, str], Awaitable[None]]
+
+
+async def no_usage_limit_hook(
+    agent_id: str, exec_id: str, provider: str, retry_after: float, message: str
+) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class RuntimeContext:
     """What the engine gives a runtime when it creates it."""
@@ -89,6 +101,8 @@ class RuntimeContext:
     containment: ContainmentSlot = field(default_factory=ContainmentSlot)
     # Budgets: asked before each model call (``TurnGate``).
     turn_gate: TurnGate = no_turn_gate
+    # Provider pauses: told when a usage limit ended an exec (``UsageLimitHook``).
+    usage_limit: UsageLimitHook = no_usage_limit_hook
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from core.llm.types import (
     TextDelta,
     ToolCall,
     ToolCallDone,
+    UsageLimited,
     UsageReport,
 )
 from core.models import (
@@ -253,6 +254,12 @@ class NativeRuntime:
                 status, exit_code, reason = ExecStatus.INTERRUPTED, None, "the agent was killed"
             await kill_tools(agent.tool_procs)
             _close_dangling_calls(agent.history)
+        except UsageLimited as e:
+            # Not the task's failure: the engine pauses the provider and requeues the task.
+            status, exit_code, reason = ExecStatus.FAILED, 1, f"usage limit: {e.message}"
+            await self.ctx.usage_limit(
+                agent.agent_id, exec_id, agent.model.provider, e.retry_after, e.message
+            )
         except GodelError as e:
             status, exit_code, reason = ExecStatus.FAILED, 1, e.message
         queue.put_nowait(

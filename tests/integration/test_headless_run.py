@@ -1,11 +1,12 @@
 """``godel run PLAN.toml`` through the real CLI: against a daemon and embedded, its exit
-codes (0, 1, 2, 130), its JSON lines, its recording played back by the console's
+codes (0, 1, 2, 3, 130), its JSON lines, its recording played back by the console's
 replay index, and Ctrl-C cancelling the run's unfinished tasks."""
 
 from __future__ import annotations
 
 import json
 import signal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,51 @@ def test_ctrl_c_cancels_the_unfinished_tasks_and_exits_130(godel: Godel) -> None
     for task_id in ids.values():
         got = json.loads(godel.run("task", "get", task_id, "--json", check=True).stdout)
         assert got["status"] == "cancelled"
+
+
+# A model on the scripted server at $100 per million tokens: an exec's estimate (10,000
+# tokens) is $1.00, and a 24,000-character prompt costs more than that in its first turn.
+PRICEY = """
+[models.pricey]
+provider = "scripted"
+id = "scripted"
+input_per_mtok = "100"
+output_per_mtok = "100"
+"""
+ESTIMATE_USD = Decimal("1.00")
+
+
+def test_a_budget_spent_mid_run_exits_3(godel: Godel) -> None:
+    (godel.cwd / ".godel").mkdir()
+    (godel.cwd / ".godel" / "config.toml").write_text(PRICEY)
+    big = "x" * 24_000
+    plan = write(
+        godel,
+        "costly.toml",
+        '[[swarm]]\nname = "coders"\nruntime = "native"\nmodel = "pricey"\ncount = 1\n'
+        f'[[task]]\nname = "big"\ninput = "run: echo {big}"\nmax_attempts = 1\n'
+        'priority = "critical"\n'  # taken first by the swarm's one agent
+        '[[task]]\nname = "next"\ninput = "hello"\ndepends_on = ["big"]\n'
+        '[[task]]\nname = "other"\ninput = "hello"\npriority = "low"\n',
+    )
+    # $1.00: exactly one estimate fits, and big's first turn spends past it.
+    r = godel.run("run", str(plan), "--json", "--budget", "1.00", timeout=120)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    summary = lines(r.stdout)[-1]
+    assert summary["outcome"] == "budget_exhausted" and summary["exit_code"] == 3
+    assert final(lines(r.stdout)) == {"big": "failed", "next": "failed", "other": "failed"}
+    by_task = {t["task"]: t["error"] for t in summary["tasks"]}
+    # big was stopped at its second model call; other, waiting in the exhausted scope,
+    # failed without starting; next with its dependency.
+    assert "budget exhausted: project at $" in by_task["big"], by_task
+    assert "(including this exec so far)" in by_task["big"]
+    assert by_task["other"].startswith("budget exhausted: budget project: $"), by_task
+    assert by_task["next"].startswith("dependency "), by_task
+    started = {o["task"] for o in lines(r.stdout) if o["event"] == "task.started"}
+    assert started == {"big"}
+
+    (budget,) = json.loads(godel.run("budget", "show", "--json", check=True).stdout)
+    spent, limit = Decimal(budget["spent"]), Decimal(budget["limit"])
+    assert budget["scope"] == "project" and Decimal(budget["reserved"]) == 0
+    assert spent >= limit  # the budget really was used up...
+    assert spent - limit <= ESTIMATE_USD  # ...and overspent by less than one reservation

@@ -25,6 +25,7 @@ from core.llm.types import (
     ToolCall,
     ToolCallDone,
     ToolSpec,
+    UsageLimited,
     UsageReport,
 )
 
@@ -212,6 +213,20 @@ async def test_retry_after_is_honoured_and_capped(make_server: Any) -> None:
     await client.aclose()
     assert text_of(events) == "ok"
     assert 0.25 <= elapsed < 10  # 0.1 s as asked + 30 s capped to 0.15 s (not 30 s)
+
+
+async def test_a_long_retry_after_on_429_is_a_usage_limit(make_server: Any) -> None:
+    """Not retried (the agent is not held for minutes): ``UsageLimited`` says when."""
+    server = make_server(
+        Rule(reply=Reply(error=ErrorReply(status=429, message="quota", retry_after=120))),
+    )
+    client = make_client("openai", server)
+    with pytest.raises(UsageLimited) as e:
+        await collect(client, request("x"))
+    await client.aclose()
+    assert e.value.retry_after == 120 and e.value.data["status"] == 429
+    assert e.value.message.endswith("HTTP 429: quota (retry after 120s)")
+    assert len(server.requests) == 1
 
 
 async def test_connection_errors_are_retried() -> None:
