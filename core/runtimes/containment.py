@@ -49,7 +49,9 @@ ContainmentMode = Literal["auto", "cgroup", "scan"]
 # The variable that tags an agent's processes (every kind sets it; the scan reads it).
 BOX_VAR = "GODEL_BOX"
 
-_WRAPPER = 'echo $$ > "$1" && shift && exec "$@"'
+# The box is made again if it is gone (another home's daemon prunes empty boxes it
+# finds no process in: see _prune_empty), then the process joins it and becomes argv.
+_WRAPPER = 'mkdir -p "${1%/*}" 2>/dev/null; echo $$ > "$1" && shift && exec "$@"'
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _BACKOFF_START_S = 0.005
 _BACKOFF_MAX_S = 0.1
@@ -219,11 +221,42 @@ class _CgroupBase:
     async def sweep(self) -> int:
         boxes = await asyncio.to_thread(_boxes, self.root)
         counts = await asyncio.gather(*(self._end_box(b, 0.5) for b in boxes))
+        # Homes that are gone (a test's, a deleted one) leave their daemons' empty
+        # cgroups behind when those daemons were killed: remove the empty ones.
+        await asyncio.to_thread(_prune_empty, self.root)
         return sum(counts)
 
     async def close(self) -> None:
         await self.sweep()
         await asyncio.to_thread(_remove, self.root)
+
+
+def _prune_empty(root: Path) -> int:
+    """Remove the other ``godel-UID-*`` roots' boxes that hold no process, and the roots
+    left empty; return how many directories went. A cgroup with a process in it, or
+    with children, cannot be removed (EBUSY), so a live daemon's busy boxes stay; an
+    idle box removed here is made again by the wrapper when it next starts a process."""
+    removed = 0
+    prefix = root.name.rsplit("-", 1)[0] + "-"  # godel-UID-
+    try:
+        siblings = [p for p in root.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return 0
+    for other in siblings:
+        if other == root or not other.is_dir():
+            continue
+        for box in _boxes(other):
+            try:
+                box.rmdir()
+                removed += 1
+            except OSError:
+                pass
+        try:
+            other.rmdir()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _boxes(root: Path) -> list[Path]:

@@ -210,3 +210,38 @@ async def test_a_native_agents_commands_end_with_the_agent(engine: Engine) -> No
         await all_gone(pids)
     finally:
         cleanup(pids)
+
+
+async def test_a_start_prunes_empty_boxes_that_gone_homes_left(tmp_path: Path) -> None:
+    import asyncio
+
+    found = [c for c in _candidates(home_tag(tmp_path)) if isinstance(c, CgroupV2)]
+    if not found or await _works(found[0].root) is not None:
+        pytest.skip("no usable cgroup v2 here")
+    ours = found[0]
+    # What a killed daemon of a deleted home left: an empty box, and a busy one.
+    stale = CgroupV2(ours.root.parent / f"{ours.root.name.rsplit('-', 1)[0]}-gonehome01", "x")
+    argv, env = stale.wrap("busy", ["sleep", "300"], {"PATH": os.environ["PATH"]})
+    busy = await asyncio.create_subprocess_exec(*argv, env=env)
+    stale.wrap("idle", [], {})
+    try:
+        await until_in_box(stale.root / "busy", busy.pid)
+        await ours.sweep()
+        assert not (stale.root / "idle").exists()  # empty: gone
+        assert (stale.root / "busy").exists()  # a process in it: kept
+        # A box pruned while idle is made again when its agent next starts a process.
+        argv, env = stale.wrap("idle", ["true"], {"PATH": os.environ["PATH"]})
+        (stale.root / "idle").rmdir()
+        proc = await asyncio.create_subprocess_exec(*argv, env=env)
+        assert await proc.wait() == 0
+    finally:
+        busy.kill()
+        await busy.wait()
+        await stale.close()
+        await ours.close()
+    assert not stale.root.exists()
+
+
+async def until_in_box(box: Path, pid: int) -> None:
+    # The wrapper joins the box right after the fork; no event says when: polled.
+    await until(lambda: str(pid) in (box / "cgroup.procs").read_text().split(), "in its box")
