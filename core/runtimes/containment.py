@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,15 @@ BOX_VAR = "GODEL_BOX"
 
 # The box is made again if it is gone (another home's daemon prunes empty boxes it
 # finds no process in: see _prune_empty), then the process joins it and becomes argv.
-_WRAPPER = 'mkdir -p "${1%/*}" 2>/dev/null; echo $$ > "$1" && shift && exec "$@"'
+# Joining is retried (the box made again each time) until it holds: once a process is
+# in a cgroup, the cgroup can no longer be removed under it.
+_WRAPPER = (
+    'i=0; until echo $$ > "$1" 2>/dev/null; do'
+    ' i=$((i+1)); if [ $i -gt 50 ]; then echo "cannot join $1" >&2; exit 126; fi;'
+    ' mkdir -p "${1%/*}" 2>/dev/null; done; shift; exec "$@"'
+)
+# A box younger than this is never pruned: it may be about to get its first process.
+_PRUNE_AFTER_S = 60.0
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _BACKOFF_START_S = 0.005
 _BACKOFF_MAX_S = 0.1
@@ -242,18 +251,22 @@ def _prune_empty(root: Path) -> int:
         siblings = [p for p in root.parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
         return 0
+    now = time.time()
     for other in siblings:
         if other == root or not other.is_dir():
             continue
         for box in _boxes(other):
             try:
+                if now - box.stat().st_mtime < _PRUNE_AFTER_S:
+                    continue
                 box.rmdir()
                 removed += 1
             except OSError:
                 pass
         try:
-            other.rmdir()
-            removed += 1
+            if now - other.stat().st_mtime >= _PRUNE_AFTER_S:
+                other.rmdir()
+                removed += 1
         except OSError:
             pass
     return removed
