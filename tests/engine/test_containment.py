@@ -220,15 +220,16 @@ async def test_a_start_prunes_empty_boxes_that_gone_homes_left(
     from core.runtimes import containment
 
     # Boxes younger than a minute are left alone (they may be getting their first
-    # process); these are made just now.
-    monkeypatch.setattr(containment, "_PRUNE_AFTER_S", 0.0)
+    # process); these are made just now (and cgroupfs times are coarse: below zero).
+    monkeypatch.setattr(containment, "_PRUNE_AFTER_S", -60.0)
 
     found = [c for c in _candidates(home_tag(tmp_path)) if isinstance(c, CgroupV2)]
     if not found or await _works(found[0].root) is not None:
         pytest.skip("no usable cgroup v2 here")
     ours = found[0]
     # What a killed daemon of a deleted home left: an empty box, and a busy one.
-    stale = CgroupV2(ours.root.parent / f"{ours.root.name.rsplit('-', 1)[0]}-gonehome01", "x")
+    uid_prefix = ours.root.name.rsplit("-", 1)[0]
+    stale = CgroupV2(ours.root.parent / f"{uid_prefix}-{home_tag(tmp_path / 'gone')}", "x")
     argv, env = stale.wrap("busy", ["sleep", "300"], {"PATH": os.environ["PATH"]})
     busy = await asyncio.create_subprocess_exec(*argv, env=env)
     stale.wrap("idle", [], {})

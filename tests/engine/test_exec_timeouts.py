@@ -10,7 +10,7 @@ import pytest
 
 from core.engine import Engine
 from core.errors import AgentUnavailable
-from core.events import AgentStatusChanged, ExecFinished
+from core.events import AgentStatusChanged, ExecFinished, Subscription
 from core.models import AgentSpec, AgentStatus, ExecResult, ExecStatus, StatusSource
 from core.runtimes import shell
 from core.runtimes.base import HealthState
@@ -26,6 +26,25 @@ async def run_exec(engine: Engine, agent_id: str, command: str, timeout: float) 
             result = ev
     assert result is not None
     return result
+
+
+async def one_story(
+    engine: Engine, sub: Subscription, agent_id: str, result: ExecResult, why: str
+) -> None:
+    """The agent turned unhealthy with the exec's reason, and the exec's end (committed
+    with the agent's status, in one transaction) and the store say the same."""
+    marked = await next_event(
+        sub, Match(AgentStatusChanged, agent_id=agent_id, status=lambda s: s != AgentStatus.BUSY)
+    )
+    assert marked.status is AgentStatus.UNHEALTHY
+    assert marked.source is StatusSource.RUNTIME_EVENT
+    assert marked.reason == (
+        f"exec {result.exec_id} timed out and its command could not be ended: {why}"
+    )
+    finished = await next_event(sub, Match(ExecFinished, exec_id=result.exec_id))
+    assert finished.status is ExecStatus.TIMED_OUT and finished.reason == result.reason
+    stored = await engine.get_agent(agent_id)
+    assert (stored.status, stored.status_reason) == (AgentStatus.UNHEALTHY, marked.reason)
 
 
 async def test_a_frozen_command_is_killed_and_the_agent_is_idle_again(engine: Engine) -> None:
@@ -63,20 +82,7 @@ async def test_a_frozen_shell_leaves_the_agent_unhealthy_until_it_resumes(
     why = "its command could not be ended: the shell process is stopped (frozen)"
     assert result.status is ExecStatus.TIMED_OUT
     assert why in result.reason and "busy" not in result.reason
-    marked = await next_event(
-        sub, Match(AgentStatusChanged, agent_id=agent.id, status=lambda s: s != AgentStatus.BUSY)
-    )
-    assert marked.status is AgentStatus.UNHEALTHY
-    assert marked.source is StatusSource.RUNTIME_EVENT
-    assert marked.reason == (
-        f"exec {result.exec_id} timed out and its command could not be ended: "
-        "the shell process is stopped (frozen)"
-    )
-    # The exec's end commits with the agent's status: one story, in one transaction.
-    finished = await next_event(sub, Match(ExecFinished, exec_id=result.exec_id))
-    assert finished.status is ExecStatus.TIMED_OUT and finished.reason == result.reason
-    stored = await engine.get_agent(agent.id)
-    assert (stored.status, stored.status_reason) == (AgentStatus.UNHEALTHY, marked.reason)
+    await one_story(engine, sub, agent.id, result, "the shell process is stopped (frozen)")
     assert engine.s.health.workers(None) == []
     with pytest.raises(AgentUnavailable, match=r"it is unhealthy: exec \S+ timed out"):
         await run_exec(engine, agent.id, "echo no", 10)
@@ -115,19 +121,7 @@ async def test_a_frozen_pi_leaves_the_agent_unhealthy_with_the_execs_reason(
     assert result.status is ExecStatus.TIMED_OUT
     assert result.reason.startswith(f"timed out after 3s; {why}; the agent is unhealthy")
     assert "busy" not in result.reason
-    marked = await next_event(
-        sub, Match(AgentStatusChanged, agent_id=agent.id, status=lambda s: s != AgentStatus.BUSY)
-    )
-    assert marked.status is AgentStatus.UNHEALTHY
-    assert marked.source is StatusSource.RUNTIME_EVENT
-    assert marked.reason == (
-        f"exec {result.exec_id} timed out and its command could not be ended: "
-        "the pi process is stopped (frozen)"
-    )
-    finished = await next_event(sub, Match(ExecFinished, exec_id=result.exec_id))
-    assert finished.status is ExecStatus.TIMED_OUT and finished.reason == result.reason
-    stored = await engine.get_agent(agent.id)
-    assert (stored.status, stored.status_reason) == (AgentStatus.UNHEALTHY, marked.reason)
+    await one_story(engine, sub, agent.id, result, "the pi process is stopped (frozen)")
     health = await engine.health(agent.id)
     assert health.state is HealthState.UNHEALTHY
     assert health.detail == "the pi process is stopped (frozen)"
