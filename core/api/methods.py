@@ -15,7 +15,9 @@ from core import __version__
 from core.api.jsonrpc import JSON, CallContext, Emit, NoParams, RpcMethods
 from core.api.read_methods import REF_MAX, register_read_methods
 from core.engine import Engine
+from core.engine.doruns import DoRequest
 from core.errors import StoreError
+from core.events import Event
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
@@ -164,6 +166,13 @@ class BudgetClearParams(_Params):
     tokens: bool = False
 
 
+class DoRunParams(DoRequest, _CallerKeys):
+    """``do.run``: a ``godel do`` plan to run (``core.engine.doruns.DoRequest``)."""
+
+    def request(self) -> DoRequest:
+        return DoRequest.model_validate(self.model_dump(exclude={"api_keys"}))
+
+
 class BudgetHistoryParams(_Params):
     limit: int = Field(default=100, ge=1, le=10_000)
 
@@ -272,6 +281,17 @@ def build_methods(
             last = line.seq
             await emit(line)
         return {"last_seq": last}
+
+    @rpc.method("do.run", DoRunParams, streaming=True)
+    async def do_run(p: DoRunParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Run a godel do plan in worktrees of ``repo``: streams its do.* events, returns
+        its report; the run is interrupted if the caller goes away."""
+
+        async def on_event(event: Event) -> None:
+            await emit(event)
+
+        report = await engine.run_do(p.request(), ctx.actor, keys=p.keys(), on_event=on_event)
+        return report
 
     @rpc.method("task.submit", TaskSubmitParams)
     async def task_submit(p: TaskSubmitParams, ctx: CallContext, emit: Emit) -> JSON:

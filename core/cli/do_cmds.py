@@ -9,7 +9,7 @@ not run; 2 bad usage, a bad plan, or not a git repository; 3 a budget stopped a 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,12 +17,16 @@ from core.cli.common import Ctx, fail, json_option, pass_ctx
 from core.errors import GodelError
 
 if TYPE_CHECKING:
-    from core.cli.do_run import DoReport
+    from core.engine.doruns import DoReport
     from core.paths import GodelPaths
     from core.work.plan import DoPlan
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Errors in what the run was asked (as `godel run`'s): exit 2.
+USAGE_KINDS = frozenset(
+    {"config_error", "invalid_input", "unknown_runtime", "home_error", "llm_unavailable"}
+)
 
 
 @click.command("do")
@@ -57,6 +61,17 @@ EXIT_INTERRUPTED = 130
 )
 @click.option("--plan", "plan_file", metavar="FILE", help="The tasks, as JSON (docs/do.md).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write what the engine published during the run to FILE (`godel replay FILE`).",
+)
+@click.option(
+    "--embedded",
+    is_flag=True,
+    help="Run an engine in this process instead of the daemon (on --home/$GODEL_HOME when "
+    "given, else on a temporary home removed afterwards).",
+)
 @json_option
 @pass_ctx
 def do(
@@ -70,13 +85,19 @@ def do(
     gate: str | None,
     plan_file: str | None,
     dry_run: bool,
+    record: str | None,
+    embedded: bool,
     as_json: bool,
 ) -> None:
     """Run INTENT's tasks in git worktrees of the current repository and merge them.
 
-    Exits 0 if every task was merged, 1 otherwise, 2 on a usage, plan or repository
-    error, 3 when a budget stopped a task, 130 when interrupted."""
+    Each line printed is a step the engine published (do.step events; every do.* event
+    as a JSON line with --json, the last, do.finished, carrying the report). Exits 0 if
+    every task was merged, 1 otherwise, 2 on a usage, plan or repository error, 3 when
+    a budget stopped a task, 130 when interrupted."""
     import asyncio
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from core.work.plan import load_do_plan
@@ -104,13 +125,30 @@ def do(
     if dry_run:
         _print_plan(plan, runtime, as_json)
         sys.exit(0)
-    merge = "careful" if strategy == "careful" else "fast"
+    request: dict[str, Any] = {
+        "intent": intent,
+        "repo": str(Path.cwd().resolve()),
+        "plan": plan.model_dump(),
+        "agents": agents,
+        "strategy": "careful" if strategy == "careful" else "fast",
+        "runtime": runtime,
+        "model": model,
+        "gate": gate,
+    }
+    home_given = click.get_current_context().find_root().params.get("home") is not None
+    paths, temp_home = ctx.paths, None
+    if embedded and not home_given:
+        from core.paths import GodelPaths
+
+        temp_home = tempfile.mkdtemp(prefix="godel-do-")
+        paths = GodelPaths.resolve(temp_home)
     try:
-        code = asyncio.run(
-            _run(ctx.paths, plan, intent, agents, budget, merge, runtime, model, gate, as_json)
-        )
+        code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
     except KeyboardInterrupt:
         fail("interrupted: agents killed; unmerged worktrees and branches are kept", 130)
+    finally:
+        if temp_home is not None:
+            shutil.rmtree(temp_home, ignore_errors=True)
     sys.exit(code)
 
 
@@ -138,60 +176,81 @@ def _print_plan(plan: DoPlan, runtime: str, as_json: bool) -> None:
 
 async def _run(
     paths: GodelPaths,
-    plan: DoPlan,
-    intent: str,
-    agents: int,
+    request: dict[str, Any],
     budget: str | None,
-    strategy: str,
-    runtime: str,
-    model: str | None,
-    gate: str | None,
     as_json: bool,
+    embedded: bool,
+    record: str | None,
 ) -> int:
-    import os
-    import time
-    from pathlib import Path
+    """Run the plan on the daemon (or an engine here): print each ``do.step`` line the
+    engine streams back (each ``do.*`` event as a JSON line with --json)."""
+    import json
 
-    from core.cli.batch_backends import DaemonBackend
-    from core.cli.do_run import DoRun, open_worktrees
+    from core.cli.batch_backends import Backend, DaemonBackend, EmbeddedBackend
+    from core.cli.recorder import Recorder
 
-    run_id = f"do-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    backend: Backend | None = None
+    recorder: Recorder | None = None
+    last_seq = 0
     try:
-        worktrees = await open_worktrees(Path.cwd(), run_id)
-    except GodelError as e:
-        fail(e.message, EXIT_USAGE)
-    backend = await DaemonBackend.open(paths)
-    try:
-        if budget is not None:
-            await backend.call("budget.set", {"scope": "project", "amount": budget})
-
-        def say(line: str) -> None:
-            if not as_json:
-                click.echo(line)
-
-        run = DoRun(
-            backend,
-            worktrees,
-            plan,
-            intent=intent,
-            agents=agents,
-            strategy="careful" if strategy == "careful" else "fast",
-            runtime=runtime,
-            model=model,
-            gate=gate,
-            say=say,
-        )
         try:
-            report = await run.execute()
+            backend = await (EmbeddedBackend.open(paths) if embedded else DaemonBackend.open(paths))
+            if record is not None:
+                recorder = await Recorder.start(backend, record)
+            if budget is not None:
+                await backend.call("budget.set", {"scope": "project", "amount": budget})
         except GodelError as e:
-            fail(e.message, 1)
+            fail(e.message, EXIT_USAGE if e.data.get("kind") in USAGE_KINDS else 1)
+
+        def on_stream(data: Any) -> None:
+            nonlocal last_seq
+            if not isinstance(data, dict):
+                return
+            last_seq = max(last_seq, int(data.get("seq") or 0))
+            if as_json:
+                click.echo(json.dumps(data))
+            else:
+                line = _event_line(data)
+                if line is not None:
+                    click.echo(line)
+
+        try:
+            raw = await backend.call("do.run", request, on_stream)
+        except GodelError as e:
+            fail(e.message, EXIT_USAGE if e.data.get("kind") in USAGE_KINDS else 1)
     finally:
-        await backend.close()
-    if as_json:
-        click.echo(report.model_dump_json())
-    else:
+        if recorder is not None:
+            await recorder.stop(until_seq=last_seq)
+        if backend is not None:
+            await backend.close()
+    from core.engine.doruns import DoReport
+
+    report = DoReport.model_validate(raw)
+    if not as_json:
         _print_report(report)
     return report.exit_code
+
+
+def _event_line(e: dict[str, Any]) -> str | None:
+    """The line printed for a ``do.*`` event (None: nothing to print)."""
+    kind = e.get("type")
+    if kind == "do.step":
+        return str(e.get("line", ""))
+    if kind == "do.started":
+        gate = f", gate `{e['gate']}`" if e.get("gate") else ", no gate"
+        return (
+            f"run {e['run']}: {e['intent']!r} in {e['repo']} on {e['base']} "
+            f"({e['strategy']}, at most {e['agents']} at once{gate})"
+        )
+    if kind == "do.planned":
+        tasks = e.get("tasks") or []
+        levels = 1 + max((int(t.get("level", 0)) for t in tasks), default=0)
+        spent = ""
+        if e.get("tokens") is not None:
+            spent = f"; planning took {e['tokens']} tokens"
+            spent += f", ${e['cost_usd']}" if e.get("cost_usd") is not None else ", cost unknown"
+        return f"plan ({e['source']}): {len(tasks)} tasks in {levels} levels{spent}"
+    return None
 
 
 def _print_report(r: DoReport) -> None:

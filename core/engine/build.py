@@ -16,6 +16,7 @@ from core.config.policy import DenyMatch
 from core.engine.agents import AgentService
 from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
+from core.engine.doruns import DoRunService
 from core.engine.execs import ExecService
 from core.engine.facade import Engine, Services
 from core.engine.health import HealthService
@@ -233,6 +234,7 @@ def build_engine(
             dispatcher=dispatcher,
             autoscaler=autoscaler,
             budgets=budgets,
+            doruns=DoRunService(ctx, agents, execs),
         ),
     )
     return engine

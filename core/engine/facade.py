@@ -20,6 +20,7 @@ from core.config import LoadedConfig
 from core.engine.agents import AgentService
 from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
+from core.engine.doruns import DoReport, DoRequest, DoRunService, OnEvent
 from core.engine.execs import ExecOutput, ExecService
 from core.engine.health import HealthService
 from core.engine.queries import QueryService
@@ -74,6 +75,7 @@ class Services:
     dispatcher: Dispatcher
     autoscaler: Autoscaler
     budgets: BudgetService
+    doruns: DoRunService
 
 
 class Engine:
@@ -373,6 +375,19 @@ class Engine:
         return await self.s.budgets.history(limit)
 
     # audit and config --------------------------------------------------------------------------
+
+    # godel do --------------------------------------------------------------------------------
+
+    async def run_do(
+        self,
+        req: DoRequest,
+        actor: str,
+        *,
+        keys: Mapping[str, str] | None = None,
+        on_event: OnEvent | None = None,
+    ) -> DoReport:
+        """Run a ``godel do`` plan to its end (cancelled with its caller)."""
+        return await self.s.doruns.run(req, actor, keys=keys, on_event=on_event)
 
     async def audit_list(
         self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None

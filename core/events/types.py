@@ -28,6 +28,11 @@ __all__ = [
     "ConfigChanged",
     "DaemonStarted",
     "DaemonStopping",
+    "DoFinished",
+    "DoPlanned",
+    "DoStarted",
+    "DoStep",
+    "DoTaskPlan",
     "Event",
     "EventBase",
     "EventsDropped",
@@ -290,6 +295,77 @@ class ProviderResumed(EventBase):
     provider: str
 
 
+class DoStarted(EventBase):
+    """A ``godel do`` run began (``run`` names it in every ``do.*`` event after)."""
+
+    type: Literal["do.started"] = "do.started"
+    run: str
+    intent: str
+    repo: str
+    base: str
+    strategy: str
+    runtime: str
+    agents: int
+    gate: str | None = None
+
+
+class DoTaskPlan(BaseModel):
+    """One task of a run's plan, as ``do.planned`` shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    level: int  # its dependency level: it runs after every task of a lower level
+    input: str
+    runtime: str
+    depends_on: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+
+
+class DoPlanned(EventBase):
+    """The run's plan: from a file (``source`` "file") or a model ("model NAME"), with
+    what planning cost (None: unknown or not billed)."""
+
+    type: Literal["do.planned"] = "do.planned"
+    run: str
+    source: str
+    tasks: list[DoTaskPlan]
+    tokens: int | None = None
+    cost_usd: str | None = None
+
+
+DoStepKind = Literal[
+    "worktree", "agent", "exec", "commit", "gate", "retry", "merge", "overlap", "skipped", "kept"
+]
+DoTaskState = Literal["running", "gating", "ready", "merged", "failed", "skipped"]
+
+
+class DoStep(EventBase):
+    """One step of a run: ``line`` is what ``godel do`` prints for it; ``state`` the task's
+    state after it (None: a run-wide step, such as an overlap)."""
+
+    type: Literal["do.step"] = "do.step"
+    run: str
+    step: DoStepKind
+    line: str
+    task: str | None = None
+    state: DoTaskState | None = None
+    agent_id: str | None = None
+    exec_id: str | None = None
+
+
+class DoFinished(EventBase):
+    """A run ended: its outcome, exit code (as ``godel run``'s) and the whole report."""
+
+    type: Literal["do.finished"] = "do.finished"
+    run: str
+    outcome: Literal["merged", "failed", "budget_exhausted", "interrupted", "error"]
+    exit_code: int
+    elapsed_s: float
+    message: str = ""  # why, for "error" and "interrupted"
+    report: dict[str, Any] | None = None  # core.engine.doruns.DoReport; None: no report
+
+
 class AuditAppended(EventBase):
     type: Literal["audit.appended"] = "audit.appended"
     seq_no: int
@@ -344,6 +420,10 @@ Event = Annotated[
     | BudgetThreshold
     | ProviderPaused
     | ProviderResumed
+    | DoStarted
+    | DoPlanned
+    | DoStep
+    | DoFinished
     | AuditAppended
     | DaemonStarted
     | DaemonStopping

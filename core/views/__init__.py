@@ -11,6 +11,8 @@ from __future__ import annotations
 from core.views.rows import (
     AgentRow,
     Decision,
+    DoRunRow,
+    DoTaskRow,
     RouterState,
     SpendState,
     SpendTotals,
@@ -26,6 +28,8 @@ __all__ = [
     "RECENT_TASKS",
     "AgentRow",
     "Decision",
+    "DoRunRow",
+    "DoTaskRow",
     "RouterState",
     "SpendState",
     "SpendTotals",

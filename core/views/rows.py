@@ -12,6 +12,8 @@ from core.models import AgentStatus, Budget, StatusSource, Swarm
 __all__ = [
     "AgentRow",
     "Decision",
+    "DoRunRow",
+    "DoTaskRow",
     "RouterState",
     "SpendState",
     "SpendTotals",
@@ -141,6 +143,45 @@ class SpendState(BaseModel):
     budgets: list[Budget] = Field(default_factory=list)
 
 
+class DoTaskRow(BaseModel):
+    """One task of a ``godel do`` run: its state after its last step, and that step's line."""
+
+    name: str
+    level: int
+    runtime: str
+    files: list[str] = Field(default_factory=list)
+    # waiting (not started), running, gating, ready (to merge), merged, failed, skipped
+    state: str = "waiting"
+    line: str = ""
+    agent_id: str | None = None
+    at: datetime | None = None  # of its last step
+
+
+class DoRunRow(BaseModel):
+    """A ``godel do`` run as its ``do.*`` events tell it (``do.started`` onwards)."""
+
+    run: str
+    intent: str
+    strategy: str
+    runtime: str
+    gate: str | None = None
+    repo: str = ""
+    started_at: datetime
+    # planning, running, then its outcome: merged, failed, budget_exhausted, interrupted, error
+    state: str = "planning"
+    plan_source: str | None = None
+    tasks: list[DoTaskRow] = Field(default_factory=list)
+    lines: list[str] = Field(default_factory=list)  # its last printed lines, newest last
+    exit_code: int | None = None
+    elapsed_s: float | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+
 class ViewSnapshot(BaseModel):
     """Every view as of event ``seq``: apply the events after ``seq`` to stay current."""
 
@@ -152,3 +193,4 @@ class ViewSnapshot(BaseModel):
     tasks_recent: list[TaskRow] = Field(default_factory=list)  # last finished, newest last
     router: RouterState = Field(default_factory=RouterState)
     spend: SpendState = Field(default_factory=SpendState)
+    runs: list[DoRunRow] = Field(default_factory=list)  # godel do runs, oldest first

@@ -16,6 +16,10 @@ from core.events import (
     AgentSpawned,
     AgentStatusChanged,
     BudgetChanged,
+    DoFinished,
+    DoPlanned,
+    DoStarted,
+    DoStep,
     Event,
     ExecFinished,
     ExecStarted,
@@ -28,6 +32,8 @@ from core.views.cells import AgentCell, SpendCell, TaskCell
 from core.views.rows import (
     AgentRow,
     Decision,
+    DoRunRow,
+    DoTaskRow,
     RouterState,
     SpendState,
     SwarmRow,
@@ -42,6 +48,8 @@ RECENT_TASKS = 100
 RECENT_DECISIONS = 50
 LATENCY_SAMPLES = 512
 RATE_WINDOW_S = 10.0
+RECENT_RUNS = 10  # godel do runs kept (the running ones and the last finished)
+RUN_LINES = 200  # a run's last printed lines kept
 _SWARM_EXTRA = {"agents_by_status", "tasks_by_status", "ready_by_priority"}
 _PRIORITIES = ("critical", "high", "normal", "low")
 
@@ -79,6 +87,7 @@ class Views:
             "model": {k: SpendCell.of(v) for k, v in sp.by_model.items()},
         }
         self.budgets: dict[tuple[str, str], Budget] = {(b.scope, b.unit): b for b in sp.budgets}
+        self.runs: dict[str, DoRunRow] = {r.run: r.model_copy(deep=True) for r in snap.runs}
 
     # folding ----------------------------------------------------------------------------
 
@@ -201,6 +210,59 @@ class Views:
             self.budgets.pop(key, None)
         else:
             self.budgets[key] = e.budget
+
+    def _do_started(self, e: DoStarted) -> None:
+        self.runs[e.run] = DoRunRow(
+            run=e.run,
+            intent=e.intent,
+            strategy=e.strategy,
+            runtime=e.runtime,
+            gate=e.gate,
+            repo=e.repo,
+            started_at=e.at,
+        )
+        while len(self.runs) > RECENT_RUNS:
+            # Forget the oldest finished run (never a running one).
+            done = [r for r in self.runs.values() if r.finished]
+            if not done:
+                break
+            del self.runs[done[0].run]
+
+    def _do_planned(self, e: DoPlanned) -> None:
+        run = self.runs.get(e.run)
+        if run is None:
+            return
+        run.state, run.plan_source = "running", e.source
+        run.tasks = [
+            DoTaskRow(name=t.name, level=t.level, runtime=t.runtime, files=list(t.files))
+            for t in e.tasks
+        ]
+
+    def _do_step(self, e: DoStep) -> None:
+        run = self.runs.get(e.run)
+        if run is None:
+            return
+        run.lines.append(e.line)
+        if len(run.lines) > RUN_LINES:
+            del run.lines[: len(run.lines) - RUN_LINES]
+        task = next((t for t in run.tasks if t.name == e.task), None)
+        if task is None:
+            return
+        task.line, task.at = e.line, e.at
+        if e.state is not None:
+            task.state = e.state
+        if e.agent_id is not None:
+            task.agent_id = e.agent_id
+
+    def _do_finished(self, e: DoFinished) -> None:
+        run = self.runs.get(e.run)
+        if run is None:
+            return
+        run.state, run.exit_code, run.elapsed_s = e.outcome, e.exit_code, e.elapsed_s
+        run.finished_at, run.message = e.at, e.message
+
+    def run_rows(self) -> list[DoRunRow]:
+        return [r.model_copy(deep=True) for r in self.runs.values()]
 
     def _task_routed(self, e: TaskRouted) -> None:
         self.decisions += 1
@@ -337,6 +399,7 @@ class Views:
             tasks_recent=recent,
             router=self.router_state(),
             spend=self.spend_state(),
+            runs=self.run_rows(),
         )
 
 
@@ -362,4 +425,8 @@ _HANDLERS: dict[type, Callable[[Views, Any], None]] = {
     SwarmChanged: Views._swarm_changed,
     TaskRouted: Views._task_routed,
     BudgetChanged: Views._budget_changed,
+    DoStarted: Views._do_started,
+    DoPlanned: Views._do_planned,
+    DoStep: Views._do_step,
+    DoFinished: Views._do_finished,
 }

@@ -2,5 +2,5 @@
 
 Everything here runs git and shell commands as asyncio subprocesses, so it never blocks
 the event loop. It knows nothing of agents or the store: ``godel do``
-(``core/cli/do_run.py``) drives it.
+(``core/engine/doruns.py``) drives it.
 """

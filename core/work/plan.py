@@ -21,6 +21,9 @@ class DoTask(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     skills: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)  # the files it is expected to touch (shown)
+    # Its own agent's runtime and model; None: the run's (``--runtime``, ``--model``).
+    runtime: str | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, min_length=1)
 
     @field_validator("name")
     @classmethod

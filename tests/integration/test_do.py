@@ -50,7 +50,13 @@ def plan(godel: Godel, tasks: list[dict[str, Any]], name: str = "plan.json") -> 
 def do(godel: Godel, plan_file: str, *extra: str) -> tuple[int, dict[str, Any]]:
     r = godel.run("do", "make files", "--plan", plan_file, "--gate", "./gate", "--json", *extra)
     assert r.stdout, r.stderr
-    return r.returncode, json.loads(r.stdout)
+    # One do.* event per line, as published; the last, do.finished, carries the report.
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["type"] for e in events[:2]] == ["do.started", "do.planned"]
+    assert all(e["type"] == "do.step" for e in events[2:-1])
+    assert events[-1]["type"] == "do.finished"
+    assert events[-1]["exit_code"] == r.returncode
+    return r.returncode, events[-1]["report"]
 
 
 def test_tasks_run_in_worktrees_and_merge_into_the_base(godel: Godel, repo: Path) -> None:
