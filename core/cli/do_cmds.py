@@ -17,6 +17,7 @@ from core.cli.common import Ctx, fail, json_option, pass_ctx
 from core.errors import GodelError
 
 if TYPE_CHECKING:
+    from core.config import DoSettings
     from core.engine.doruns import DoReport
     from core.paths import GodelPaths
     from core.work.plan import DoPlan
@@ -34,30 +35,29 @@ USAGE_KINDS = frozenset(
 @click.option(
     "--agents",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="At most N tasks (and so N agents) at once.",
+    help="At most N tasks (and so N agents) at once.  [default: [do] agents, else 1]",
 )
 @click.option(
     "--budget",
     metavar="DOLLARS",
-    help="Set the project's budget to DOLLARS first (`godel budget set project`).",
+    help="Set the project's budget to DOLLARS first (`godel budget set project`).  "
+    "[default: [do] budget, else none set]",
 )
 @click.option(
     "--strategy",
     type=click.Choice(["careful", "fast", "balanced"]),
-    default="careful",
-    show_default=True,
     help="careful: merge one branch at a time, gated; fast (and balanced, for now): "
-    "merge the non-overlapping branches together, gate once.",
+    "merge the non-overlapping branches together, gate once.  [default: [do] strategy, "
+    "else careful]",
 )
-@click.option("--runtime", default="shell", show_default=True, help="The agents' runtime.")
-@click.option("--model", help="The agents' model.")
+@click.option("--runtime", help="The agents' runtime.  [default: [do] runtime, else shell]")
+@click.option("--model", help="The agents' model.  [default: [do] model]")
 @click.option(
     "--gate",
     "gate",
     metavar="COMMAND",
-    help="Run in each task's worktree and after each merge (e.g. 'make test').",
+    help="Run in each task's worktree and after each merge (e.g. 'make test').  "
+    "[default: [do] gate]",
 )
 @click.option("--plan", "plan_file", metavar="FILE", help="The tasks, as JSON (docs/do.md).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
@@ -77,10 +77,10 @@ USAGE_KINDS = frozenset(
 def do(
     ctx: Ctx,
     intent: str,
-    agents: int,
+    agents: int | None,
     budget: str | None,
-    strategy: str,
-    runtime: str,
+    strategy: str | None,
+    runtime: str | None,
     model: str | None,
     gate: str | None,
     plan_file: str | None,
@@ -90,6 +90,9 @@ def do(
     as_json: bool,
 ) -> None:
     """Run INTENT's tasks in git worktrees of the current repository and merge them.
+
+    Defaults come from the [do] section of the repository's .godel/config.toml
+    (docs/do.md); the options override it.
 
     Each line printed is a step the engine published (do.step events; every do.* event
     as a JSON line with --json, the last, do.finished, carrying the report). Exits 0 if
@@ -105,8 +108,16 @@ def do(
 
     try:
         asyncio.run(open_repo(Path.cwd()))
+        settings = _settings()
     except GodelError as e:
         fail(e.message, EXIT_USAGE)
+    agents = agents or settings.agents
+    strategy = strategy or settings.strategy
+    runtime = runtime or settings.runtime
+    model = model or settings.model
+    gate = gate or settings.gate
+    if budget is None and settings.budget is not None:
+        budget = str(settings.budget)
     if plan_file is None:
         fail("no planner yet: pass --plan FILE (a JSON list of tasks; see docs/do.md)", EXIT_USAGE)
     try:
@@ -134,6 +145,7 @@ def do(
         "runtime": runtime,
         "model": model,
         "gate": gate,
+        "worktrees": settings.worktrees.model_dump(mode="json"),
     }
     home_given = click.get_current_context().find_root().params.get("home") is not None
     paths, temp_home = ctx.paths, None
@@ -150,6 +162,14 @@ def do(
         if temp_home is not None:
             shutil.rmtree(temp_home, ignore_errors=True)
     sys.exit(code)
+
+
+def _settings() -> DoSettings:
+    """The ``[do]`` settings that apply here (one-line ``ConfigError`` if a file is bad)."""
+    from core.config import load_config
+    from core.runtimes.registry import known_runtime_names
+
+    return load_config(known_runtime_names()).config.do
 
 
 def _print_plan(plan: DoPlan, runtime: str, as_json: bool) -> None:

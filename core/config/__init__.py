@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.config.autoscaler import AutoscalerSettings
+    from core.config.do import DoSettings
     from core.config.files import ConfigFile
     from core.config.health import HealthSettings
     from core.config.loading import (
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "AutoscalerSettings": "autoscaler",
     "ConfigFile": "files",
+    "DoSettings": "do",
     "CONFIG_ENV_VAR": "files",
     "PROJECT_CONFIG_PATH": "files",
     "find_project_config": "files",
@@ -97,6 +99,7 @@ __all__ = [
     "ConfigFile",
     "DaemonSettings",
     "Defaults",
+    "DoSettings",
     "GodelConfig",
     "HealthSettings",
     "LoadedConfig",

@@ -106,8 +106,9 @@ def parse_config_file(
     """Read (unless ``raw`` holds its bytes) and validate one file; return its raw table,
     ready to merge.
 
-    A relative ``defaults.workspace_root`` is made absolute here, while we still know
-    which file it came from.
+    A relative ``defaults.workspace_root`` or ``providers.NAME.script`` is made absolute
+    here, while we still know which file it came from; a script that cannot be read is
+    refused here too (its rules are checked when its server starts: ``core.llm``).
     """
     data = _read_toml(path, _read_bytes(path) if raw is None else raw)
     config = _validate(data, known_runtimes, str(path), partial=True)
@@ -117,7 +118,35 @@ def parse_config_file(
         if not root.is_absolute():
             root = _base_dir(path.absolute()) / root
         data["defaults"] = {**data["defaults"], "workspace_root": str(root)}
+    worktrees = config.do.worktrees.root
+    if worktrees is not None and not worktrees.expanduser().is_absolute():
+        # ``[do.worktrees] root``, relative to the project root as workspace_root is.
+        section = data["do"]["worktrees"]
+        section["root"] = str(_base_dir(path.absolute()) / worktrees.expanduser())
+    for name, provider in config.providers.items():
+        if provider.script is None or name not in data.get("providers", {}):
+            continue
+        script = provider.script.expanduser()
+        if not script.is_absolute():
+            script = _base_dir(path.absolute()) / script
+        problem = _script_problem(script)
+        if problem is not None:
+            key = f"providers.{key_path([name])}.script"
+            raise config_error(str(path), [{"key": key, "problem": problem}])
+        data["providers"][name] = {**data["providers"][name], "script": str(script)}
     return data
+
+
+def _script_problem(script: Path) -> str | None:
+    """Why the scripted server could not read ``script``, or None."""
+    try:
+        with script.open("rb"):
+            pass
+    except IsADirectoryError:
+        return f"{script} is a directory, not a script file"
+    except OSError as exc:
+        return f"cannot read the script {script}: {exc.strerror or exc}"
+    return None
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ _FIELD_EXPECTS: dict[str, str] = {
     "cache_read_per_mtok": "a number of US dollars",
     "cache_write_per_mtok": "a number of US dollars",
     "workspace_root": "a path",
+    "script": "a path",
 }
 _TYPE_EXPECTS: dict[str, str] = {
     "int_type": "a whole number",
@@ -73,6 +74,7 @@ _OWN_ERRORS = frozenset(
         "bad_skill",
         "empty_path",
         "missing_base_url",
+        "script_not_scripted",
         "unknown_provider",
         "runtime_option",
         "invalid_deny_rule",

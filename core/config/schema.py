@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from core.config.autoscaler import AutoscalerSettings
 from core.config.bounds import between, check_range
 from core.config.builtin import BUILTIN_CONFIG
+from core.config.do import DoSettings
 from core.config.files import ConfigFile
 from core.config.health import HealthSettings
 from core.config.policy import PolicySettings
@@ -210,12 +211,30 @@ class ProviderSettings(_Section):
     api_key_env: EnvVarName | None = None
     # Served by Godel's scripted model server, which the daemon starts on demand.
     scripted: bool = False
+    # The script that server answers from (default: the bundled one); a relative path is
+    # made absolute when its file is read (``parse_config_file``). Each distinct script
+    # gets a server of its own.
+    script: Path | None = None
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _non_empty_script(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise PydanticCustomError("empty_path", "must not be empty")
+        if isinstance(v, str) and "\x00" in v:
+            raise PydanticCustomError("empty_path", "must not contain a NUL character")
+        return v
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderSettings:
         if self.base_url is None and not self.scripted:
             raise PydanticCustomError(
                 "missing_base_url", "base_url is required (unless scripted = true)"
+            )
+        if self.script is not None and not self.scripted:
+            raise PydanticCustomError(
+                "script_not_scripted",
+                "script is only for a scripted provider: set scripted = true or remove it",
             )
         return self
 
@@ -244,6 +263,7 @@ class GodelConfig(_Section):
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     tui: TuiSettings = Field(default_factory=TuiSettings)  # read by the console only
+    do: DoSettings = Field(default_factory=DoSettings)  # read by `godel do`
     agents: list[AgentGroup] = Field(default_factory=list)
     # Free-form options per runtime; only the runtime names are checked here.
     runtimes: dict[RuntimeName, dict[str, Any]] = Field(default_factory=dict)

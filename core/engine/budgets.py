@@ -8,8 +8,9 @@ settled and the rest released. Thresholds of a budget's settled spend:
 - 50 %: a ``budget.threshold`` event ("notice"); 75 %: the same at level "warning";
 - 90 %: the dispatcher starts no new task in that scope (``task get`` says why);
 - 100 %: a running agent's next model call is refused (the native runtime asks before
-  each turn), its exec ends failed with "budget exhausted", and tasks waiting in that
-  scope fail with the same reason.
+  each turn; pi at the end of each tool-calling turn, then aborts pi: at most one more
+  call), its exec ends failed with "budget exhausted", and tasks waiting in that scope
+  fail with the same reason.
 
 Every decision is on the audit log. The service keeps a copy of every budget, refreshed
 from each commit (the engine is the store's only writer), so that the dispatcher and
@@ -199,17 +200,28 @@ class BudgetService:
         scopes = scopes_of(
             swarm=agent.swarm, task_id=task_id, runtime=agent.runtime, model=agent.model
         )
+        await self._reserve(scopes, agent.model, exec_id, task_id)
+
+    async def reserve_call(self, call_id: str, model: str) -> None:
+        """Reserve for a model call the engine makes itself, outside any agent (godel do's
+        planner), against the project and ``model:MODEL``; settle it with ``settle``."""
+        scopes = scopes_of(swarm=None, task_id=None, runtime=None, model=model)
+        await self._reserve(scopes, model, call_id, None)
+
+    async def _reserve(
+        self, scopes: tuple[str, ...], model: str | None, exec_id: str, task_id: str | None
+    ) -> None:
         held = _Held(scopes, None)
         self._execs[exec_id] = held
         applicable = self._applicable(scopes)
         if not applicable:
             return
-        prices = self._prices(agent.model)
+        prices = self._prices(model)
         usd = cost(self.estimate, prices)
         dollars = [b for b in applicable if b.unit == "usd"]
         if usd is None and dollars:
             self._execs.pop(exec_id, None)
-            model = agent.model or "(none)"
+            model = model or "(none)"
             message = (
                 f"model {model!r} has no known price, and {dollars[0].scope} has a dollar "
                 f"budget: set input_per_mtok and output_per_mtok under [models.{model}] in "

@@ -54,27 +54,36 @@ log = logging.getLogger("godel.engine")
 
 
 class LazyScriptedServer:
-    """Godel's scripted model server, started on first use (``--model scripted``)."""
+    """Godel's scripted model servers, each started on first use (``--model scripted``):
+    one per distinct script (``[providers.NAME] script``), keyed by its path; the bundled
+    script's when a provider names none."""
 
     def __init__(self) -> None:
-        self._server: ScriptedServer | None = None
+        self._servers: dict[Path | None, ScriptedServer] = {}
         self._lock = asyncio.Lock()
 
-    async def url(self) -> str:
+    async def url(self, script: Path | None = None) -> str:
         async with self._lock:
-            if self._server is None:
+            server = self._servers.get(script)
+            if server is None:
                 from core.llm.scripted import ScriptedServer
 
-                server = ScriptedServer()
+                # A script's rules are checked here: a bad one is the script file's
+                # one-line ConfigError, raised to whoever resolved the model.
+                server = await asyncio.to_thread(ScriptedServer, script)
                 await asyncio.to_thread(server.start)
-                self._server = server
-                log.info("scripted model server on %s", server.base_url)
-            return self._server.base_url
+                self._servers[script] = server
+                log.info(
+                    "scripted model server on %s (script: %s)",
+                    server.base_url,
+                    script or "bundled",
+                )
+            return server.base_url
 
     async def close(self) -> None:
-        if self._server is not None:
-            await asyncio.to_thread(self._server.stop)
-            self._server = None
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            await asyncio.to_thread(server.stop)
 
 
 def build_registry(

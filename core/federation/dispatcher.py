@@ -38,6 +38,10 @@ DEFAULT_LEASE_S = 60.0
 POLL_S = 0.25
 RESCUE_EVERY_S = 1.0
 AGENT_CAPACITY = 1  # an agent runs one exec at a time
+# Past tasks held by a budget (at 90 %), a round reads pages of HOLD_PAGE more ready
+# tasks, up to HOLD_SCAN in all, so that held tasks delay no other scope's.
+HOLD_PAGE = 128
+HOLD_SCAN = 1024
 
 
 def route_audit(task: Task, routed: Routed) -> AuditDraft:
@@ -143,14 +147,7 @@ class Dispatcher:
         free = sum(max(0, AGENT_CAPACITY - in_flight[a.id]) for a in agents)
         if free == 0:
             return 0
-        ready = await self.store.ready_tasks(
-            pool,
-            free,
-            self.clock.time(),
-            takers={(a.runtime, frozenset(a.skills)) for a in agents},
-        )
-        if ready and self.gate is not None:
-            ready = await self.gate.admit(ready)
+        ready = await self._admitted(pool, free, {(a.runtime, frozenset(a.skills)) for a in agents})
         if not ready:
             return 0
         candidates = self.routing.sync(pool, strategy, agents, in_flight)
@@ -181,6 +178,30 @@ class Dispatcher:
                 self._run(lease), name=f"run-{lease.task.id}"
             )
         return len(leases)
+
+    async def _admitted(
+        self, pool: str | None, free: int, takers: set[tuple[str, frozenset[str]]]
+    ) -> list[Task]:
+        """Up to ``free`` ready tasks of ``pool`` that the gate admits, in claim order.
+
+        Tasks a budget holds stay ready at the front of the queue: they must not take
+        the places of the tasks behind them in other scopes, so the scan goes on past
+        them, a page at a time, up to ``HOLD_SCAN`` rows a round (the held ones are
+        looked at again next round, or when a budget change wakes the dispatcher).
+        """
+        now = self.clock.time()
+        ready = await self.store.ready_tasks(pool, free, now, takers=takers)
+        if not ready or self.gate is None:
+            return ready
+        admitted = await self.gate.admit(ready)
+        seen = [t.id for t in ready]
+        full = len(ready) == free
+        while full and len(admitted) < free and len(seen) < HOLD_SCAN:
+            page = await self.store.ready_tasks(pool, HOLD_PAGE, now, takers=takers, exclude=seen)
+            admitted += await self.gate.admit(page)
+            seen += [t.id for t in page]
+            full = len(page) == HOLD_PAGE
+        return admitted[:free]
 
     async def _run(self, lease: Lease) -> None:
         task = lease.task

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -20,7 +21,9 @@ from core.llm.prices import snapshot_price
 
 SCRIPTED_DEFAULT_KEY = "scripted-key"  # the scripted server accepts any key
 
-ScriptedUrl = Callable[[], Awaitable[str]]
+# The root URL of a scripted model server answering from a script (None: the bundled
+# one), started on first use; each distinct script has a server of its own.
+ScriptedUrl = Callable[[Path | None], Awaitable[str]]
 
 
 class ModelInfo(BaseModel):
@@ -126,7 +129,7 @@ class ModelCatalog:
                     "engine cannot start",
                     model=name,
                 )
-            root = await self._scripted_url()
+            root = await self._scripted_url(p.script)
             base_url = root + "/v1" if p.kind == "openai" else root
             key = key or SCRIPTED_DEFAULT_KEY
         else:

@@ -26,6 +26,7 @@ from typing import ClassVar
 from core.config.policy import DENY_RULE
 from core.errors import AgentUnavailable, GodelError, InvalidInput, RuntimeFailure
 from core.llm.catalog_types import ResolvedModel
+from core.llm.clients import make_client
 from core.llm.prices import cost
 from core.llm.types import (
     ChatMessage,
@@ -96,13 +97,7 @@ class _Agent:
 def _make_client(model: ResolvedModel, ctx: RuntimeContext) -> LLMClient:
     timeout = float(ctx.options.get("request_timeout", 600))
     retries = int(ctx.options.get("max_retries", 3))
-    if model.api == "anthropic":
-        from core.llm.anthropic import AnthropicClient
-
-        return AnthropicClient(model.base_url, model.api_key, timeout=timeout, max_retries=retries)
-    from core.llm.openai import OpenAIClient
-
-    return OpenAIClient(model.base_url, model.api_key, timeout=timeout, max_retries=retries)
+    return make_client(model, timeout=timeout, max_retries=retries)
 
 
 class NativeRuntime:

@@ -159,10 +159,12 @@ class Store(Protocol):
         now: float,
         *,
         takers: Collection[Taker] | None = None,
+        exclude: Collection[str] = (),
     ) -> list[Task]:
         """Ready tasks in claim order: priority, then age (FIFO within a priority).
         With ``takers`` (each agent's runtime and skills), only tasks one of them could
-        take: of its runtime (or none named), with all their skills among its own."""
+        take: of its runtime (or none named), with all their skills among its own.
+        ``exclude``: ids left out (the dispatcher's tasks held by a budget)."""
         ...
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:

@@ -21,9 +21,9 @@ class DoTask(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     skills: list[str] = Field(default_factory=list)
     files: list[str] = Field(default_factory=list)  # the files it is expected to touch (shown)
-    # Its own agent's runtime and model; None: the run's (``--runtime``, ``--model``).
-    runtime: str | None = Field(default=None, min_length=1)
-    model: str | None = Field(default=None, min_length=1)
+    # The task's own runtime and model; None: the run's (``--runtime``, ``--model``).
+    runtime: str | None = None
+    model: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -32,6 +32,13 @@ class DoTask(BaseModel):
             return check_id("task id", v)
         except InvalidInput as e:
             raise ValueError(e.message) from None
+
+    @field_validator("runtime", "model")
+    @classmethod
+    def _named(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty (leave it out to use the run's)")
+        return v.strip() if v is not None else None
 
 
 class DoPlan(BaseModel):
@@ -65,23 +72,30 @@ def load_do_plan(path: str) -> DoPlan:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise InvalidInput(f"plan {path} is not JSON: {e.msg} at line {e.lineno}") from None
+    return validate_do_plan(raw, path)
+
+
+def validate_do_plan(raw: object, where: str) -> DoPlan:
+    """``raw`` (parsed JSON) as a plan, or one line naming what is wrong; ``where`` names
+    the plan's origin in that line (a file, "the reply of model M")."""
     try:
         plan = DoPlan.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise InvalidInput(f"plan {path}: {where}: {err['msg']}") from None
+        loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+        problem = str(err["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"plan {where}: {loc}: {problem}") from None
     names = [t.name for t in plan.tasks]
     seen: set[str] = set()
     for t in plan.tasks:
         if t.name in seen:
-            raise InvalidInput(f"plan {path}: two tasks are named {t.name!r}: rename one")
+            raise InvalidInput(f"plan {where}: two tasks are named {t.name!r}: rename one")
         seen.add(t.name)
     for t in plan.tasks:
         for d in t.depends_on:
             if d not in names:
                 raise InvalidInput(
-                    f"plan {path}: task {t.name!r} depends on {d!r}, which is not in the plan"
+                    f"plan {where}: task {t.name!r} depends on {d!r}, which is not in the plan"
                 )
     plan.levels()  # a cycle is refused here, before anything runs
     return plan

@@ -46,6 +46,7 @@ from core.runtimes.pi.run_loop import (
     AbortAnswered,
     AbortRequested,
     AbortSent,
+    BudgetRefused,
     Exited,
     Fact,
     PromptAnswered,
@@ -471,3 +472,47 @@ def test_reported_cost_rounds_pis_floats() -> None:
     usage = Usage(input_tokens=120)
     assert reported_cost(0.00011999999999999999, usage, PRICES) == Decimal("0.00012")
     assert reported_cost(0.0, usage, None) is None
+
+
+def test_a_budget_refusal_stops_pi_at_the_end_of_the_turn() -> None:
+    """The gate is asked after the tool-calling message; its refusal sends the abort at
+    that turn's end (the tool has run). Here pi had already made its next call (the
+    recording goes on): it is counted, and said."""
+    lines, meta = recording("echo_hello")
+    prompt_at = next(s["after_line"] for s in meta["sent"] if s["command"]["type"] == "prompt")
+    machine = RunLoop(
+        "exec-1", model="scripted", prices=PRICES, retry=True, started=0.0, timeout=None
+    )
+    gates = 0
+    commands: list[dict[str, Any]] = []
+    events: list[RuntimeEvent] = []
+    for line in lines[prompt_at:]:
+        msg = parse_line(line)
+        assert msg is not None
+        if isinstance(msg, Response):
+            if msg.command != "prompt":
+                continue
+            step = machine.feed(PromptAnswered(msg), 0.0)
+        else:
+            step = machine.feed(msg, 0.0)
+        events.extend(step.events)
+        if step.commands:
+            commands.extend(step.commands)
+            # The abort goes out after the tool finished, and before any later output.
+            assert [type(e) for e in events if isinstance(e, ToolCallFinished)]
+            machine.feed(AbortSent(), 0.0)
+        if step.gate:
+            gates += 1
+            machine.feed(BudgetRefused("budget exhausted: project at $1.01 of $1.00"), 0.0)
+    assert gates == 1 and commands == [ABORT]
+    assert not machine.finished  # pi has not answered the abort yet
+    machine.feed(AbortAnswered(), 0.0)
+    assert machine.finished
+    result = machine.result(1.0)
+    assert (result.status, result.exit_code) == (ExecStatus.FAILED, 1)
+    assert result.reason == (
+        "budget exhausted: project at $1.01 of $1.00; pi had already made 1 more model "
+        "call(s) before it stopped (counted)"
+    )
+    assert result.usage == recorded_usage("echo_hello")
+    assert result.cost_usd == expected_cost(result.usage)

@@ -23,6 +23,7 @@ Script format (JSON, or ``Script(rules=[...])`` in code)::
 
 Rules are tried in order; the first whose ``match`` holds answers. Match keys (all optional,
 all must hold): ``user_regex`` (searched in the latest user message text),
+``system_regex`` (searched in the system prompt; a filter, its groups are not variables),
 ``tool_result_regex`` (searched in the latest tool result; the last message must be a tool
 result), ``tool_name`` (the tool whose result is the last message), ``last`` ("user" or
 "tool_result": the kind of the last message), ``model`` (exact), ``nth_request`` (1-based:

@@ -118,6 +118,8 @@ def match_rule(rule: Rule, ctx: Context) -> dict[str, str] | None:
         return None
     if m.tool_name is not None and (result is None or result.tool_name != m.tool_name):
         return None
+    if rule._system_re is not None and rule._system_re.search(ctx.system_text) is None:
+        return None
     user_text = ctx.user_text
     user_m = tool_m = None
     if rule._user_re is not None:

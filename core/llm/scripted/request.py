@@ -155,6 +155,11 @@ class Context:
         return next((m.text for m in reversed(self.messages) if m.kind == "user"), None)
 
     @property
+    def system_text(self) -> str:
+        """The system prompt ("" without one); several system messages are joined."""
+        return "\n".join(m.text for m in self.messages if m.kind == "system")
+
+    @property
     def tool_result(self) -> Msg | None:
         return next((m for m in reversed(self.messages) if m.kind == "tool_result"), None)
 

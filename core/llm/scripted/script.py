@@ -34,6 +34,9 @@ class Match(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_regex: str | None = None
+    # Searched in the system prompt (a filter only: its groups are not template variables);
+    # tells e.g. a planner's request from an agent's.
+    system_regex: str | None = None
     tool_result_regex: str | None = None
     tool_name: str | None = None
     last: Literal["user", "tool_result"] | None = None
@@ -102,11 +105,13 @@ class Rule(BaseModel):
 
     _user_re: re.Pattern[str] | None = PrivateAttr(default=None)
     _tool_re: re.Pattern[str] | None = PrivateAttr(default=None)
+    _system_re: re.Pattern[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _compile(self) -> Rule:
         self._user_re = _compile(self.match.user_regex, "user_regex")
         self._tool_re = _compile(self.match.tool_result_regex, "tool_result_regex")
+        self._system_re = _compile(self.match.system_regex, "system_regex")
         numbered = self._user_re or self._tool_re
         n_groups = numbered.groups if numbered else 0
         names = set(_BUILTIN_VARS)

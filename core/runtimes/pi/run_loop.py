@@ -13,6 +13,13 @@ When is a run over? Not simply at ``agent_end``: after a retryable error pi emit
 starts a grace period; the run is over when it passes without a new ``agent_start``, or
 when ``auto_retry_end`` reports the retries used up. A run asked to stop (abort, timeout)
 is over once pi has also answered the ``abort``: pi answers after the aborted run ended.
+
+Budgets: pi runs its own loop, so Godel cannot hold its next model call. At each
+assistant message that calls tools (another model call follows them) the step asks the
+driver to consult the turn gate with the exec's usage and cost so far; a refusal
+(:class:`BudgetRefused`) is acted on at that turn's ``turn_end`` (its tools have run):
+an ``abort`` goes to pi. pi starts its next model call as it writes ``turn_end``, so that
+call is usually under way when the abort lands: at most one extra call, counted.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from core.runtimes.pi.protocol import (
     AgentStart,
     AssistantMessageEnd,
     ExtensionError,
+    Other,
     PiMessage,
     Response,
     RetryEnd,
@@ -91,6 +99,13 @@ class AbortAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRefused:
+    """The turn gate refused the exec's next model call (a budget is exhausted)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     """The pi process exited with ``code`` (negative: killed by that signal)."""
 
@@ -102,7 +117,16 @@ class Tick:
     """The wait up to :meth:`RunLoop.next_deadline` ran out with nothing to read."""
 
 
-Fact = PiMessage | PromptAnswered | AbortRequested | AbortSent | AbortAnswered | Exited | Tick
+Fact = (
+    PiMessage
+    | PromptAnswered
+    | AbortRequested
+    | AbortSent
+    | AbortAnswered
+    | BudgetRefused
+    | Exited
+    | Tick
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +136,8 @@ class Step:
     events: tuple[RuntimeEvent, ...] = ()
     commands: tuple[dict[str, Any], ...] = ()
     done: bool = False  # the exec is finished: only the result is left
+    # Ask the turn gate now (usage and cost so far): pi will call the model again.
+    gate: bool = False
 
 
 class OutputDiff:
@@ -187,6 +213,10 @@ class RunLoop:
         self._stop_deadline: float | None = None
         self._user_messages = 0
         self._diffs: dict[str, OutputDiff] = {}
+        self.refusal: str | None = None  # the turn gate's refusal (a budget is exhausted)
+        self.budget_stop = False  # the abort for that refusal went to pi
+        self._calls_after_stop = 0  # model calls pi made after it (they were under way)
+        self._gate = False
 
     @property
     def finished(self) -> bool:
@@ -204,8 +234,9 @@ class RunLoop:
         """Take in one fact observed at ``now``; what to send and emit, and if done."""
         events: list[RuntimeEvent] = []
         commands: list[dict[str, Any]] = []
+        self._gate = False
         self._on(fact, now, events, commands)
-        return Step(tuple(events), tuple(commands), self.finished)
+        return Step(tuple(events), tuple(commands), self.finished, self._gate)
 
     def _on(
         self,
@@ -237,6 +268,9 @@ class RunLoop:
         elif isinstance(fact, AbortAnswered):
             if self.abort == "sent":
                 self.abort = "answered"
+        elif isinstance(fact, BudgetRefused):
+            if self.refusal is None:
+                self.refusal = fact.reason
         elif isinstance(fact, Exited):
             self.exit_code = fact.code
         elif isinstance(fact, TextDelta):
@@ -286,7 +320,17 @@ class RunLoop:
                 self.over = True
         elif isinstance(fact, ExtensionError):
             events.append(RuntimeNotice(exec_id=xid, message=f"pi extension error: {fact.message}"))
+        elif isinstance(fact, Other) and fact.type == "turn_end":
+            self._on_turn_end(commands)
         # Responses, dialogs, malformed lines and unused events change nothing here.
+
+    def _on_turn_end(self, commands: list[dict[str, Any]]) -> None:
+        # The refused turn's tools have run: stop pi before (or during) its next call.
+        if self.refusal is None or self.budget_stop or self.over:
+            return
+        self.budget_stop = True
+        if self.abort == "none":
+            commands.append({"type": "abort"})
 
     def _on_tick(self, now: float, commands: list[dict[str, Any]]) -> None:
         if self._end_grace is not None and now >= self._end_grace:
@@ -303,7 +347,12 @@ class RunLoop:
                 commands.append({"type": "abort"})
 
     def _on_message_end(self, msg: AssistantMessageEnd, events: list[RuntimeEvent]) -> None:
-        self.output = msg.text
+        if self.budget_stop and msg.usage.total_tokens:
+            self._calls_after_stop += 1
+        elif msg.stop_reason == "toolUse" and self.refusal is None and self.abort == "none":
+            self._gate = True
+        if not (self.budget_stop and msg.stop_reason == "aborted" and not msg.text):
+            self.output = msg.text  # (the empty message of a call the abort cut is not)
         self.stop_reason, self.error = msg.stop_reason, msg.error_message
         self.usage = _add(self.usage, msg.usage)
         turn_cost = reported_cost(msg.cost_total, msg.usage, self._prices)
@@ -390,7 +439,19 @@ class RunLoop:
         elif self.timed_out:
             status, code = ExecStatus.TIMED_OUT, 124
             reasons.insert(0, f"timed out after {self._timeout:g}s")
-        elif self.aborted or self.stop_reason == "aborted":
+        elif self.aborted:
+            status, code = ExecStatus.ABORTED, 130
+            reasons.insert(0, "aborted")
+        elif self.budget_stop and self.refusal is not None:
+            status, code = ExecStatus.FAILED, 1
+            why = self.refusal
+            if self._calls_after_stop:
+                why += (
+                    f"; pi had already made {self._calls_after_stop} more model call(s) "
+                    "before it stopped (counted)"
+                )
+            reasons.insert(0, why)
+        elif self.stop_reason == "aborted":
             status, code = ExecStatus.ABORTED, 130
             reasons.insert(0, "aborted")
         elif self.prompt_error is not None:

@@ -56,7 +56,14 @@ from core.runtimes.pi.config import (
     write_config,
 )
 from core.runtimes.pi.protocol import Response
-from core.runtimes.pi.run_loop import AbortRequested, PromptAnswered, RunLoop, Tick, not_stopped
+from core.runtimes.pi.run_loop import (
+    AbortRequested,
+    BudgetRefused,
+    PromptAnswered,
+    RunLoop,
+    Tick,
+    not_stopped,
+)
 from core.runtimes.process import (
     descendants,
     is_same_process,
@@ -325,6 +332,14 @@ class PiRuntime:
                         await st.send(command)
                 for event in step.events:
                     yield event
+                if step.gate:
+                    # pi will call the model again once this turn's tools ran: a budget
+                    # exhausted meanwhile stops it at that turn's end (RunLoop).
+                    refusal = await self._ctx.turn_gate(
+                        handle.agent_id, exec_id, machine.usage, machine.cost
+                    )
+                    if refusal is not None:
+                        machine.feed(BudgetRefused(refusal), loop.time())
 
             killing = st.killing
             late = await st.settle() if machine.should_settle(killing) else 0

@@ -537,8 +537,9 @@ class SqliteStore:
         now: float,
         *,
         takers: Collection[Taker] | None = None,
+        exclude: Collection[str] = (),
     ) -> list[Task]:
-        return await self._read(tasks.ready_tasks, swarm, limit, now, takers)
+        return await self._read(tasks.ready_tasks, swarm, limit, now, takers, tuple(exclude))
 
     async def in_flight(self, agent_ids: Sequence[str] | None = None) -> dict[str, int]:
         return await self._read(tasks.in_flight, agent_ids)

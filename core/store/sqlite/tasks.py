@@ -514,9 +514,13 @@ def ready_tasks(
     limit: int,
     now: float,
     takers: Collection[Taker] | None,
+    exclude: Sequence[str] = (),
 ) -> list[Task]:
     sql = "SELECT * FROM tasks WHERE status = 'ready' AND swarm IS ? AND not_before <= ?"
     params: list[Any] = [swarm, now]
+    if exclude:
+        sql += " AND id NOT IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(list(exclude)))
     if takers is not None:
         # Only tasks one of the pool's agents could take (its runtime, all its skills):
         # the others must not hold the first places of every round while the tasks
