@@ -1,8 +1,9 @@
-"""``godel demo`` on a terminal: the same real run, watched in the console.
+"""``godel demo`` on a terminal: the same real ``godel do`` run, watched in the console.
 
 The demo's steps (``core.cli.demo.run_demo``) run as a worker of the app against the
-daemon; its ``$ command`` lines become notifications, and the agents, their output and
-the audit trail appear in the panes as the daemon reports them.
+daemon; its ``$ command`` lines and the run's outcome become notifications, and the
+agents, their output, the run and the spend appear in the panes as the daemon reports
+them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from godel_tui.app import GodelApp
 
 
 class DemoApp(GodelApp):
-    def __init__(self, paths: GodelPaths, *, n_agents: int) -> None:
+    def __init__(self, paths: GodelPaths) -> None:
         super().__init__(paths)
-        self.n_agents = n_agents
         self.result = 1
 
     def on_mount(self) -> None:
@@ -28,11 +28,13 @@ class DemoApp(GodelApp):
     def _say(self, text: str) -> None:
         line = text.strip()
         # The commands it runs and how it ends; the rest is what the panes show.
-        if line.startswith("$ ") or line.startswith(("audit chain", "Godel demo")):
+        if line.startswith("$ ") or line.startswith(
+            ("audit chain", "Godel demo", "merged (exit", "failed (exit", "Recorded")
+        ):
             self.notify(line, timeout=6, markup=False)
 
     async def _demo(self) -> None:
-        self.result = await run_demo(self.paths, n_agents=self.n_agents, keep=True, out=self._say)
+        self.result = await run_demo(self.paths, keep=True, out=self._say)
         self.notify(
             "demo finished: look around (? for keys); q quits and stops the daemon",
             timeout=30,
@@ -40,8 +42,8 @@ class DemoApp(GodelApp):
         )
 
 
-def run_in_console(paths: GodelPaths, *, n_agents: int, keep: bool) -> int:
-    app = DemoApp(paths, n_agents=n_agents)
+def run_in_console(paths: GodelPaths, *, keep: bool) -> int:
+    app = DemoApp(paths)
     app.run()
     if not keep:
         pid = asyncio.run(stop_daemon(paths))

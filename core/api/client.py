@@ -170,7 +170,7 @@ def _log_tail(paths: GodelPaths, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
+def _launch(paths: GodelPaths, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     import subprocess
 
     tightened = prepare_home(paths)  # private, ours, writable: or one line saying why not
@@ -190,6 +190,7 @@ def _launch(paths: GodelPaths) -> subprocess.Popen[bytes]:
             start_new_session=True,  # the daemon must not die with this terminal
             close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,  # where it finds .godel/config.toml (None: here)
         )
 
 
@@ -202,7 +203,9 @@ def _process_gone(proc: psutil.Process) -> bool:
         return True
 
 
-async def start_daemon(paths: GodelPaths, timeout: float = START_TIMEOUT) -> int | None:
+async def start_daemon(
+    paths: GodelPaths, timeout: float = START_TIMEOUT, *, cwd: Path | None = None
+) -> int | None:
     """Start a daemon for ``paths.home`` in the background; return its pid when it serves.
 
     Returns None if one was already serving. Raises DaemonError naming the cause if the
@@ -210,7 +213,7 @@ async def start_daemon(paths: GodelPaths, timeout: float = START_TIMEOUT) -> int
     """
     if await can_connect(paths):
         return None
-    proc = await asyncio.to_thread(_launch, paths)
+    proc = await asyncio.to_thread(_launch, paths, cwd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await can_connect(paths):

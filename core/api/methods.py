@@ -173,6 +173,16 @@ class DoRunParams(DoRequest, _CallerKeys):
         return DoRequest.model_validate(self.model_dump(exclude={"api_keys"}))
 
 
+class DoPlanParams(_CallerKeys):
+    """``do.plan``: ask a model for a plan (``godel do --dry-run`` without ``--plan``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intent: str = Field(min_length=1, max_length=100_000)
+    repo: Path
+    model: str | None = Field(default=None, min_length=1, max_length=REF_MAX)
+
+
 class BudgetHistoryParams(_Params):
     limit: int = Field(default=100, ge=1, le=10_000)
 
@@ -292,6 +302,12 @@ def build_methods(
 
         report = await engine.run_do(p.request(), ctx.actor, keys=p.keys(), on_event=on_event)
         return report
+
+    @rpc.method("do.plan", DoPlanParams)
+    async def do_plan(p: DoPlanParams, ctx: CallContext, emit: Emit) -> JSON:
+        """Ask the model for a plan of the intent in ``repo`` (charged to the budgets);
+        returns the plan, the model, usage, cost and attempts."""
+        return await engine.plan_do(p.intent, p.repo, p.model, ctx.actor, keys=p.keys())
 
     @rpc.method("task.submit", TaskSubmitParams)
     async def task_submit(p: TaskSubmitParams, ctx: CallContext, emit: Emit) -> JSON:

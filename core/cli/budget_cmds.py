@@ -39,7 +39,13 @@ def _amount(text: str, tokens: bool) -> Decimal:
 
 def _money(unit: str, value: str) -> str:
     d = Decimal(value)
-    return f"${d:.2f}" if unit == "usd" else f"{int(d):,}"
+    if unit != "usd":
+        return f"{int(d):,}"
+    # Cents, unless that would show a small spend as $0.00 (a budget's 1 % of $0.50 is
+    # $0.005): then to the micro-dollar, as the store keeps it.
+    if d == d.quantize(Decimal("0.01")) or abs(d) >= 1:
+        return f"${d:.2f}"
+    return "$" + f"{d:.6f}".rstrip("0")
 
 
 def _when(value: str | None) -> str:

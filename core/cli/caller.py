@@ -29,7 +29,15 @@ __all__ = [
 # Requests that may spawn agents: they carry the calling shell's keys (as tmux's
 # update-environment), so a key exported after the daemon started is used.
 SPAWNING_METHODS = frozenset(
-    {"agent.spawn", "agent.restart", "swarm.create", "swarm.scale", "config.reload", "do.run"}
+    {
+        "agent.spawn",
+        "agent.restart",
+        "swarm.create",
+        "swarm.scale",
+        "config.reload",
+        "do.run",
+        "do.plan",
+    }
 )
 # Calls that show or change the daemon's config, or stop it: a warning would only repeat
 # what they print or fix.

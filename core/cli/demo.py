@@ -1,31 +1,72 @@
-"""``godel demo``: a short real run against the daemon, printed as it happens.
+"""``godel demo``: ``godel do`` on a scratch repository, for real, on the scripted model.
 
-Spawns shell agents, runs real commands in their workspaces at the same time, kills
-one, and shows the agent table, the audit trail and its verification. Nothing here is
-simulated: every line printed comes from the daemon's records.
+The demo makes a small git repository (``<home>/demo-repo``) whose ``.godel/config.toml``
+points the ``scripted`` model at ``core/llm/scripts/demo.json``, starts a daemon there,
+sets a budget and runs ``godel do "<intent>"``: the planner (the scripted model) splits
+the intent into three tasks for a shell, a native and a pi agent; each edits files in
+its own worktree; a gate (``sh check.sh``: the Python compiles, the tests pass) checks
+each; the native task's first test is wrong on purpose (the script's first answer), so
+its gate fails and it is retried with the gate's output; everything is merged. Every
+line printed is the engine's (``do.step`` events, the daemon's records) or the real
+output of a command (``git log``). What the engine published is recorded to
+``<home>/demo.rec``, which ``godel replay`` plays in the console.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from core.api.client import DaemonClient, connect, stop_daemon
+from core.api.client import start_daemon, stop_daemon
 from core.audit import VerifyReport
 from core.cli import render
-from core.models import ExecResult
+from core.cli.batch_backends import DaemonBackend
+from core.cli.budget_cmds import HEADERS as BUDGET_HEADERS
+from core.cli.budget_cmds import budget_row
+from core.cli.do_cmds import event_line, report_lines
+from core.cli.recorder import Recorder
+from core.engine.doruns import DoReport
 from core.paths import GodelPaths
-from core.views import AgentRow
 
-JOBS = [
-    ("python,tests", "python3 -c 'import sys; print(\"python\", sys.version.split()[0])'"),
-    ("git", "git init -q . && git status --short --branch"),
-    ("shell", "for i in 1 2 3; do echo step $i; sleep 0.2; done"),
-    ("files", "printf 'hello\\n' > note.txt && wc -c note.txt"),
-    ("docs", "echo 'writing to stderr' >&2; exit 3"),
-]
+INTENT = "add a calculator with a test and notes"
+BUDGET = "0.50"
+
+CHECK_SH = """#!/bin/sh
+# The gate: every Python file compiles, and the tests pass.
+set -e
+for f in *.py; do [ -e "$f" ] || continue; python3 -m py_compile "$f"; done
+if ls test_*.py >/dev/null 2>&1; then python3 -m unittest -q 2>&1; fi
+echo "gate: ok"
+"""
+
+CONFIG = """# How `godel do` works in this repository (docs/do.md).
+# The scripted model answers from the demo's script: offline, free of keys, the same
+# every run. With a real model, name it here instead (docs/self-orchestration.md).
+[providers.scripted]
+kind = "openai"
+scripted = true
+script = "{script}"
+
+[do]
+model = "scripted"      # the planner's and the model agents' (shell tasks take none)
+agents = 3
+strategy = "careful"
+gate = "sh check.sh"
+"""
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Godel demo",
+    "GIT_AUTHOR_EMAIL": "demo@godel.invalid",
+    "GIT_COMMITTER_NAME": "Godel demo",
+    "GIT_COMMITTER_EMAIL": "demo@godel.invalid",
+}
 
 
 def _print(text: str) -> None:
@@ -33,117 +74,111 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
-# Where the demo's lines go: stdout, or the console's notifications (godel_tui.demo).
-_out: Callable[[str], None] = _print
+def script_path() -> Path:
+    return Path(str(resources.files("core.llm") / "scripts" / "demo.json"))
 
 
-def say(text: str = "") -> None:
-    _out(text)
-
-
-async def _exec(client: DaemonClient, agent: AgentRow, command: str) -> ExecResult:
-    def on_stream(data: Any) -> None:
-        for line in str(data.get("data", "")).splitlines():
-            say(f"  [{agent.id}] {data.get('stream')}: {line}")
-
-    raw = await client.call("agent.exec", {"id": agent.id, "input": command}, on_stream=on_stream)
-    return ExecResult.model_validate(raw)
-
-
-async def _llm_part(client: DaemonClient) -> None:
-    """An LLM agent doing tool work against the scripted model server (offline)."""
-    runtimes = {r["name"]: r for r in await client.call("runtime.list")}
-    for runtime in ("native", "pi"):
-        info = runtimes.get(runtime)
-        if info is None or info.get("error"):
-            say(f"\n(skipping the {runtime} runtime: {info and info.get('error')})")
-            continue
-        say(f"\n$ godel agent spawn --runtime {runtime} --model scripted")
-        try:
-            raw = await client.call("agent.spawn", {"runtime": runtime, "model": "scripted"})
-        except Exception as e:  # e.g. pi not installed: say so, go on with the rest
-            say(f"godel: {e}")
-            continue
-        agent = AgentRow.model_validate(raw)
-        say(f"Spawned {render.runtime_label(runtime)} agent: {agent.id}")
-        for prompt in ("run: echo hello from $GODEL_AGENT_ID", "write notes.txt: demo was here"):
-            say(f'\n$ godel agent exec {agent.id} "{prompt}"')
-
-            answer: list[str] = []
-
-            def on_stream(data: Any, answer: list[str] = answer) -> None:
-                stream, text = render.exec_event_text(data)
-                if stream == "stdout":
-                    answer.append(text)  # streamed in pieces; shown whole below
-                    return
-                for line in text.splitlines():
-                    say(f"  > {line}")
-
-            result = ExecResult.model_validate(
-                await client.call(
-                    "agent.exec", {"id": agent.id, "input": prompt}, on_stream=on_stream
-                )
-            )
-            for line in "".join(answer).splitlines():
-                say(f"  | {line}")
-            say("  " + (render.exec_summary(result) or result.status.value))
+def make_repo(root: Path) -> Path:
+    """A fresh scratch repository at ``root`` (one made by an earlier demo is replaced)."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / "README.md").write_text("# calc\n\nA scratch repository for `godel demo`.\n")
+    (root / "check.sh").write_text(CHECK_SH)
+    (root / ".gitignore").write_text("__pycache__/\n")
+    (root / ".godel").mkdir()
+    (root / ".godel" / "config.toml").write_text(CONFIG.format(script=script_path()))
+    env = {**os.environ, **GIT_IDENTITY}
+    for args in (
+        ["init", "-q", "-b", "main"],
+        # The daemon commits each task: the repository carries who it commits as.
+        ["config", "user.name", GIT_IDENTITY["GIT_AUTHOR_NAME"]],
+        ["config", "user.email", GIT_IDENTITY["GIT_AUTHOR_EMAIL"]],
+        ["add", "-A"],
+        ["commit", "-qm", "A scratch repository for godel demo"],
+    ):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+    return root
 
 
 async def run_demo(
     paths: GodelPaths,
     *,
-    n_agents: int,
     keep: bool,
     out: Callable[[str], None] | None = None,
+    on_run: Callable[[str], None] | None = None,
 ) -> int:
-    global _out
-    _out = out or _print
+    """Run the demo; 0 when every task merged and the audit chain verifies. ``on_run``
+    gets the run's id as soon as the engine names it (the console opens its view)."""
+    say = out or _print
     say(f"Godel demo: home {paths.home}")
-    client = await connect(paths)
+    repo = make_repo(paths.home / "demo-repo")
+    say(f"\n$ git init {repo}   (README.md, check.sh, .godel/config.toml)")
+    # A daemon already running for this home has another config: the demo's must load
+    # the repository's .godel/config.toml, so it starts its own from there.
+    if await stop_daemon(paths) is not None:
+        say("(stopped the daemon that ran for this home, to start one with the demo's config)")
+    await start_daemon(paths, cwd=repo)
+    record = paths.home / "demo.rec"
+    backend = await DaemonBackend.open(paths)
+    recorder = await Recorder.start(backend, str(record))
+    last_seq = 0
     try:
-        say(f"\n$ godel agent spawn --runtime shell  (x{n_agents})")
-        agents = []
-        for i in range(n_agents):
-            skills = JOBS[i % len(JOBS)][0]
-            raw = await client.call(
-                "agent.spawn", {"runtime": "shell", "skills": skills.split(",")}
-            )
-            agent = AgentRow.model_validate(raw)
-            agents.append(agent)
-            say(f"Spawned {agent.runtime} agent: {agent.id} (pid {agent.pid}, skills {skills})")
+        say(f"\n$ godel budget set project {BUDGET}")
+        b = await backend.call("budget.set", {"scope": "project", "amount": BUDGET})
+        say(render.table(BUDGET_HEADERS, [budget_row(b)]))
 
-        say("\n$ godel agent exec ...  (all agents at once)")
-        results = await asyncio.gather(
-            *(_exec(client, a, JOBS[i % len(JOBS)][1]) for i, a in enumerate(agents))
+        say(f'\n$ godel do "{INTENT}"')
+
+        def on_stream(data: Any) -> None:
+            nonlocal last_seq
+            if not isinstance(data, dict):
+                return
+            last_seq = max(last_seq, int(data.get("seq") or 0))
+            if data.get("type") == "do.started" and on_run is not None:
+                on_run(str(data["run"]))
+            line = event_line(data)
+            if line is not None:
+                say(line)
+
+        request = {
+            "intent": INTENT,
+            "repo": str(repo),
+            "plan": None,
+            "planner_model": "scripted",
+            "agents": 3,
+            "strategy": "careful",
+            "runtime": "shell",
+            "model": "scripted",
+            "gate": "sh check.sh",
+        }
+        report = DoReport.model_validate(await backend.call("do.run", request, on_stream))
+        for line in report_lines(report):
+            say(line)
+
+        say("\n$ git log --oneline --graph")
+        log = await asyncio.to_thread(
+            subprocess.run,
+            ["git", "log", "--oneline", "--graph"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
         )
-        for a, r in zip(agents, results, strict=True):
-            say(f"  {a.id}: {r.status.value}, exit {r.exit_code}, {r.duration_s:.2f}s")
+        say(log.stdout.rstrip())
 
-        await _llm_part(client)
-
-        say(f"\n$ godel agent kill {agents[-1].id}")
-        await client.call("agent.kill", {"id": agents[-1].id})
-
-        say("\n$ godel agent list --all")
-        listed = await client.call("agent.list", {"include_ended": True})
-        ours = {a.id for a in agents}
-        say(
-            render.table(
-                render.AGENT_HEADERS, [render.agent_row(a) for a in listed if a["id"] in ours]
-            )
-        )
-
-        say("\n$ godel audit list  (this run)")
-        entries = await client.call("audit.list")
-        say(render.table(render.AUDIT_HEADERS, [render.audit_row(e) for e in entries[-20:]]))
+        say("\n$ godel budget show")
+        budgets = await backend.call("budget.show")
+        say(render.table(BUDGET_HEADERS, [budget_row(b) for b in budgets]))
 
         say("\n$ godel audit verify")
-        report = VerifyReport.model_validate(await client.call("audit.verify"))
-        say(report.summary())
+        verified = VerifyReport.model_validate(await backend.call("audit.verify"))
+        say(verified.summary())
     finally:
-        await client.close()
+        await recorder.stop(until_seq=last_seq)
+        await backend.close()
+    say(f"\nRecorded what the engine published: godel replay {record}")
     if not keep:
         say("\n$ godel daemon stop")
         pid = await stop_daemon(paths)
         say(f"Daemon stopped (pid {pid}); every agent process ended with it.")
-    return 0 if report.ok else 1
+    return 0 if report.exit_code == 0 and verified.ok else 1

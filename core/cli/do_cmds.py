@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from core.engine.doruns import DoReport
     from core.paths import GodelPaths
     from core.work.plan import DoPlan
+    from core.work.planner import PlanResult
 
 EXIT_USAGE = 2
+EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
 # Errors in what the run was asked (as `godel run`'s): exit 2.
 USAGE_KINDS = frozenset(
@@ -118,12 +120,12 @@ def do(
     gate = gate or settings.gate
     if budget is None and settings.budget is not None:
         budget = str(settings.budget)
-    if plan_file is None:
-        fail("no planner yet: pass --plan FILE (a JSON list of tasks; see docs/do.md)", EXIT_USAGE)
-    try:
-        plan = load_do_plan(plan_file)
-    except GodelError as e:
-        fail(e.message, EXIT_USAGE)
+    plan: DoPlan | None = None
+    if plan_file is not None:
+        try:
+            plan = load_do_plan(plan_file)
+        except GodelError as e:
+            fail(e.message, EXIT_USAGE)
     if budget is not None:
         from decimal import Decimal, InvalidOperation
 
@@ -133,13 +135,22 @@ def do(
             ok = False
         if not ok:
             fail(f"--budget takes an amount of dollars (e.g. 10.00), got {budget!r}", EXIT_USAGE)
-    if dry_run:
-        _print_plan(plan, runtime, as_json)
+    planner_model = settings.planner_model or model
+    if plan is None and planner_model is None:
+        fail(
+            "nothing to plan with: pass --plan FILE (docs/do.md), or a model to plan with "
+            "(--model, or [do] planner_model in .godel/config.toml)",
+            EXIT_USAGE,
+        )
+    repo = str(Path.cwd().resolve())
+    if dry_run and plan is not None:
+        _print_plan(plan, runtime, as_json, None)
         sys.exit(0)
     request: dict[str, Any] = {
         "intent": intent,
-        "repo": str(Path.cwd().resolve()),
-        "plan": plan.model_dump(),
+        "repo": repo,
+        "plan": plan.model_dump() if plan is not None else None,
+        "planner_model": planner_model,
         "agents": agents,
         "strategy": "careful" if strategy == "careful" else "fast",
         "runtime": runtime,
@@ -155,7 +166,11 @@ def do(
         temp_home = tempfile.mkdtemp(prefix="godel-do-")
         paths = GodelPaths.resolve(temp_home)
     try:
-        code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
+        if dry_run:  # no plan file: the planner's plan
+            ask = {"intent": intent, "repo": repo, "model": planner_model}
+            code = asyncio.run(_dry_run(paths, ask, runtime, as_json, embedded))
+        else:
+            code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
     except KeyboardInterrupt:
         fail("interrupted: agents killed; unmerged worktrees and branches are kept", 130)
     finally:
@@ -172,26 +187,70 @@ def _settings() -> DoSettings:
     return load_config(known_runtime_names()).config.do
 
 
-def _print_plan(plan: DoPlan, runtime: str, as_json: bool) -> None:
+async def _dry_run(
+    paths: GodelPaths, ask: dict[str, Any], runtime: str, as_json: bool, embedded: bool
+) -> int:
+    """Ask the engine's planner for a plan (``do.plan``), print it, run nothing."""
+    from core.cli.batch_backends import Backend, DaemonBackend, EmbeddedBackend
+    from core.work.planner import PlanResult
+
+    backend: Backend | None = None
+    try:
+        backend = await (EmbeddedBackend.open(paths) if embedded else DaemonBackend.open(paths))
+        result = PlanResult.model_validate(await backend.call("do.plan", ask))
+    except GodelError as e:
+        fail(e.message, _exit_code(e))
+    finally:
+        if backend is not None:
+            await backend.close()
+    _print_plan(result.plan, runtime, as_json, result)
+    return 0
+
+
+def _exit_code(e: GodelError) -> int:
+    kind = e.data.get("kind")
+    if kind == "budget_exhausted":
+        return EXIT_BUDGET
+    return EXIT_USAGE if kind in USAGE_KINDS else 1
+
+
+def _print_plan(plan: DoPlan, runtime: str, as_json: bool, planned: PlanResult | None) -> None:
     import json
 
-    # Nothing here prices a plan before it runs; a shell agent has no price at all.
-    cost = (
-        f"unknown (runtime {runtime} has no price)"
-        if runtime == "shell"
-        else "unknown (godel do does not estimate a plan's cost yet)"
-    )
+    # What planning cost was measured; what running will cost is not known before it runs
+    # (an agent's spend depends on its turns), and a shell agent has no price at all.
+    running = "unknown before it runs (an agent's spend depends on its turns)"
+    if runtime == "shell" and all(t.runtime in (None, "shell") for t in plan.tasks):
+        running = "none (shell agents have no price)"
+    planning = None
+    if planned is not None:
+        spent = f"${planned.cost_usd}" if planned.cost_usd is not None else "cost unknown"
+        tries = f", {planned.attempts} tries" if planned.attempts > 1 else ""
+        planning = f"{spent} ({planned.usage.total_tokens} tokens, model {planned.model}{tries})"
     levels = plan.levels()
     if as_json:
         tasks = [t.model_dump() | {"level": i} for i, lv in enumerate(levels) for t in lv]
-        click.echo(json.dumps({"tasks": tasks, "cost": cost}))
+        made = None
+        if planned is not None:
+            made = {
+                "model": planned.model,
+                "tokens": planned.usage.total_tokens,
+                "cost_usd": None if planned.cost_usd is None else str(planned.cost_usd),
+                "attempts": planned.attempts,
+            }
+        click.echo(json.dumps({"tasks": tasks, "planning": made, "running_cost": running}))
         return
     for i, level in enumerate(levels):
         for t in level:
             deps = f" after {', '.join(t.depends_on)}" if t.depends_on else ""
             files = f" files: {', '.join(t.files)}" if t.files else ""
-            click.echo(f"{i + 1}. {t.name}{deps}: {t.input}{files}")
-    click.echo(f"cost: {cost}")
+            own = f" [{t.runtime}]" if t.runtime and t.runtime != runtime else ""
+            first, *rest = t.input.splitlines() or [""]
+            more = f" (+{len(rest)} lines)" if rest else ""
+            click.echo(f"{i + 1}. {t.name}{own}{deps}: {first}{more}{files}")
+    if planning is not None:
+        click.echo(f"planning cost: {planning}")
+    click.echo(f"running cost: {running}")
 
 
 async def _run(
@@ -220,7 +279,7 @@ async def _run(
             if budget is not None:
                 await backend.call("budget.set", {"scope": "project", "amount": budget})
         except GodelError as e:
-            fail(e.message, EXIT_USAGE if e.data.get("kind") in USAGE_KINDS else 1)
+            fail(e.message, _exit_code(e))
 
         def on_stream(data: Any) -> None:
             nonlocal last_seq
@@ -230,14 +289,14 @@ async def _run(
             if as_json:
                 click.echo(json.dumps(data))
             else:
-                line = _event_line(data)
+                line = event_line(data)
                 if line is not None:
                     click.echo(line)
 
         try:
             raw = await backend.call("do.run", request, on_stream)
         except GodelError as e:
-            fail(e.message, EXIT_USAGE if e.data.get("kind") in USAGE_KINDS else 1)
+            fail(e.message, _exit_code(e))
     finally:
         if recorder is not None:
             await recorder.stop(until_seq=last_seq)
@@ -251,7 +310,7 @@ async def _run(
     return report.exit_code
 
 
-def _event_line(e: dict[str, Any]) -> str | None:
+def event_line(e: dict[str, Any]) -> str | None:
     """The line printed for a ``do.*`` event (None: nothing to print)."""
     kind = e.get("type")
     if kind == "do.step":
@@ -274,22 +333,30 @@ def _event_line(e: dict[str, Any]) -> str | None:
 
 
 def _print_report(r: DoReport) -> None:
-    click.echo("")
-    click.echo(
+    for line in report_lines(r):
+        click.echo(line)
+
+
+def report_lines(r: DoReport) -> list[str]:
+    """The report printed after a run's lines: per task, merged or why not."""
+    out = [
+        "",
         f"run {r.run}: {r.base} {r.base_before[:12]} -> {r.base_after[:12]} "
-        f"({r.strategy}, {r.elapsed_s:.1f}s)"
-    )
+        f"({r.strategy}, {r.elapsed_s:.1f}s)",
+    ]
     for t in r.tasks:
         gate = t.gate.summary() if t.gate else "-"
         tokens = str(t.tokens) if t.tokens is not None else "-"
         cost = f"${t.cost_usd}" if t.cost_usd is not None else "-"
         state = "merged" if t.merged else "NOT merged"
-        click.echo(
-            f"  {t.task}: {state}; branch {t.branch or '-'}; files {', '.join(t.files) or '-'}; "
+        retried = " (retried once)" if t.retried else ""
+        out.append(
+            f"  {t.task} [{t.runtime}]: {state}{retried}; files {', '.join(t.files) or '-'}; "
             f"gate {gate}; tokens {tokens}; cost {cost}"
         )
         if not t.merged:
-            click.echo(f"    why: {t.reason}")
+            out.append(f"    why: {t.reason}")
     for o in r.overlaps:
-        click.echo(f"  overlap: {o.describe()}")
-    click.echo(f"{r.outcome} (exit {r.exit_code})")
+        out.append(f"  overlap: {o.describe()}")
+    out.append(f"{r.outcome} (exit {r.exit_code})")
+    return out

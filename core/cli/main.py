@@ -119,21 +119,22 @@ def metrics(ctx: Ctx) -> None:
 
 
 @cli.command("demo")
-@click.option("--agents", "n_agents", type=click.IntRange(1, 50), default=3, show_default=True)
-@click.option("--keep", is_flag=True, help="Leave the daemon and agents running afterwards.")
+@click.option("--keep", is_flag=True, help="Leave the daemon running afterwards.")
 @click.option("--headless", is_flag=True, help="Print the run even on a terminal (no console).")
 @pass_ctx
-def demo(ctx: Ctx, n_agents: int, keep: bool, headless: bool) -> None:
-    """Spawn shell agents, run real commands on them, show the audit trail.
+def demo(ctx: Ctx, keep: bool, headless: bool) -> None:
+    """`godel do` on a scratch repository, on the scripted model: planned, edited by
+    shell, native and pi agents in worktrees, gated, retried, merged, under a budget.
 
-    On a terminal the run plays in the console (`q` quits); elsewhere it is printed."""
+    On a terminal the run plays in the console (`q` quits); elsewhere it is printed.
+    What the engine published is recorded to HOME/demo.rec (`godel replay` plays it)."""
     if sys.stdout.isatty() and sys.stdin.isatty() and not headless:
         # The console is godel_tui's, found by name: core never imports it.
         console_demo = importlib.import_module("godel_tui.demo")
-        sys.exit(console_demo.run_in_console(ctx.paths, n_agents=n_agents, keep=keep))
+        sys.exit(console_demo.run_in_console(ctx.paths, keep=keep))
     from core.cli.demo import run_demo
 
-    sys.exit(run(run_demo(ctx.paths, n_agents=n_agents, keep=keep)))
+    sys.exit(run(run_demo(ctx.paths, keep=keep)))
 
 
 def main() -> None:

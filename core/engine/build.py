@@ -243,7 +243,7 @@ def build_engine(
             dispatcher=dispatcher,
             autoscaler=autoscaler,
             budgets=budgets,
-            doruns=DoRunService(ctx, agents, execs),
+            doruns=DoRunService(ctx, agents, execs, budgets),
         ),
     )
     return engine

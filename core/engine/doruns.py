@@ -31,15 +31,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.audit import AuditDraft
 from core.engine.agents import AgentService
+from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
-from core.errors import GodelError
+from core.errors import GodelError, InvalidInput
 from core.events import DoFinished, DoPlanned, DoStarted, DoStep, DoTaskPlan, Event
 from core.events.types import DoStepKind, DoTaskState
-from core.models import AgentSpec, ExecResult
+from core.models import AgentSpec, ExecResult, ExecStatus, Usage
+from core.runtimes.base import Capability
 from core.work.gates import Gate, GateResult, run_gate
 from core.work.merge import merge_changes
 from core.work.plan import DoPlan, DoTask
+from core.work.planner import PlanResult, plan_intent
 from core.work.report import Overlap, Strategy
 from core.work.worktrees import TaskWorktrees, Worktree, WorktreeSettings, base_commit
 
@@ -62,17 +65,14 @@ class DoRequest(BaseModel):
 
     intent: str = Field(min_length=1)
     repo: Path  # absolute: the caller's working directory, in its git repository
-    plan: DoPlan
+    plan: DoPlan | None = None  # None: the planner makes one with ``planner_model``
+    planner_model: str | None = None  # None: ``model``
     agents: int = Field(default=1, ge=1, le=1000)
     strategy: Strategy = "careful"
     runtime: str = "shell"
     model: str | None = None
     gate: str | None = None
     worktrees: WorktreeSettings = Field(default_factory=WorktreeSettings)
-    # How the plan was made: "file", or "model NAME" with what planning cost.
-    plan_source: str = "file"
-    plan_tokens: int | None = None
-    plan_cost_usd: str | None = None
 
 
 class TaskOutcome(BaseModel):
@@ -121,10 +121,80 @@ def new_run_id() -> str:
 class DoRunService:
     """Starts runs; each run is a ``_Run`` driven to its end in the caller's task."""
 
-    def __init__(self, ctx: EngineContext, agents: AgentService, execs: ExecService) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        agents: AgentService,
+        execs: ExecService,
+        budgets: BudgetService,
+    ) -> None:
         self.ctx = ctx
         self.agents = agents
         self.execs = execs
+        self.budgets = budgets
+
+    async def plan(
+        self,
+        intent: str,
+        repo: Path,
+        model: str | None,
+        actor: str,
+        *,
+        keys: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> PlanResult:
+        """Ask ``model`` for a plan of ``intent``, charged to the budgets (project and
+        ``model:MODEL``) like any model call, and audited."""
+        if model is None:
+            raise InvalidInput(
+                "nothing to plan with: pass --plan FILE, or a model (--model, or [do] "
+                "planner_model or model in .godel/config.toml)"
+            )
+        call_id = f"plan-{run_id or new_run_id()}"
+        resolved = await self.ctx.models.resolve(model, keys)
+        await self.budgets.reserve_call(call_id, model)
+        opts = self.ctx.config.runtimes.get("native", {})
+        usage, cost = Usage(), None
+        try:
+            result = await plan_intent(
+                intent,
+                repo,
+                resolved,
+                timeout=float(opts.get("request_timeout", 600)),
+                max_retries=int(opts.get("max_retries", 3)),
+            )
+            usage, cost = result.usage, result.cost_usd
+        except GodelError as e:
+            # A plan refused after two tries was still paid for: its data says how much.
+            spent = e.data.get("usage")
+            if isinstance(spent, dict):
+                usage = Usage.model_validate(spent)
+            if e.data.get("cost_usd") is not None:
+                cost = Decimal(str(e.data["cost_usd"]))
+            await self._settle_plan(call_id, usage, cost, ok=False)
+            await self.ctx.journal.audit(
+                AuditDraft(
+                    actor=actor,
+                    action="do.plan",
+                    subject=run_id or call_id,
+                    result="failed",
+                    payload={"model": model, "error": e.message},
+                )
+            )
+            raise
+        await self._settle_plan(call_id, usage, cost, ok=True)
+        return result
+
+    async def _settle_plan(
+        self, call_id: str, usage: Usage, cost: Decimal | None, *, ok: bool
+    ) -> None:
+        status = ExecStatus.SUCCEEDED if ok else ExecStatus.FAILED
+        await self.budgets.settle(
+            call_id,
+            ExecResult(
+                exec_id=call_id, status=status, exit_code=0 if ok else 1, usage=usage, cost_usd=cost
+            ),
+        )
 
     async def run(
         self,
@@ -157,10 +227,10 @@ class _Run:
         self.id = run_id
         self.slots = asyncio.Semaphore(req.agents)
         self.gate = Gate(command=req.gate) if req.gate else None
-        self.outcomes = {
-            t.name: TaskOutcome(task=t.name, runtime=t.runtime or req.runtime)
-            for t in req.plan.tasks
-        }
+        self.plan_source = "file"
+        self.plan_tokens: int | None = None
+        self.plan_cost: str | None = None
+        self.outcomes: dict[str, TaskOutcome] = {}
         self.overlaps: list[Overlap] = []
         self.live: set[str] = set()  # agents of this run not killed yet
         self.started = time.monotonic()
@@ -229,7 +299,18 @@ class _Run:
             strategy=req.strategy,
             gate=req.gate,
         )
-        levels = req.plan.levels()
+        try:
+            plan = req.plan or await self._plan()
+        except GodelError as e:
+            await self._finish("error", _exit_code(e), message=e.message)
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(self._interrupted())
+            raise
+        self.outcomes = {
+            t.name: TaskOutcome(task=t.name, runtime=t.runtime or req.runtime) for t in plan.tasks
+        }
+        levels = plan.levels()
         tasks = [
             DoTaskPlan(
                 name=t.name,
@@ -245,14 +326,14 @@ class _Run:
         await self._publish(
             DoPlanned(
                 run=self.id,
-                source=req.plan_source,
+                source=self.plan_source,
                 tasks=tasks,
-                tokens=req.plan_tokens,
-                cost_usd=req.plan_cost_usd,
+                tokens=self.plan_tokens,
+                cost_usd=self.plan_cost,
             ),
             "do.plan",
             self.id,
-            source=req.plan_source,
+            source=self.plan_source,
             tasks=[t.name for t in tasks],
         )
         before = await base_commit(worktrees.repo, worktrees.base)
@@ -282,7 +363,7 @@ class _Run:
             base_after=await base_commit(worktrees.repo, worktrees.base),
             strategy=req.strategy,
             runtime=req.runtime,
-            plan_source=req.plan_source,
+            plan_source=self.plan_source,
             outcome=outcome,
             exit_code=code,
             elapsed_s=self._elapsed(),
@@ -291,6 +372,18 @@ class _Run:
         )
         await self._finish(outcome, code, report=report)
         return report
+
+    async def _plan(self) -> DoPlan:
+        model = self.req.planner_model or self.req.model
+        result = await self.svc.plan(
+            self.req.intent, self.req.repo, model, self.actor, keys=self.keys, run_id=self.id
+        )
+        self.plan_source = f"model {result.model}" + (
+            f", after {result.attempts} tries" if result.attempts > 1 else ""
+        )
+        self.plan_tokens = result.usage.total_tokens
+        self.plan_cost = None if result.cost_usd is None else str(result.cost_usd)
+        return result.plan
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.started, 3)
@@ -364,13 +457,12 @@ class _Run:
             return wt if ready else None
 
     async def _in_worktree(self, t: DoTask, wt: Worktree, rec: TaskOutcome) -> bool:
-        spec = AgentSpec(
-            runtime=t.runtime or self.req.runtime,
-            model=t.model or self.req.model,
-            skills=t.skills,
-            workdir=wt.path,
-        )
+        runtime = t.runtime or self.req.runtime
         try:
+            # The run's model goes to the tasks whose runtime uses one (a shell task of a
+            # run on a model takes none); a task's own model is passed as it is.
+            model = t.model or (self.req.model if self._uses_model(runtime) else None)
+            spec = AgentSpec(runtime=runtime, model=model, skills=t.skills, workdir=wt.path)
             agent = await self.svc.agents.spawn(spec, self.actor, keys=self.keys)
         except GodelError as e:
             self._refused(rec, "the agent did not start", e)
@@ -415,6 +507,9 @@ class _Run:
             with contextlib.suppress(GodelError):
                 await self.svc.agents.kill(agent.id, self.actor)
             self.live.discard(agent.id)
+
+    def _uses_model(self, runtime: str) -> bool:
+        return Capability.MODEL in self.svc.ctx.registry.get(runtime).capabilities
 
     async def _exec(self, t: DoTask, rec: TaskOutcome, text: str) -> bool:
         assert rec.agent is not None
@@ -516,6 +611,17 @@ class _Run:
         for wt in ready:
             if await self.worktrees.finish(wt, self.outcomes[wt.task].merged):
                 self.outcomes[wt.task].worktree = None
+
+
+def _exit_code(e: GodelError) -> int:
+    """``godel run``'s exit code for a run that could not start: 3 for a budget, 2 for
+    what the run was asked (no model, a bad plan), 1 otherwise."""
+    kind = e.data.get("kind")
+    if kind == "budget_exhausted":
+        return EXIT_BUDGET
+    if kind in {"config_error", "invalid_input", "unknown_runtime", "llm_unavailable"}:
+        return 2
+    return EXIT_FAILED
 
 
 def _cancelling() -> bool:

@@ -60,6 +60,7 @@ from core.runtimes.containment import choose_containment
 from core.runtimes.registry import RuntimeRegistry
 from core.views import AgentRow, SwarmRow, Views, ViewSnapshot
 from core.views.filter import EventFilter
+from core.work.planner import PlanResult
 
 
 @dataclass
@@ -388,6 +389,18 @@ class Engine:
     ) -> DoReport:
         """Run a ``godel do`` plan to its end (cancelled with its caller)."""
         return await self.s.doruns.run(req, actor, keys=keys, on_event=on_event)
+
+    async def plan_do(
+        self,
+        intent: str,
+        repo: Path,
+        model: str | None,
+        actor: str,
+        *,
+        keys: Mapping[str, str] | None = None,
+    ) -> PlanResult:
+        """Ask ``model`` for a plan of ``intent`` (``godel do --dry-run``)."""
+        return await self.s.doruns.plan(intent, repo, model, actor, keys=keys)
 
     async def audit_list(
         self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None

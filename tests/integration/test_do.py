@@ -148,7 +148,7 @@ def test_usage_errors_exit_2_with_one_line(godel: Godel, repo: Path, tmp_path: P
     assert r.stderr.count("\n") == 1 and "is not a git repository" in r.stderr
 
     r = godel.run("do", "x")
-    assert r.returncode == 2 and r.stderr.startswith("godel: no planner yet: pass --plan FILE")
+    assert r.returncode == 2 and r.stderr.startswith("godel: nothing to plan with: pass --plan")
 
     bad = plan(godel, [{"name": "a", "input": "true", "depends_on": ["zz"]}], "bad.json")
     r = godel.run("do", "x", "--plan", bad)
@@ -156,5 +156,37 @@ def test_usage_errors_exit_2_with_one_line(godel: Godel, repo: Path, tmp_path: P
 
     r = godel.run("do", "x", "--plan", p, "--dry-run")
     assert r.returncode == 0
-    assert r.stdout.splitlines() == ["1. a: true", "cost: unknown (runtime shell has no price)"]
+    shown = r.stdout.splitlines()
+    assert shown == ["1. a: true", "running cost: none (shell agents have no price)"]
     assert godel.daemon_pid() is None  # none of this needed the daemon
+
+
+def test_the_demo_plans_edits_retries_and_merges_under_a_budget(godel: Godel) -> None:
+    """`godel demo --headless` (what `make demo` runs off a terminal): the scripted model
+    plans three tasks for shell, native and pi agents, each edits its worktree, the
+    native task fails its gate once and is retried with the gate's output, all merge,
+    the spend is charged to the budget, and the recording holds the run."""
+    from core.events import DoFinished, read_recording
+
+    r = godel.run("demo", "--headless", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "plan (model scripted): 3 tasks in 2 levels" in out
+    assert "tests: gate `sh check.sh` failed (exit 1) in its worktree" in out
+    assert "tests: retrying once with the gate's output" in out
+    assert "tests [native]: merged (retried once)" in out
+    assert "calc [shell]: merged" in out and "notes [pi]: merged" in out
+    assert "merged (exit 0)" in out and "audit chain intact" in out
+    repo = godel.home / "demo-repo"
+    assert "return a + b" in (repo / "calc.py").read_text()
+    assert "add(2, 3), 5" in (repo / "test_calc.py").read_text()  # the retry's fix
+    assert (repo / "NOTES.md").exists()
+    assert subprocess.run(["sh", "check.sh"], cwd=repo, capture_output=True).returncode == 0
+    assert git(repo, "status", "--porcelain") == ""
+    # The budget was charged what the planner and the model agents spent (shell: none).
+    shown = [ln for ln in out.splitlines() if ln.startswith("project  $0.50")]
+    budget_line = shown[-1]  # `godel budget show`, after the run
+    spent = budget_line.split()[2]
+    assert spent.startswith("$0.00") and spent != "$0.00"
+    finished = [e for e in read_recording(godel.home / "demo.rec") if isinstance(e, DoFinished)]
+    assert [(e.outcome, e.exit_code) for e in finished] == [("merged", 0)]
