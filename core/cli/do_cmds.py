@@ -53,7 +53,12 @@ USAGE_KINDS = frozenset(
     "else careful]",
 )
 @click.option("--runtime", help="The agents' runtime.  [default: [do] runtime, else shell]")
-@click.option("--model", help="The agents' model.  [default: [do] model]")
+@click.option("--model", help="The agents' model, and the planner's.  [default: [do] model]")
+@click.option(
+    "--planner-model",
+    help="The model that plans the intent.  [default: --model, else [do] planner_model, "
+    "else [do] model]",
+)
 @click.option(
     "--gate",
     "gate",
@@ -84,6 +89,7 @@ def do(
     strategy: str | None,
     runtime: str | None,
     model: str | None,
+    planner_model: str | None,
     gate: str | None,
     plan_file: str | None,
     dry_run: bool,
@@ -116,6 +122,8 @@ def do(
     agents = agents or settings.agents
     strategy = strategy or settings.strategy
     runtime = runtime or settings.runtime
+    # An explicit --model plans too; the config's planner_model only fills in for it.
+    planner_model = planner_model or model or settings.planner_model or settings.model
     model = model or settings.model
     gate = gate or settings.gate
     if budget is None and settings.budget is not None:
@@ -135,7 +143,6 @@ def do(
             ok = False
         if not ok:
             fail(f"--budget takes an amount of dollars (e.g. 10.00), got {budget!r}", EXIT_USAGE)
-    planner_model = settings.planner_model or model
     if plan is None and planner_model is None:
         fail(
             "nothing to plan with: pass --plan FILE (docs/do.md), or a model to plan with "
