@@ -16,7 +16,8 @@ SNAPSHOT_PKGS := pytest-textual-snapshot syrupy
 .PHONY: setup demo test test-fast lint bench screenshots clean help
 
 help:
-	@echo "make demo   - set up and run the demo (shell agents, real commands, audit trail)"
+	@echo "make demo   - set up and run the demo (godel do on a scratch repo: planned, edited by"
+	@echo "              shell, native and pi agents in worktrees, gated, merged, under a budget)"
 	@echo "make test   - set up, lint and run the whole test suite"
 	@echo "make lint   - ruff, mypy and the import contract"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"

@@ -329,6 +329,11 @@ class BudgetService:
         fail, those in a held one wait (each hold audited once)."""
         if not self._budgets:
             return tasks
+        now = self.ctx.clock.time()
+        if any(b.reset_at is not None and b.reset_at.timestamp() <= now for b in self.budgets()):
+            # A period ended with nothing written since: roll it over first, or yesterday's
+            # spend would hold (or fail) today's tasks.
+            await self.show()
         ok, doomed = [], []
         for t in tasks:
             hold = self.hold_reason(t)

@@ -265,6 +265,27 @@ async def test_a_new_period_resets_spend_and_keeps_the_old_one(
     assert [e.result for e in await engine.audit_list(subject="project")][-1] == "reset"
 
 
+async def test_a_task_held_by_last_period_runs_once_the_period_ends_with_nothing_written(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
+    """Held at 92 % of a daily budget; the day ends and nothing else touches the budget:
+    the dispatcher rolls the period over itself instead of holding the task forever."""
+    engine = await make_engine()
+    await make_swarm(engine, "web", 1)
+    sub = subscribe(engine, "t", "task.changed")
+    b = await engine.set_budget("swarm:web", Decimal(1), unit="usd", period="daily", actor="t")
+    await spend(engine, "e1", Decimal("0.92"), fake_agent(swarm="web"))
+    (held,) = await submit(engine, "web", "echo next day")
+    await engine.s.dispatcher.dispatch_once()
+    assert (await engine.get_task(held)).waiting.startswith("held by budget swarm:web")
+    assert b.reset_at is not None
+    await clock.advance(
+        (b.reset_at - datetime.fromtimestamp(clock.time(), UTC)).total_seconds() + 1
+    )
+    engine.ctx.wake_dispatcher()
+    await next_event(sub, Match(TaskChanged, task_id=held, status="succeeded"))
+
+
 async def test_budget_changes_fold_into_the_views_as_the_store_has_them(
     make_engine: MakeEngine,
 ) -> None:
