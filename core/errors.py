@@ -137,6 +137,15 @@ class BudgetExhausted(GodelError):
     kind = "budget_exhausted"
 
 
+class BudgetReserved(GodelError):
+    """A budget has room for this exec's estimate only once the execs that hold
+    reservations in it settle: the work waits (a task goes back to the queue, its attempt
+    not counted) rather than failing. ``data`` names the scope."""
+
+    code = -32019
+    kind = "budget_reserved"
+
+
 ERRORS_BY_CODE: dict[int, type[GodelError]] = {
     cls.code: cls
     for cls in (
@@ -158,5 +167,6 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         HomeError,
         PolicyDenied,
         BudgetExhausted,
+        BudgetReserved,
     )
 }

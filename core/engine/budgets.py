@@ -19,13 +19,14 @@ the turn check read no store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
 from core.audit import AuditDraft
 from core.engine.context import EngineContext
-from core.errors import BudgetExhausted, InvalidInput, LLMUnavailable
+from core.errors import BudgetExhausted, BudgetReserved, InvalidInput, LLMUnavailable
 from core.events import BudgetChanged, BudgetThreshold
 from core.llm.catalog_types import ModelPrices
 from core.llm.prices import cost
@@ -113,6 +114,10 @@ class BudgetService:
         self._budgets: dict[tuple[str, str], Budget] = {}
         self._execs: dict[str, _Held] = {}  # exec id -> what it counts against
         self._held_tasks: set[str] = set()  # tasks whose hold is on the audit log
+        # Tasks whose exec found the budget full of others' reservations: held until one
+        # of them settles (then each tries again), so they neither fail nor spin.
+        self._reserve_wait: dict[str, str] = {}
+        self._settle_waiters: list[asyncio.Future[None]] = []
         self.estimate = ESTIMATE  # what each exec reserves (tests make it small)
 
     # lifecycle ----------------------------------------------------------------------
@@ -245,6 +250,17 @@ class BudgetService:
             self._execs.pop(exec_id, None)
             b = out.budget
             need = Decimal(out.amount) / MICRO_USD if b.unit == "usd" else Decimal(out.amount)
+            if b.reserved > 0 and b.spent + need <= b.limit:
+                # It fits in what is left once the execs holding reservations settle:
+                # the work waits for them, it is not refused for good.
+                why = (
+                    f"waits for reserved spend to settle: {describe(b)}, "
+                    f"{show_amount(b.unit, b.reserved)} reserved by running execs; this "
+                    f"exec's estimate of {show_amount(b.unit, need)} fits once they settle"
+                )
+                if task_id is not None:
+                    self._reserve_wait[task_id] = why
+                raise BudgetReserved(why, scope=b.scope, unit=b.unit)
             raise BudgetExhausted(
                 f"budget exhausted: {describe(b)}, {show_amount(b.unit, b.reserved)} reserved; "
                 f"this exec's estimate of {show_amount(b.unit, need)} does not fit. Raise it "
@@ -279,6 +295,19 @@ class BudgetService:
                 },
             ),
         )
+        for waiter in self._settle_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._settle_waiters.clear()
+        if self._reserve_wait:
+            self._reserve_wait.clear()  # room was released: the waiting tasks try again
+            self.ctx.wake_dispatcher()
+
+    async def settled(self) -> None:
+        """Until the next reservation settles (after ``BudgetReserved``: try again then)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._settle_waiters.append(waiter)
+        await waiter
 
     # the checks ------------------------------------------------------------------------
 
@@ -312,6 +341,9 @@ class BudgetService:
     def hold_reason(self, task: Task) -> tuple[str, bool] | None:
         """Why ``task`` may not be dispatched now, and whether it fails (100 %) rather than
         waits (90 %); None if no budget holds it."""
+        waiting = self._reserve_wait.get(task.id)
+        if waiting is not None:
+            return waiting, False
         scopes = scopes_of(swarm=task.swarm, task_id=task.id, runtime=task.runtime, model=None)
         worst = max(self._applicable(scopes), key=lambda b: b.fraction, default=None)
         if worst is None or worst.fraction < HOLD_AT:

@@ -34,7 +34,7 @@ from core.engine.agents import AgentService
 from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
-from core.errors import GodelError, InvalidInput
+from core.errors import BudgetReserved, GodelError, InvalidInput
 from core.events import DoFinished, DoPlanned, DoStarted, DoStep, DoTaskPlan, Event
 from core.events.types import DoStepKind, DoTaskState
 from core.models import AgentSpec, ExecResult, ExecStatus, Usage
@@ -152,7 +152,12 @@ class DoRunService:
             )
         call_id = f"plan-{run_id or new_run_id()}"
         resolved = await self.ctx.models.resolve(model, keys)
-        await self.budgets.reserve_call(call_id, model)
+        while True:
+            try:
+                await self.budgets.reserve_call(call_id, model)
+                break
+            except BudgetReserved:
+                await self.budgets.settled()  # room once running execs settle
         opts = self.ctx.config.runtimes.get("native", {})
         usage, cost = Usage(), None
         try:
@@ -514,16 +519,22 @@ class _Run:
     async def _exec(self, t: DoTask, rec: TaskOutcome, text: str) -> bool:
         assert rec.agent is not None
         result: ExecResult | None = None
-        try:
-            async for ev in self.svc.execs.exec(rec.agent, text, actor=self.actor):
-                if isinstance(ev, ExecResult):
-                    result = ev
-        except GodelError as e:
-            self._refused(rec, "the agent's exec was refused", e)
-            return False
-        if result is None:  # an exec stream always ends with its result
-            rec.reason = "the agent's exec ended without a result"
-            return False
+        while result is None:
+            try:
+                async for ev in self.svc.execs.exec(rec.agent, text, actor=self.actor):
+                    if isinstance(ev, ExecResult):
+                        result = ev
+            except BudgetReserved as e:
+                # The budget has room once running execs settle: wait for one, then retry.
+                await self._step("exec", f"{t.name}: {e.message}", t.name, "running")
+                await self.svc.budgets.settled()
+                continue
+            except GodelError as e:
+                self._refused(rec, "the agent's exec was refused", e)
+                return False
+            if result is None:  # an exec stream always ends with its result
+                rec.reason = "the agent's exec ended without a result"
+                return False
         rec.execs.append(result.exec_id)
         rec.exec_status = result.status.value
         tokens = result.usage.total_tokens

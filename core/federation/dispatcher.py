@@ -22,6 +22,7 @@ from core.errors import (
     AgentNotFound,
     AgentUnavailable,
     BudgetExhausted,
+    BudgetReserved,
     GodelError,
     PolicyDenied,
 )
@@ -221,6 +222,11 @@ class Dispatcher:
                     result = ev
         except (AgentUnavailable, AgentNotFound) as e:
             requeue = f"agent {lease.agent_id} could not take it: {e.message}"
+        except BudgetReserved as e:
+            # Room in the budget is held by running execs' reservations: the task waits
+            # for them to settle (the gate holds it until one does), its attempt not
+            # counted.
+            requeue = e.message
         except (PolicyDenied, BudgetExhausted) as e:
             # The input itself is refused (a deny rule, or a budget exhausted): another
             # attempt would be too, so the task fails now rather than retrying.
