@@ -20,7 +20,7 @@ class Action:
     action: str  # the Textual action it runs (on the app; on the pane if ``local``)
     description: str  # footer and palette text
     help: str  # one sentence for `?`
-    pane: str = "app"  # where it applies: app, swarm, log, router, budget, replay
+    pane: str = "app"  # where it applies: app, swarm, log, router, budget, replay, runs
     changes_state: bool = False  # refused with --read-only
     footer: bool = True
     # Bound on the pane's widget instead of the app, with ``action`` run on that widget:
@@ -284,6 +284,33 @@ ACTIONS: tuple[Action, ...] = (
         "Slower",
         "Play half as fast.",
         pane="replay",
+        footer=False,
+    ),
+    # The runs view (godel_tui.screens.runs): its keys are bound on its list of runs.
+    Action(
+        "runs.close",
+        "escape",
+        "close",
+        "Back",
+        "Close the runs view (back to the agents).",
+        pane="runs",
+        local=True,
+    ),
+    Action(
+        "runs.follow",
+        "f",
+        "toggle_follow",
+        "Follow",
+        "Follow the selected run's new lines, or pause.",
+        pane="runs",
+        local=True,
+    ),
+    Action(
+        "view.runs",
+        "D",
+        "runs",
+        "Runs",
+        "Show the godel do runs: their tasks and lines, live (again: back).",
         footer=False,
     ),
     Action("view.swarm", "1", "focus_pane('swarm')", "Agents", "Focus the agents.", footer=False),

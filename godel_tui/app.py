@@ -27,21 +27,27 @@ from core.errors import GodelError
 from core.events import Event
 from core.paths import GodelPaths
 from core.views import ViewSnapshot
-from godel_tui.actions import BY_ID, bindings, unknown_ids
+from godel_tui.actions import ACTIONS, BY_ID, bindings, unknown_ids
 from godel_tui.command_runner import CommandRunner
 from godel_tui.feed import ConsoleFeed, DaemonFeed, FeedSink, FeedState, PlaybackFeed
 from godel_tui.filter import FilterError
-from godel_tui.model import ConsoleModel
+from godel_tui.model import ATTENTION_WINDOW, ConsoleModel
 from godel_tui.palette import ConsoleCommands
 from godel_tui.panes.agent_log import AgentLogPane
 from godel_tui.panes.summary import attention_text, router_text, spend_text
-from godel_tui.render import COLUMNS
-from godel_tui.screens.help import HelpScreen
+from godel_tui.render import COLUMNS, runs_cue
+from godel_tui.screens.help import HelpScreen, bound_keys, key_display
+from godel_tui.screens.runs import RunsScreen
 from godel_tui.widgets.agent_table import AgentTable
 from godel_tui.widgets.text_pane import TextPane
 
 FRAME_S = 1 / 30
 SUMMARY_S = 0.25
+# The Textual actions of the agents and log panes: bound on the app, so the runs view
+# (a screen over them) must not run them on the agents it hides.
+_PANE_ACTIONS = frozenset(
+    a.action.split("(")[0] for a in ACTIONS if not a.local and a.pane in ("swarm", "log")
+) | {"focus_pane"}
 
 
 class PromptScreen(ModalScreen[str | None]):
@@ -112,6 +118,7 @@ class GodelApp(App[None]):
         if self._user_keymap:
             self.set_keymap(self._user_keymap)
         self.commands = CommandRunner(self, self._user_keymap)
+        self._runs_key = key_display(bound_keys(BY_ID["view.runs"], self._user_keymap))
 
     # layout --------------------------------------------------------------------------
 
@@ -190,10 +197,12 @@ class GodelApp(App[None]):
             self.model.apply_all(events)
             self.query_one(AgentLogPane).feed_events(events)
             changed = True
-        now = self.playback.now() if self.playback is not None else _now()
+        now = self._clock()
         table = self.query_one(AgentTable)
         if changed or int(now.timestamp()) != int(table.now.timestamp()):
             table.refresh_rows(now)
+        if isinstance(self.screen, RunsScreen):
+            self.screen.refresh_runs(now)
         loop_t = asyncio.get_running_loop().time()
         if loop_t - self._last_summary >= SUMMARY_S:
             self._last_summary = loop_t
@@ -225,7 +234,11 @@ class GodelApp(App[None]):
         if at - first_at >= 5 and spend.total.cost_usd is not None:
             burn = (cost - first_cost) / Decimal(str((at - first_at) / 60))
         self._put("#budget", spend_text(spend, burn))
-        self._put("#attention", attention_text(self.model.attention(now)))
+        attention = attention_text(att := self.model.attention(now))
+        # A godel do run going on (or one that failed lately): say so, with the key.
+        if cue := runs_cue(views.runs.values(), now, ATTENTION_WINDOW, self._runs_key):
+            attention = cue if att.total == 0 else f"{cue}  ·  {attention}"
+        self._put("#attention", attention)
         self._render_status()
 
     def _put(self, selector: str, text: str) -> None:
@@ -281,8 +294,25 @@ class GodelApp(App[None]):
         return [table.selected] if table.selected else []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if isinstance(self.screen, RunsScreen) and action in _PANE_ACTIONS:
+            return False  # the agents' keys would act on agents the runs view hides
         # The ``replay`` pane's keys exist only in a replay (hidden and inert otherwise).
         return action != "feed_control" or self.playback is not None
+
+    def _clock(self) -> datetime:
+        """Now, on the console's clock (a replay's is the recording's)."""
+        return self.playback.now() if self.playback is not None else _now()
+
+    def action_runs(self) -> None:
+        """The runs view, or back from it."""
+        if isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+        else:
+            self.show_runs()
+
+    def show_runs(self) -> None:
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(self.model, self._clock))
 
     def action_feed_control(self, command: str) -> None:
         if self.playback is not None and (note := self.playback.control(command)):
@@ -410,7 +440,9 @@ class GodelApp(App[None]):
     def action_help(self) -> None:
         focused = self.focused
         pane = (
-            "swarm"
+            "runs"
+            if isinstance(self.screen, RunsScreen)
+            else "swarm"
             if isinstance(focused, AgentTable)
             else "log"
             if focused is not None and self.query_one(AgentLogPane) in focused.ancestors_with_self

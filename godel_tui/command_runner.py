@@ -26,6 +26,7 @@ from godel_tui.commands import (
     Kill,
     Quit,
     Restart,
+    Runs,
     Sort,
     SwarmInfo,
     describe,
@@ -103,7 +104,7 @@ class CommandRunner:
                 markup=False,
             )
             return
-        if isinstance(command, Filter | Sort | Help | Quit):
+        if isinstance(command, Filter | Sort | Runs | Help | Quit):
             self._local(command)
             return
         targets = app._targets()
@@ -122,7 +123,7 @@ class CommandRunner:
             app.notify(f"exec on {', '.join(c.params['id'] for c in calls)}", markup=False)
         app.run_worker(self._send(command, calls), group="commands")
 
-    def _local(self, command: Filter | Sort | Help | Quit) -> None:
+    def _local(self, command: Filter | Sort | Runs | Help | Quit) -> None:
         app = self.app
         match command:
             case Filter():
@@ -136,6 +137,9 @@ class CommandRunner:
                 )
             case Sort():
                 app.model.set_sort(command.key, command.reverse)
+            case Runs():
+                app.show_runs()
+                return
             case Help():
                 app.action_help()
                 return

@@ -82,6 +82,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("strategy", "SWARM NAME", "Change how the swarm routes its tasks.", True),
     Spec("filter", "[TEXT]", "Filter the agents as / does (no TEXT: show all).", False),
     Spec("sort", "[-]KEY", "Sort the agents by KEY (-KEY: reversed).", False),
+    Spec("runs", "", "Show the godel do runs, live (as D does).", False),
     Spec("help", "", "Show the keys, the filter grammar and these commands.", False),
     Spec("quit", "", "Leave the console (agents keep running).", False, aliases=("q",)),
 )
@@ -168,6 +169,11 @@ class Sort:
 
 
 @dataclass(frozen=True)
+class Runs:
+    name: ClassVar[str] = "runs"
+
+
+@dataclass(frozen=True)
 class Help:
     name: ClassVar[str] = "help"
 
@@ -189,6 +195,7 @@ Command = (
     | Strategy
     | Filter
     | Sort
+    | Runs
     | Help
     | Quit
 )
@@ -435,6 +442,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "strategy": _strategy,
     "filter": _filter,
     "sort": _sort,
+    "runs": _bare(Runs()),
     "help": _bare(Help()),
     "quit": _bare(Quit()),
 }

@@ -16,6 +16,10 @@ from core.events import (
     AgentHealthChanged,
     AgentSpawned,
     AgentStatusChanged,
+    DoFinished,
+    DoPlanned,
+    DoStarted,
+    DoStep,
     Event,
     ExecFinished,
     ExecStarted,
@@ -58,6 +62,11 @@ class ConsoleModel:
         self._dirty: set[str] = set()
         self._order_stale = True
         self._order: list[str] = []
+        # Per godel do run: bumped on each of its events (the runs view redraws a run
+        # whose version moved), and its steps counted (the lines new since it looked).
+        self.run_versions: dict[str, int] = {}
+        self.run_steps: dict[str, int] = {}
+        self.loads = 0  # snapshots loaded: the runs view starts over at each
 
     # state in ------------------------------------------------------------------------
 
@@ -65,6 +74,9 @@ class ConsoleModel:
         """Start again from ``snapshot`` (first load, or a resync after a gap)."""
         self.views = Views(snapshot)
         self.marked &= set(self.views.agents)
+        self.loads += 1
+        self.run_versions = {r: self.run_versions.get(r, 0) + 1 for r in self.views.runs}
+        self.run_steps = {r.run: len(r.lines) for r in self.views.runs.values()}
         self._all_dirty()
 
     def apply(self, event: Event) -> None:
@@ -81,6 +93,10 @@ class ConsoleModel:
                 self._order_stale = True
         if isinstance(event, TaskChanged) and event.previous_agent:
             self._dirty.add(event.previous_agent)
+        if isinstance(event, DoStarted | DoPlanned | DoStep | DoFinished):
+            self.run_versions[event.run] = self.run_versions.get(event.run, 0) + 1
+            if isinstance(event, DoStep):
+                self.run_steps[event.run] = self.run_steps.get(event.run, 0) + 1
 
     def _reorders(self, event: Event, was_ended: bool) -> bool:
         """Whether an agent's event can move its row, or take it in or out of the list:

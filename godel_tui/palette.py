@@ -40,7 +40,7 @@ _ON_AGENTS = {
     "agent.abort": "Abort the exec of",
 }
 # Actions of one pane say which, so the log's "Search" is not taken for another.
-_PANE_PREFIX = {"log": "Log", "replay": "Replay"}
+_PANE_PREFIX = {"log": "Log", "replay": "Replay", "runs": "Runs"}
 _TEMPLATE_WEIGHT = 0.8  # a typed "kill" ranks the action above the :kill template
 
 

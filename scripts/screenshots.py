@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the scenes live with the tests
 
-from tests.tui.scenes import SCENES, SIZE, replay_app, utc  # noqa: E402
+from tests.tui.scenes import SCENES, SIZE, scene_app, utc  # noqa: E402
 
 
 async def shoot(name: str) -> str:
-    app = replay_app()
+    app = scene_app(name)
     async with app.run_test(size=SIZE) as pilot:
         await SCENES[name](pilot)
         return app.export_screenshot(title=f"godel console: {name}")

@@ -24,15 +24,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from core.api.client import start_daemon, stop_daemon
+from core.api.client import connect, start_daemon, stop_daemon
 from core.audit import VerifyReport
 from core.cli import render
-from core.cli.batch_backends import DaemonBackend
 from core.cli.budget_cmds import HEADERS as BUDGET_HEADERS
 from core.cli.budget_cmds import budget_row
-from core.cli.do_cmds import event_line, report_lines
+from core.cli.do_render import event_line, report_lines
 from core.cli.recorder import Recorder
-from core.engine.doruns import DoReport
 from core.paths import GodelPaths
 
 INTENT = "add a calculator with a test and notes"
@@ -101,26 +99,37 @@ def make_repo(root: Path) -> Path:
     return root
 
 
+async def prepare(paths: GodelPaths, say: Callable[[str], None] = _print) -> Path:
+    """The scratch repository, and a daemon for ``paths`` started from it (so that it
+    loads the repository's .godel/config.toml). The console runs this before it starts,
+    or it would start a daemon of its own from wherever it was run."""
+    say(f"Godel demo: home {paths.home}")
+    repo = make_repo(paths.home / "demo-repo")
+    say(f"\n$ git init {repo}   (README.md, check.sh, .godel/config.toml)")
+    # A daemon already running for this home has another config: the demo's own starts
+    # from the repository.
+    if await stop_daemon(paths) is not None:
+        say("(stopped the daemon that ran for this home, to start one with the demo's config)")
+    await start_daemon(paths, cwd=repo)
+    return repo
+
+
 async def run_demo(
     paths: GodelPaths,
     *,
     keep: bool,
     out: Callable[[str], None] | None = None,
     on_run: Callable[[str], None] | None = None,
+    repo: Path | None = None,
 ) -> int:
-    """Run the demo; 0 when every task merged and the audit chain verifies. ``on_run``
-    gets the run's id as soon as the engine names it (the console opens its view)."""
+    """Run the demo; 0 when every task merged and the audit chain verifies. ``repo``:
+    what ``prepare`` made (None: prepare here). ``on_run`` gets the run's id as soon as
+    the engine names it (the console opens its view)."""
     say = out or _print
-    say(f"Godel demo: home {paths.home}")
-    repo = make_repo(paths.home / "demo-repo")
-    say(f"\n$ git init {repo}   (README.md, check.sh, .godel/config.toml)")
-    # A daemon already running for this home has another config: the demo's must load
-    # the repository's .godel/config.toml, so it starts its own from there.
-    if await stop_daemon(paths) is not None:
-        say("(stopped the daemon that ran for this home, to start one with the demo's config)")
-    await start_daemon(paths, cwd=repo)
+    if repo is None:
+        repo = await prepare(paths, say)
     record = paths.home / "demo.rec"
-    backend = await DaemonBackend.open(paths)
+    backend = await connect(paths)
     recorder = await Recorder.start(backend, str(record))
     last_seq = 0
     try:
@@ -152,7 +161,7 @@ async def run_demo(
             "model": "scripted",
             "gate": "sh check.sh",
         }
-        report = DoReport.model_validate(await backend.call("do.run", request, on_stream))
+        report = await backend.call("do.run", request, on_stream)
         for line in report_lines(report):
             say(line)
 
@@ -181,4 +190,4 @@ async def run_demo(
         say("\n$ godel daemon stop")
         pid = await stop_daemon(paths)
         say(f"Daemon stopped (pid {pid}); every agent process ended with it.")
-    return 0 if report.exit_code == 0 and verified.ok else 1
+    return 0 if report["exit_code"] == 0 and verified.ok else 1

@@ -1,5 +1,5 @@
 """``godel do "<intent>"``: a plan's tasks run by agents in worktrees, gated and merged
-(docs/do.md). There is no planner yet: the tasks come from ``--plan FILE``.
+(docs/do.md). The tasks come from ``--plan FILE``, else the engine's planner asks a model.
 
 Exit codes as ``godel run``: 0 every task merged; 1 a task failed, was not merged or was
 not run; 2 bad usage, a bad plan, or not a git repository; 3 a budget stopped a task;
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core.cli.common import Ctx, fail, json_option, pass_ctx
+from core.cli.do_render import event_line, report_lines
 from core.errors import GodelError
 
 if TYPE_CHECKING:
     from core.config import DoSettings
-    from core.engine.doruns import DoReport
     from core.paths import GodelPaths
     from core.work.plan import DoPlan
     from core.work.planner import PlanResult
@@ -179,7 +179,11 @@ def do(
         else:
             code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
     except KeyboardInterrupt:
-        fail("interrupted: agents killed; unmerged worktrees and branches are kept", 130)
+        fail(
+            "interrupted: the run stops and its agents are killed; unmerged worktrees and "
+            "branches are kept",
+            130,
+        )
     finally:
         if temp_home is not None:
             shutil.rmtree(temp_home, ignore_errors=True)
@@ -309,61 +313,11 @@ async def _run(
             await recorder.stop(until_seq=last_seq)
         if backend is not None:
             await backend.close()
-    from core.engine.doruns import DoReport
-
-    report = DoReport.model_validate(raw)
     if not as_json:
-        _print_report(report)
-    return report.exit_code
+        _print_report(raw)
+    return int(raw["exit_code"])
 
 
-def event_line(e: dict[str, Any]) -> str | None:
-    """The line printed for a ``do.*`` event (None: nothing to print)."""
-    kind = e.get("type")
-    if kind == "do.step":
-        return str(e.get("line", ""))
-    if kind == "do.started":
-        gate = f", gate `{e['gate']}`" if e.get("gate") else ", no gate"
-        return (
-            f"run {e['run']}: {e['intent']!r} in {e['repo']} on {e['base']} "
-            f"({e['strategy']}, at most {e['agents']} at once{gate})"
-        )
-    if kind == "do.planned":
-        tasks = e.get("tasks") or []
-        levels = 1 + max((int(t.get("level", 0)) for t in tasks), default=0)
-        spent = ""
-        if e.get("tokens") is not None:
-            spent = f"; planning took {e['tokens']} tokens"
-            spent += f", ${e['cost_usd']}" if e.get("cost_usd") is not None else ", cost unknown"
-        return f"plan ({e['source']}): {len(tasks)} tasks in {levels} levels{spent}"
-    return None
-
-
-def _print_report(r: DoReport) -> None:
-    for line in report_lines(r):
+def _print_report(report: dict[str, Any]) -> None:
+    for line in report_lines(report):
         click.echo(line)
-
-
-def report_lines(r: DoReport) -> list[str]:
-    """The report printed after a run's lines: per task, merged or why not."""
-    out = [
-        "",
-        f"run {r.run}: {r.base} {r.base_before[:12]} -> {r.base_after[:12]} "
-        f"({r.strategy}, {r.elapsed_s:.1f}s)",
-    ]
-    for t in r.tasks:
-        gate = t.gate.summary() if t.gate else "-"
-        tokens = str(t.tokens) if t.tokens is not None else "-"
-        cost = f"${t.cost_usd}" if t.cost_usd is not None else "-"
-        state = "merged" if t.merged else "NOT merged"
-        retried = " (retried once)" if t.retried else ""
-        out.append(
-            f"  {t.task} [{t.runtime}]: {state}{retried}; files {', '.join(t.files) or '-'}; "
-            f"gate {gate}; tokens {tokens}; cost {cost}"
-        )
-        if not t.merged:
-            out.append(f"    why: {t.reason}")
-    for o in r.overlaps:
-        out.append(f"  overlap: {o.describe()}")
-    out.append(f"{r.outcome} (exit {r.exit_code})")
-    return out

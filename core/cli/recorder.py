@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from core.cli.batch_backends import Backend
 from core.errors import InvalidInput
 from core.events.recording import ConsoleRecording
 
 STOP_WAIT_S = 10.0
+
+
+class Caller(Protocol):
+    """What the recorder calls: the daemon's client, or a headless run's backend."""
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        on_stream: Callable[[Any], Awaitable[None] | None] | None = None,
+    ) -> Any: ...
 
 
 class Recorder:
@@ -24,7 +35,7 @@ class Recorder:
         self._bumped = asyncio.Event()
 
     @classmethod
-    async def start(cls, backend: Backend, path: str) -> Recorder:
+    async def start(cls, backend: Caller, path: str) -> Recorder:
         try:
             recording = ConsoleRecording(Path(path))
         except OSError as e:

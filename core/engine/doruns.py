@@ -187,6 +187,11 @@ class DoRunService:
                 )
             )
             raise
+        except BaseException:
+            # Cancelled (the caller went away) mid-call: nothing was measured. Release the
+            # reservation, or it would stay held until the daemon restarts.
+            await asyncio.shield(self.budgets.settle(call_id, None))
+            raise
         await self._settle_plan(call_id, usage, cost, ok=True)
         return result
 

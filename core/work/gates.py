@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 KEEP_BYTES = 64 * 1024  # the first and the last this many bytes of a gate's output are kept
 KILL_GRACE_S = 2.0  # after SIGTERM, how long a timed-out gate gets before SIGKILL
@@ -38,6 +38,12 @@ class GateResult(BaseModel):
     output: str  # head + tail when longer than twice keep_bytes
     output_bytes: int  # everything it printed, kept or not
     truncated: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def line(self) -> str:
+        """``summary()``, in the JSON too: faces print it without this module."""
+        return self.summary()
 
     def summary(self) -> str:
         """One line: ``passed``/``failed (exit 2)``/``timed out after 5s``."""

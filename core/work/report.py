@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from core.work.gates import GateResult
 
@@ -19,6 +19,12 @@ class Overlap(BaseModel):
     files: list[str]
     conflict: bool
     conflict_files: list[str] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def line(self) -> str:
+        """``describe()``, in the JSON too: faces print it without this module."""
+        return self.describe()
 
     def describe(self) -> str:
         kind = "conflict" if self.conflict else "overlap (merges cleanly)"

@@ -28,6 +28,7 @@ PANES = {
     "router": "router pane",
     "budget": "spend pane",
     "replay": "replay (godel replay)",
+    "runs": "runs view",
 }
 READ_ONLY_NOTE = " (disabled: read-only)"
 

@@ -1,10 +1,10 @@
-"""Records the console fixture (``tests/tui/fixtures/console.jsonl``) from a real daemon.
+"""Records the console fixtures (``tests/tui/fixtures/*.jsonl``) from a real daemon.
 
 The snapshot tests (``tests/tui/test_snapshots.py``) and ``make screenshots`` replay it;
 run this only to change what they show, then review and update the snapshots
 (``pytest tests/tui/test_snapshots.py --snapshot-update``, ``make screenshots``):
 
-    .venv/bin/python -m tests.tui.make_fixture
+    .venv/bin/python -m tests.tui.make_fixture [console|runs]
 
 What it records, through the console's own recorder (``DaemonFeed(record=...)``): three
 swarms and three named shell agents, tasks that succeed, one that fails, long ones still
@@ -12,6 +12,10 @@ running at the end, output on ``builder``, an agent whose process is killed by h
 (failed, ``process_exit``: what the attention line counts) and one killed by the user.
 Then the file is made stable: times shifted to start at ``T0``, ids, pids and paths
 replaced by fixed ones in the order they first appear.
+
+``runs`` records ``fixtures/do_run.jsonl`` instead (the runs view's scene): in a git
+repository, one ``godel do`` plan that merges, one whose task fails, and one still running
+when the recording ends (its first task waits for a file written after it).
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.api.client import connect
 from core.events import Event
 from core.models import AgentStatus
 from core.paths import GodelPaths
@@ -35,12 +41,21 @@ from godel_tui.feed import DaemonFeed, FeedState
 from tests.conftest import Godel, _env
 
 FIXTURE = Path(__file__).parent / "fixtures" / "console.jsonl"
+DO_FIXTURE = Path(__file__).parent / "fixtures" / "do_run.jsonl"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@shop.invalid",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@shop.invalid",
+}
 T0 = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 HOME = "/home/dev/.local/share/godel"
 PROJECT = "/home/dev/shop"
 
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
 _ID = re.compile(r"\b(shell|task|exec|dec)-([0-9a-f]{6,})\b")
+_RUN = re.compile(r"\bdo-\d{8}-\d{6}-[0-9a-f]{4}\b")
+_SHA = re.compile(r"(?<![\w-])(?:[0-9a-f]{40}|[0-9a-f]{12})(?![\w-])")  # commits
 
 
 class Sink:
@@ -132,6 +147,60 @@ async def record(g: Godel, raw: Path) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def record_runs(g: Godel, raw: Path) -> None:
+    """Three ``do.run`` calls, as ``godel do`` makes them, through the daemon."""
+    repo = g.cwd
+    paths = GodelPaths.resolve(g.home)
+    sink = Sink()
+    feed = DaemonFeed(paths, sink, autostart=False, record=raw)
+    task = asyncio.create_task(feed.run())
+    client = await connect(paths, autostart=False)
+    go = repo.parent / "go"
+    base = {"repo": str(repo), "agents": 1, "strategy": "careful", "runtime": "shell"}
+    greet = [
+        {"name": "greeting", "input": "echo hello > hello.txt"},
+        {"name": "farewell", "input": "echo bye > bye.txt"},
+        {"name": "readme", "input": "echo '# shop' > README.md", "depends_on": ["greeting"]},
+    ]
+    lint = [
+        {"name": "format", "input": "echo formatted > fmt.txt"},
+        {"name": "lint", "input": "echo 'lint: 2 errors' >&2; exit 3", "depends_on": ["format"]},
+    ]
+    hold = f"while [ ! -e {go} ]; do sleep 0.05; done; echo done > slow.txt"
+    slow = [
+        {"name": "migrate", "input": hold},
+        {"name": "reindex", "input": "echo reindexed > idx.txt", "depends_on": ["migrate"]},
+    ]
+    running: asyncio.Task[object] | None = None
+    try:
+        await wait("the recorder connected", lambda: sink.connected)
+        await client.call(
+            "do.run",
+            {**base, "intent": "add the greeting files", "plan": {"tasks": greet}, "gate": "true"},
+        )
+        await client.call(
+            "do.run", {**base, "intent": "format and lint", "plan": {"tasks": lint}, "gate": "true"}
+        )
+        running = asyncio.create_task(
+            client.call(
+                "do.run", {**base, "intent": "migrate the database", "plan": {"tasks": slow}}
+            )
+        )
+
+        def migrating() -> bool:
+            runs = [r for r in sink.views.runs.values() if r.intent == "migrate the database"]
+            return bool(runs) and any(t.agent_id for t in runs[0].tasks)
+
+        await wait("the third run's first task running", migrating)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        go.touch()  # the third run ends after the recording
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
+        await client.close()
+
+
 def normalise(text: str, tmp: Path) -> str:
     """Times from ``T0``, ids and pids in order of appearance, paths fixed."""
     first = _ISO.search(text)
@@ -159,6 +228,18 @@ def normalise(text: str, tmp: Path) -> str:
 
     text = text.replace(str(tmp / "home"), HOME).replace(str(tmp / "project"), PROJECT)
     text = text.replace(str(tmp), "/tmp/godel")
+    runs: dict[str, str] = {}
+    text = _RUN.sub(
+        lambda m: runs.setdefault(m.group(), f"do-20260302-0930{len(runs):02d}-a{len(runs):03x}"),
+        text,
+    )
+    shas: dict[str, str] = {}
+
+    def sha(m: re.Match[str]) -> str:
+        n = shas.setdefault(m.group()[:12], f"{len(shas) + 1:x}")
+        return ("c0ffee" + n * 40)[: len(m.group())]
+
+    text = _SHA.sub(sha, text)
     text = _ISO.sub(when, text)
     text = _ID.sub(ident, text)
     text = re.sub(r"\w[\w.-]*\(uid=\d+\)", "dev(uid=1000)", text)  # who ran the CLI
@@ -171,21 +252,33 @@ def _parse(s: str) -> datetime:
 
 
 def main() -> None:
+    which = sys.argv[1] if len(sys.argv) > 1 else "console"
+    if which not in ("console", "runs"):
+        raise SystemExit(f"make_fixture: no fixture {which!r} (console, runs)")
+    out = FIXTURE if which == "console" else DO_FIXTURE
     with tempfile.TemporaryDirectory(prefix="godel-fixture-") as d:
         tmp = Path(d)
         (tmp / "project").mkdir()
-        g = Godel(home=tmp / "home", cwd=tmp / "project", env=_env(tmp / "home", tmp))
+        env = _env(tmp / "home", tmp)
+        if which == "runs":
+            env.update(GIT_ENV)  # the daemon commits with it
+            for cmd in (
+                ["git", "init", "-q", "-b", "main"],
+                ["git", "commit", "-q", "--allow-empty", "-m", "start"],
+            ):
+                subprocess.run(cmd, cwd=tmp / "project", env=env, check=True, capture_output=True)
+        g = Godel(home=tmp / "home", cwd=tmp / "project", env=env)
         g.run("daemon", "start", check=True)
         raw = tmp / "raw.jsonl"
         try:
-            asyncio.run(record(g, raw))
+            asyncio.run(record(g, raw) if which == "console" else record_runs(g, raw))
         finally:
             g.run("daemon", "stop", timeout=60)
         text = normalise(raw.read_text(), tmp)
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     lines = text.count("\n")
-    print(f"wrote {FIXTURE} ({lines} lines)", file=sys.stderr)
+    print(f"wrote {out} ({lines} lines)", file=sys.stderr)
 
 
 if __name__ == "__main__":

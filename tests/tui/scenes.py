@@ -1,5 +1,6 @@
 """The console's pictures: the recorded fixture (``fixtures/console.jsonl``, made by
-``make_fixture.py``) replayed paused at fixed points, then driven as a user would.
+``make_fixture.py``) replayed paused at fixed points, then driven as a user would. The
+runs view's scenes replay ``fixtures/do_run.jsonl`` (``make_fixture.py runs``).
 
 Shared by the snapshot tests (``test_snapshots.py``) and ``make screenshots``
 (``scripts/screenshots.py``), so the README shows what the tests pin. What makes a
@@ -28,10 +29,12 @@ from godel_tui.panes.agent_log import AgentLogPane
 from godel_tui.replay import ReplayFeed
 from godel_tui.screens.command_line import CommandLine
 from godel_tui.screens.help import HelpScreen
+from godel_tui.screens.runs import RunsScreen, RunTable
 from godel_tui.widgets.agent_table import AgentTable
 from godel_tui.widgets.log_view import LogView
 
 FIXTURE = Path(__file__).parent / "fixtures" / "console.jsonl"
+DO_FIXTURE = Path(__file__).parent / "fixtures" / "do_run.jsonl"
 SIZE = (228, 40)  # the agents table fits its pane
 BUILDER = "shell-000010"  # the named agent with output in the fixture
 WITHIN = 30.0  # seconds any one wait may take (a loaded machine: the whole suite beside)
@@ -55,11 +58,11 @@ def utc() -> Iterator[None]:
         time.tzset()
 
 
-def replay_app() -> GodelApp:
+def replay_app(fixture: Path = FIXTURE) -> GodelApp:
     """The console replaying the fixture, paused at its start (no daemon, read-only)."""
 
     def feed(sink: FeedSink) -> ReplayFeed:
-        return ReplayFeed(FIXTURE, sink, paused=True)
+        return ReplayFeed(fixture, sink, paused=True)
 
     # No daemon is asked: the home is only named (and not shown in a replay).
     return GodelApp(GodelPaths.resolve("/nonexistent/godel"), feed=feed)
@@ -84,7 +87,7 @@ async def loaded(pilot: Pilot[None]) -> ReplayFeed:
     app = pilot.app
     assert isinstance(app, GodelApp)
     feed = playback(app)
-    await until(pilot, lambda: feed.index is not None and app.model.views.agents, "the fixture")
+    await until(pilot, lambda: feed.index is not None and app.model.loads, "the fixture")
     return feed
 
 
@@ -257,6 +260,27 @@ async def replay_status(pilot: Pilot[None]) -> None:
     await drawn(pilot)
 
 
+async def runs_cue(pilot: Pilot[None]) -> None:
+    """The do-run fixture at its end: the attention line says a run is going on and one
+    failed, and which key shows them."""
+    app = pilot.app
+    assert isinstance(app, GodelApp)
+    await loaded(pilot)
+    await settle(pilot, end(app))
+
+
+async def runs_view(pilot: Pilot[None]) -> None:
+    """``D`` at the end of the do-run fixture: three runs (merged, failed, running), the
+    running one's tasks and lines."""
+    await runs_cue(pilot)
+    await pilot.press("D")
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs view")
+    table = app.screen.query_one(RunTable)
+    await until(pilot, lambda: table.row_count == 3, "three runs")
+    await drawn(pilot)
+
+
 SCENES: dict[str, Scene] = {
     "main": main,
     "filter": filtered,
@@ -267,4 +291,12 @@ SCENES: dict[str, Scene] = {
     "command-line": command_line,
     "agent-log": agent_log,
     "replay": replay_status,
+    "runs-cue": runs_cue,
+    "runs": runs_view,
 }
+FIXTURES: dict[str, Path] = {"runs-cue": DO_FIXTURE, "runs": DO_FIXTURE}  # else FIXTURE
+
+
+def scene_app(name: str) -> GodelApp:
+    """The console a scene starts from: its fixture replayed, paused at its start."""
+    return replay_app(FIXTURES.get(name, FIXTURE))

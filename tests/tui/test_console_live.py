@@ -83,10 +83,13 @@ async def test_restart_from_the_console_replaces_the_agent(godel: Godel) -> None
 
 
 async def test_the_demo_plays_in_the_console(godel: Godel) -> None:
+    from core.cli.demo import prepare
     from core.paths import GodelPaths
     from godel_tui.demo import DemoApp
+    from godel_tui.screens.runs import RunsScreen
 
-    app = DemoApp(GodelPaths.resolve(godel.home))
+    paths = GodelPaths.resolve(godel.home)
+    app = DemoApp(paths, await prepare(paths, lambda _line: None))
     async with app.run_test(size=(180, 40)) as pilot:
         await until_shown(
             pilot,
@@ -104,6 +107,7 @@ async def test_the_demo_plays_in_the_console(godel: Godel) -> None:
             ),
             "the demo's run merged in the console's view",
         )
+        assert isinstance(app.screen, RunsScreen)  # opened as the run started
         runtimes = {a.runtime for a in app.model.views.agents.values()}
         assert runtimes == {"shell", "native", "pi"}
     assert (godel.home / "demo.rec").stat().st_size > 0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.tui.scenes import SCENES, SIZE, replay_app, utc
+from tests.tui.scenes import SCENES, SIZE, scene_app, utc
 
 Compare = Callable[..., bool]
 
@@ -25,7 +25,7 @@ def _utc() -> Iterator[None]:
 
 
 def shows(snap_compare: Compare, scene: str) -> bool:
-    return snap_compare(replay_app(), terminal_size=SIZE, run_before=SCENES[scene])
+    return snap_compare(scene_app(scene), terminal_size=SIZE, run_before=SCENES[scene])
 
 
 def test_main_screen_all_four_panes(snap_compare: Compare) -> None:
@@ -71,3 +71,14 @@ def test_agent_log_of_the_selected_agent(snap_compare: Compare) -> None:
 def test_replay_status_line(snap_compare: Compare) -> None:
     """Half-way, paused, x2: the status line says where the replay is."""
     assert shows(snap_compare, "replay")
+
+
+def test_runs_cue_on_the_attention_line(snap_compare: Compare) -> None:
+    """The do-run recording at its end: a run going on, one failed, the key to see them."""
+    assert shows(snap_compare, "runs-cue")
+
+
+def test_runs_view(snap_compare: Compare) -> None:
+    """D: the runs newest first; the running one's tasks (one running, one waiting) and
+    lines."""
+    assert shows(snap_compare, "runs")
