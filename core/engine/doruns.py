@@ -193,6 +193,20 @@ class DoRunService:
             await asyncio.shield(self.budgets.settle(call_id, None))
             raise
         await self._settle_plan(call_id, usage, cost, ok=True)
+        if run_id is None:  # a dry run (in a run, its do.planned is the audit entry)
+            await self.ctx.journal.audit(
+                AuditDraft(
+                    actor=actor,
+                    action="do.plan",
+                    subject=call_id,
+                    payload={
+                        "model": model,
+                        "tasks": [t.name for t in result.plan.tasks],
+                        "tokens": usage.total_tokens,
+                        "cost_usd": None if cost is None else str(cost),
+                    },
+                )
+            )
         return result
 
     async def _settle_plan(

@@ -512,6 +512,10 @@ def test_a_dry_run_without_a_plan_shows_the_models_plan_and_runs_nothing(
     assert json.loads(godel.run("agent", "list", "--all", "--json", check=True).stdout) == []
     assert git(repo, "branch", "--list", "godel/*") == ""
     assert not (repo / "hello.txt").exists()
+    # Each plan asked for is on the audit log, with what it cost.
+    entries = json.loads(godel.run("audit", "list", "--json", check=True).stdout)
+    plans = [e for e in entries if e["action"] == "do.plan"]
+    assert len(plans) == 2 and all(e["payload"]["model"] == "scripted" for e in plans)
 
 
 # A scripted model whose planner never answers in time: planning is under way until the
