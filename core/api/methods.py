@@ -21,6 +21,7 @@ from core.events import Event
 from core.federation.metrics import CONTENT_TYPE
 from core.federation.routing import strategy_names
 from core.models import AgentSpec, ExecResult, SwarmSpec, TaskSpec, TaskStatus
+from core.work.plan import DoPlan
 
 
 class _Params(BaseModel):
@@ -183,6 +184,14 @@ class DoPlanParams(_CallerKeys):
     model: str | None = Field(default=None, min_length=1, max_length=REF_MAX)
 
 
+class DoEstimateParams(_Params):
+    """``do.estimate``: what running a plan should cost (``godel do --dry-run``)."""
+
+    plan: DoPlan
+    runtime: str = Field(default="shell", min_length=1, max_length=REF_MAX)
+    model: str | None = Field(default=None, min_length=1, max_length=REF_MAX)
+
+
 class BudgetHistoryParams(_Params):
     limit: int = Field(default=100, ge=1, le=10_000)
 
@@ -308,6 +317,12 @@ def build_methods(
         """Ask the model for a plan of the intent in ``repo`` (charged to the budgets);
         returns the plan, the model, usage, cost and attempts."""
         return await engine.plan_do(p.intent, p.repo, p.model, ctx.actor, keys=p.keys())
+
+    @rpc.method("do.estimate", DoEstimateParams)
+    async def do_estimate(p: DoEstimateParams, ctx: CallContext, emit: Emit) -> JSON:
+        """What running the plan should cost, one exec per task, from the execs this
+        daemon measured (unknown where none of a task's model was measured)."""
+        return engine.estimate_do(p.plan, p.runtime, p.model)
 
     @rpc.method("task.submit", TaskSubmitParams)
     async def task_submit(p: TaskSubmitParams, ctx: CallContext, emit: Emit) -> JSON:

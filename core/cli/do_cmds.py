@@ -151,7 +151,8 @@ def do(
         )
     repo = str(Path.cwd().resolve())
     if dry_run and plan is not None:
-        _print_plan(plan, runtime, as_json, None)
+        estimate, why = asyncio.run(_estimate_if_running(ctx.paths, plan, runtime, model))
+        _print_plan(plan, runtime, as_json, None, estimate, why)
         sys.exit(0)
     request: dict[str, Any] = {
         "intent": intent,
@@ -175,7 +176,7 @@ def do(
     try:
         if dry_run:  # no plan file: the planner's plan
             ask = {"intent": intent, "repo": repo, "model": planner_model}
-            code = asyncio.run(_dry_run(paths, ask, runtime, as_json, embedded))
+            code = asyncio.run(_dry_run(paths, ask, runtime, model, as_json, embedded))
         else:
             code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
     except KeyboardInterrupt:
@@ -199,9 +200,15 @@ def _settings() -> DoSettings:
 
 
 async def _dry_run(
-    paths: GodelPaths, ask: dict[str, Any], runtime: str, as_json: bool, embedded: bool
+    paths: GodelPaths,
+    ask: dict[str, Any],
+    runtime: str,
+    model: str | None,
+    as_json: bool,
+    embedded: bool,
 ) -> int:
-    """Ask the engine's planner for a plan (``do.plan``), print it, run nothing."""
+    """Ask the engine's planner for a plan (``do.plan``) and what running it should cost
+    (``do.estimate``), print them, run nothing."""
     from core.cli.batch_backends import Backend, DaemonBackend, EmbeddedBackend
     from core.work.planner import PlanResult
 
@@ -209,13 +216,60 @@ async def _dry_run(
     try:
         backend = await (EmbeddedBackend.open(paths) if embedded else DaemonBackend.open(paths))
         result = PlanResult.model_validate(await backend.call("do.plan", ask))
+        estimate = await backend.call(
+            "do.estimate",
+            {"plan": result.plan.model_dump(), "runtime": runtime, "model": model},
+        )
     except GodelError as e:
         fail(e.message, _exit_code(e))
     finally:
         if backend is not None:
             await backend.close()
-    _print_plan(result.plan, runtime, as_json, result)
+    _print_plan(result.plan, runtime, as_json, result, estimate, None)
     return 0
+
+
+async def _estimate_if_running(
+    paths: GodelPaths, plan: DoPlan, runtime: str, model: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``do.estimate`` from the daemon if one runs (a dry run starts none), else why not."""
+    from core.api.client import DaemonNotRunning, connect
+
+    if _all_shell(plan, runtime):
+        return None, None
+    try:
+        client = await connect(paths, autostart=False)
+    except DaemonNotRunning:
+        return None, "no daemon runs to measure past execs from (godel daemon start)"
+    try:
+        params = {"plan": plan.model_dump(), "runtime": runtime, "model": model}
+        return await client.call("do.estimate", params), None
+    except GodelError as e:
+        return None, e.message
+    finally:
+        await client.close()
+
+
+def _all_shell(plan: DoPlan, runtime: str) -> bool:
+    return all((t.runtime or runtime) == "shell" for t in plan.tasks)
+
+
+def _running_cost(
+    plan: DoPlan, runtime: str, estimate: dict[str, Any] | None, why: str | None
+) -> str:
+    """The dry run's line on what running the plan should cost, with its basis."""
+    if _all_shell(plan, runtime):
+        return "none (shell agents have no price)"
+    if estimate is None:
+        return f"unknown: {why or 'not estimated'}"
+    unknown = [t for t in estimate["tasks"] if t["usd"] is None]
+    if unknown:
+        return f"unknown: {unknown[0]['basis']} (task {unknown[0]['task']})"
+    bases = sorted({t["basis"] for t in estimate["tasks"] if t.get("model")})
+    return (
+        f"about ${estimate['total_usd']}, one exec per task ({'; '.join(bases)}); "
+        "a retry after a failed gate adds an exec"
+    )
 
 
 def _exit_code(e: GodelError) -> int:
@@ -225,14 +279,17 @@ def _exit_code(e: GodelError) -> int:
     return EXIT_USAGE if kind in USAGE_KINDS else 1
 
 
-def _print_plan(plan: DoPlan, runtime: str, as_json: bool, planned: PlanResult | None) -> None:
+def _print_plan(
+    plan: DoPlan,
+    runtime: str,
+    as_json: bool,
+    planned: PlanResult | None,
+    estimate: dict[str, Any] | None,
+    why: str | None,
+) -> None:
     import json
 
-    # What planning cost was measured; what running will cost is not known before it runs
-    # (an agent's spend depends on its turns), and a shell agent has no price at all.
-    running = "unknown before it runs (an agent's spend depends on its turns)"
-    if runtime == "shell" and all(t.runtime in (None, "shell") for t in plan.tasks):
-        running = "none (shell agents have no price)"
+    running = _running_cost(plan, runtime, estimate, why)
     planning = None
     if planned is not None:
         spent = f"${planned.cost_usd}" if planned.cost_usd is not None else "cost unknown"
@@ -249,7 +306,8 @@ def _print_plan(plan: DoPlan, runtime: str, as_json: bool, planned: PlanResult |
                 "cost_usd": None if planned.cost_usd is None else str(planned.cost_usd),
                 "attempts": planned.attempts,
             }
-        click.echo(json.dumps({"tasks": tasks, "planning": made, "running_cost": running}))
+        shown = {"tasks": tasks, "planning": made, "running_cost": running, "estimate": estimate}
+        click.echo(json.dumps(shown))
         return
     for i, level in enumerate(levels):
         for t in level:

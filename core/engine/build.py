@@ -229,6 +229,7 @@ def build_engine(
             pool.panic_threshold = ctx.config.health.panic_threshold
 
     config_service.appliers += [apply_queue_and_health, apply_autoscaler]
+    reads = ReadService(ctx)
     engine = Engine(
         ctx,
         Services(
@@ -238,12 +239,12 @@ def build_engine(
             tasks=tasks,
             swarms=swarms,
             queries=QueryService(ctx),
-            reads=ReadService(ctx),
+            reads=reads,
             config=config_service,
             dispatcher=dispatcher,
             autoscaler=autoscaler,
             budgets=budgets,
-            doruns=DoRunService(ctx, agents, execs, budgets),
+            doruns=DoRunService(ctx, agents, execs, budgets, reads),
         ),
     )
     return engine

@@ -34,6 +34,7 @@ from core.engine.agents import AgentService
 from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
+from core.engine.reads import ReadService
 from core.errors import BudgetReserved, GodelError, InvalidInput
 from core.events import DoFinished, DoPlanned, DoStarted, DoStep, DoTaskPlan, Event
 from core.events.types import DoStepKind, DoTaskState
@@ -46,7 +47,7 @@ from core.work.planner import PlanResult, plan_intent
 from core.work.report import Overlap, Strategy
 from core.work.worktrees import TaskWorktrees, Worktree, WorktreeSettings, base_commit
 
-__all__ = ["DoReport", "DoRequest", "DoRunService", "TaskOutcome"]
+__all__ = ["DoReport", "DoRequest", "DoRunService", "PlanEstimate", "TaskOutcome"]
 
 BUDGET_EXHAUSTED = "budget exhausted"
 # Shell agents run their input as commands: the gate's output appended would not be one.
@@ -114,6 +115,22 @@ class DoReport(BaseModel):
     tasks: list[TaskOutcome]
 
 
+class TaskEstimate(BaseModel):
+    task: str
+    runtime: str
+    model: str | None = None
+    usd: str | None = None  # None: unknown (nothing measured to estimate from)
+    basis: str  # where the figure comes from, in words
+
+
+class PlanEstimate(BaseModel):
+    """``godel do --dry-run``'s estimate of running a plan: one exec per task (a retry
+    after a failed gate adds one), from this daemon's measured execs."""
+
+    tasks: list[TaskEstimate]
+    total_usd: str | None  # None: some task's cost is unknown
+
+
 def new_run_id() -> str:
     return f"do-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
@@ -127,11 +144,51 @@ class DoRunService:
         agents: AgentService,
         execs: ExecService,
         budgets: BudgetService,
+        reads: ReadService,
     ) -> None:
         self.ctx = ctx
         self.agents = agents
         self.execs = execs
         self.budgets = budgets
+        self.reads = reads
+
+    def estimate(self, plan: DoPlan, runtime: str, model: str | None) -> PlanEstimate:
+        """What running ``plan`` should cost, one exec per task, from what this daemon
+        measured: the mean cost of the execs of each task's model that reported one.
+        Unknown (None) when a model task's model has no such exec yet: never a guess."""
+        by_model = self.reads.views.spend_by["model"]
+        rows: list[TaskEstimate] = []
+        for t in plan.tasks:
+            rt = t.runtime or runtime
+            if not self.uses_model(rt):
+                rows.append(TaskEstimate(task=t.name, runtime=rt, usd="0", basis="no model"))
+                continue
+            m = t.model or model or self.ctx.config.defaults.model
+            cell = by_model.get(m)
+            priced = 0 if cell is None else cell.execs - cell.cost_unknown
+            if cell is None or cell.cost is None or priced <= 0:
+                rows.append(
+                    TaskEstimate(
+                        task=t.name, runtime=rt, model=m, basis=f"no exec of {m} measured yet"
+                    )
+                )
+                continue
+            mean = (cell.cost / priced).quantize(Decimal("0.000001"))
+            rows.append(
+                TaskEstimate(
+                    task=t.name,
+                    runtime=rt,
+                    model=m,
+                    usd=str(mean),
+                    basis=f"the mean of {priced} measured exec{'s' if priced != 1 else ''} of {m}",
+                )
+            )
+        known = [Decimal(r.usd) for r in rows if r.usd is not None]
+        total = str(sum(known, Decimal(0))) if len(known) == len(rows) else None
+        return PlanEstimate(tasks=rows, total_usd=total)
+
+    def uses_model(self, runtime: str) -> bool:
+        return Capability.MODEL in self.ctx.registry.get(runtime).capabilities
 
     async def plan(
         self,
@@ -485,7 +542,7 @@ class _Run:
         try:
             # The run's model goes to the tasks whose runtime uses one (a shell task of a
             # run on a model takes none); a task's own model is passed as it is.
-            model = t.model or (self.req.model if self._uses_model(runtime) else None)
+            model = t.model or (self.req.model if self.svc.uses_model(runtime) else None)
             spec = AgentSpec(runtime=runtime, model=model, skills=t.skills, workdir=wt.path)
             agent = await self.svc.agents.spawn(spec, self.actor, keys=self.keys)
         except GodelError as e:
@@ -531,9 +588,6 @@ class _Run:
             with contextlib.suppress(GodelError):
                 await self.svc.agents.kill(agent.id, self.actor)
             self.live.discard(agent.id)
-
-    def _uses_model(self, runtime: str) -> bool:
-        return Capability.MODEL in self.svc.ctx.registry.get(runtime).capabilities
 
     async def _exec(self, t: DoTask, rec: TaskOutcome, text: str) -> bool:
         assert rec.agent is not None

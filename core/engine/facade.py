@@ -20,7 +20,7 @@ from core.config import LoadedConfig
 from core.engine.agents import AgentService
 from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
-from core.engine.doruns import DoReport, DoRequest, DoRunService, OnEvent
+from core.engine.doruns import DoReport, DoRequest, DoRunService, OnEvent, PlanEstimate
 from core.engine.execs import ExecOutput, ExecService
 from core.engine.health import HealthService
 from core.engine.queries import QueryService
@@ -60,6 +60,7 @@ from core.runtimes.containment import choose_containment
 from core.runtimes.registry import RuntimeRegistry
 from core.views import AgentRow, SwarmRow, Views, ViewSnapshot
 from core.views.filter import EventFilter
+from core.work.plan import DoPlan
 from core.work.planner import PlanResult
 
 
@@ -401,6 +402,10 @@ class Engine:
     ) -> PlanResult:
         """Ask ``model`` for a plan of ``intent`` (``godel do --dry-run``)."""
         return await self.s.doruns.plan(intent, repo, model, actor, keys=keys)
+
+    def estimate_do(self, plan: DoPlan, runtime: str, model: str | None) -> PlanEstimate:
+        """What running ``plan`` should cost, from this daemon's measured execs."""
+        return self.s.doruns.estimate(plan, runtime, model)
 
     async def audit_list(
         self, *, after_seq: int = 0, limit: int | None = None, subject: str | None = None

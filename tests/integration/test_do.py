@@ -489,6 +489,17 @@ def test_without_a_plan_the_model_plans_and_a_native_agent_runs_it(
     assert task["tokens"] > 0 and Decimal(task["cost_usd"]) > 0
     assert (repo / "hello.txt").read_text() == "hi"
 
+    # A dry run now estimates running a plan from what this daemon measured: the mean
+    # cost of scripted's execs (here, the one above), one exec per task.
+    plan_file = plan(godel, [{"name": "a", "input": "write a.txt: a"}] * 1)
+    r = godel.run(
+        "do", "x", "--plan", plan_file, "--runtime", "native", "--model", "scripted",
+        "--dry-run", "--json", timeout=60,
+    )  # fmt: skip
+    estimate = json.loads(r.stdout)["estimate"]
+    assert estimate["total_usd"] == task["cost_usd"]
+    assert estimate["tasks"][0]["basis"] == "the mean of 1 measured exec of scripted"
+
 
 def test_a_dry_run_without_a_plan_shows_the_models_plan_and_runs_nothing(
     godel: Godel, repo: Path
@@ -507,7 +518,9 @@ def test_a_dry_run_without_a_plan_shows_the_models_plan_and_runs_nothing(
     )  # fmt: skip
     assert [t["input"] for t in shown["tasks"]] == ["write hello.txt: hi"]
     assert shown["planning"]["model"] == "scripted" and shown["planning"]["tokens"] > 0
-    assert shown["running_cost"].startswith("unknown before it runs")
+    # Nothing measured yet on this daemon: unknown, not guessed.
+    assert shown["running_cost"] == "unknown: no exec of scripted measured yet (task task)"
+    assert shown["estimate"]["total_usd"] is None
     # Nothing ran: no agent, no branch, no file.
     assert json.loads(godel.run("agent", "list", "--all", "--json", check=True).stdout) == []
     assert git(repo, "branch", "--list", "godel/*") == ""
