@@ -48,9 +48,10 @@ USAGE_KINDS = frozenset(
 @click.option(
     "--strategy",
     type=click.Choice(["careful", "fast", "balanced"]),
-    help="careful: merge one branch at a time, gated; fast (and balanced, for now): "
-    "merge the non-overlapping branches together, gate once.  [default: [do] strategy, "
-    "else careful]",
+    help="careful: merge one branch at a time, gated after each; fast: merge the "
+    "non-overlapping branches together, gate once; balanced: fast, then what fast left "
+    "(overlaps, or a batch whose gate failed) one at a time, gated.  [default: [do] "
+    "strategy, else careful]",
 )
 @click.option("--runtime", help="The agents' runtime.  [default: [do] runtime, else shell]")
 @click.option("--model", help="The agents' model, and the planner's.  [default: [do] model]")
@@ -160,7 +161,7 @@ def do(
         "plan": plan.model_dump() if plan is not None else None,
         "planner_model": planner_model,
         "agents": agents,
-        "strategy": "careful" if strategy == "careful" else "fast",
+        "strategy": strategy,
         "runtime": runtime,
         "model": model,
         "gate": gate,

@@ -176,13 +176,17 @@ async def _fast(
     changes: list[BranchChange],
     overlaps: list[Overlap],
     gate: Gate | None,
-) -> tuple[list[TaskMerge], list[GateResult]]:
+) -> tuple[list[TaskMerge], list[GateResult], list[str]]:
+    """Every branch that overlaps no other, merged together, gated once. Also returns
+    the tasks it left for a careful pass (``balanced``): the overlapping ones, and all of
+    a batch whose gate failed."""
     overlapping: dict[str, list[Overlap]] = {}
     for o in overlaps:
         for branch in o.branches:
             overlapping.setdefault(branch, []).append(o)
     out: list[TaskMerge] = []
     merged: list[TaskMerge] = []
+    deferred: list[str] = []
     start = await _head(wt)
     for change in changes:
         if change.head is None:
@@ -195,6 +199,7 @@ async def _fast(
         if change.branch in overlapping:
             rec.reason = "overlaps " + "; ".join(o.describe() for o in overlapping[change.branch])
             rec.reason += ": not merged by the fast strategy"
+            deferred.append(rec.task)
             continue
         why = await _merge_one(wt, change)
         if why:
@@ -203,7 +208,7 @@ async def _fast(
         merged.append(rec)
     gates: list[GateResult] = []
     if not merged:
-        return out, gates
+        return out, gates, deferred
     if gate is not None:
         result = await run_gate(gate, wt.path)
         gates.append(result)
@@ -213,7 +218,7 @@ async def _fast(
             for rec in merged:
                 rec.gate = result
                 rec.reason = f"the gate {result.summary()} after merging {names} together: reverted"
-            return out, gates
+            return out, gates, deferred + [r.task for r in merged]
     after = await _head(wt)
     await _publish(worktrees.repo, worktrees.base, start, after)
     for rec in merged:
@@ -221,7 +226,29 @@ async def _fast(
         rec.merge_commit = after
         rec.gate = gates[0] if gates else None
         rec.reason = "merged with the others; the gate passed" if gate else "merged (no gate)"
-    return out, gates
+    return out, gates, deferred
+
+
+async def _balanced(
+    worktrees: TaskWorktrees,
+    wt: Worktree,
+    changes: list[BranchChange],
+    overlaps: list[Overlap],
+    gate: Gate | None,
+) -> tuple[list[TaskMerge], list[GateResult]]:
+    """``fast`` first; then what it left (the overlapping branches, or every branch of a
+    batch whose gate failed) one at a time, each gated, as ``careful``: the branch that
+    broke the batch is found and the others still merge; a real conflict is reported."""
+    tasks, gates, deferred = await _fast(worktrees, wt, changes, overlaps, gate)
+    if not deferred:
+        return tasks, gates
+    again = [c for c in changes if c.task in deferred]
+    retried, more = await _careful(worktrees, wt, again, gate)
+    by_task = {t.task: t for t in retried}
+    for t in retried:
+        if t.merged:
+            t.reason += " (one at a time, after the batch)"
+    return [by_task.get(t.task, t) for t in tasks], gates + more
 
 
 async def merge_changes(
@@ -238,8 +265,10 @@ async def merge_changes(
     try:
         if strategy == "careful":
             tasks, gates = await _careful(worktrees, wt, changes, gate)
+        elif strategy == "balanced":
+            tasks, gates = await _balanced(worktrees, wt, changes, overlaps, gate)
         else:
-            tasks, gates = await _fast(worktrees, wt, changes, overlaps, gate)
+            tasks, gates, _left = await _fast(worktrees, wt, changes, overlaps, gate)
     finally:
         await worktrees.remove(wt)
     return MergeReport(

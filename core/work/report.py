@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from core.work.gates import GateResult
 
-Strategy = Literal["careful", "fast"]
+Strategy = Literal["careful", "balanced", "fast"]
 
 
 class Overlap(BaseModel):

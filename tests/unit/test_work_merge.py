@@ -224,6 +224,37 @@ async def test_fast_reverts_everything_when_the_combined_gate_fails(repo: Path) 
     assert report.base_after == before == await rev_parse(repo, "main")
 
 
+async def test_balanced_finds_the_branch_that_broke_the_batch_and_merges_the_rest(
+    repo: Path,
+) -> None:
+    """fast's batch fails its gate (b.txt breaks it); balanced then merges the batch one
+    branch at a time, each gated: a and c merge, b is reverted. The two branches that
+    overlap cleanly merge one at a time too; the conflicting one is reported."""
+    wts = await open_run(repo)
+    changes = [
+        await task_edit(wts, "a", {"a.txt": "a\n"}),
+        await task_edit(wts, "b", {"b.txt": "b\n"}),
+        await task_edit(wts, "c", {"c.txt": "c\n"}),
+        await task_edit(wts, "top", {"shared.txt": edit_line(1, "TOP")}),
+        await task_edit(wts, "bottom", {"shared.txt": edit_line(10, "BOTTOM")}),
+        await task_edit(wts, "clash", {"shared.txt": edit_line(1, "CLASH")}),
+    ]
+    report = await merge_changes(wts, changes, "balanced", Gate(command="test ! -f b.txt"))
+    merged = {t.task: t.merged for t in report.tasks}
+    assert merged == {
+        "a": True, "b": False, "c": True, "top": True, "bottom": True, "clash": False
+    }  # fmt: skip
+    by_task = {t.task: t for t in report.tasks}
+    assert by_task["b"].reason.startswith("the gate `test ! -f b.txt` failed")
+    assert "reverted" in by_task["b"].reason
+    assert by_task["a"].reason.endswith("(one at a time, after the batch)")
+    assert by_task["clash"].reason.startswith("conflicts with the base as merged so far")
+    # One gate for the batch, then one per branch merged one at a time (b's failed).
+    assert [g.passed for g in report.gates] == [False, True, False, True, True, True]
+    tree = await git(repo, "ls-tree", "--name-only", "main")
+    assert set(tree.stdout.split()) == {".gitignore", "shared.txt", "a.txt", "c.txt"}
+
+
 async def test_a_task_without_changes_is_reported_not_merged(repo: Path) -> None:
     wts = await open_run(repo)
     wt: Worktree = await wts.create("idle")
