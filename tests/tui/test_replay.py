@@ -369,6 +369,9 @@ async def test_a_recorded_session_replays_to_the_same_state(godel: Godel, tmp_pa
 async def test_replay_keys_do_nothing_in_a_live_console(godel: Godel) -> None:
     app = app_for(godel)
     async with app.run_test(size=(180, 40)) as pilot:
+        # Connected first: a console closed while it starts the daemon would leave that
+        # daemon to start after the test's teardown stopped none.
+        await until_shown(pilot, lambda: app._state.connected, "the live feed")
         assert app.check_action("feed_control", ("pause",)) is False
         await pilot.press("p")
         assert app.playback is None
