@@ -170,3 +170,27 @@ ERRORS_BY_CODE: dict[int, type[GodelError]] = {
         BudgetReserved,
     )
 }
+
+
+# The exit codes of a run (`godel run`, `godel do`; docs/headless.md#exit-codes). Here
+# because the engine reports them too (`do.finished`).
+EXIT_OK = 0
+EXIT_FAILED = 1  # a task failed, was cancelled or not merged
+EXIT_USAGE = 2
+EXIT_BUDGET = 3
+EXIT_INTERRUPTED = 130
+
+# Kinds of error in what a run (`godel run`, `godel do`) was asked rather than in running
+# it: the run exits 2 for them, as for bad usage.
+USAGE_KINDS = frozenset(
+    {"config_error", "invalid_input", "unknown_runtime", "home_error", "llm_unavailable"}
+)
+
+
+def run_exit_code(e: GodelError) -> int:
+    """The exit code of a run that ``e`` stopped (docs/headless.md#exit-codes): 3 for a
+    budget, 2 for what the run was asked (``USAGE_KINDS``), 1 otherwise."""
+    kind = e.data.get("kind")
+    if kind == "budget_exhausted":
+        return EXIT_BUDGET
+    return EXIT_USAGE if kind in USAGE_KINDS else EXIT_FAILED

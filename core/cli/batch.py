@@ -24,18 +24,20 @@ from typing import Any, Protocol
 
 from core.cli.batch_backends import Backend
 from core.config.plan import Plan, PlanTask
-from core.errors import ConfigError, DaemonError, GodelError
+from core.errors import (
+    EXIT_BUDGET,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    DaemonError,
+    GodelError,
+)
 from core.events.recording import ConsoleRecording
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 # In a failed task's error: a budget stopped it (core.engine.budgets' wording).
 BUDGET_EXHAUSTED = "budget exhausted"
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_BUDGET = 3
-EXIT_INTERRUPTED = 130
 
 
 @dataclass

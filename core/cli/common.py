@@ -72,6 +72,38 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 @contextlib.contextmanager
+def run_home(ctx: Ctx, embedded: bool, prefix: str) -> Iterator[GodelPaths]:
+    """Where a run's engine keeps its data: ``ctx``'s home, except for ``--embedded``
+    without ``--home``/``$GODEL_HOME``: a temporary home, removed afterwards."""
+    home_given = click.get_current_context().find_root().params.get("home") is not None
+    if not embedded or home_given:
+        yield ctx.paths
+        return
+    import shutil
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield GodelPaths.resolve(temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def check_budget_option(budget: str | None) -> None:
+    """``--budget DOLLARS`` of a run: a finite amount, not negative, or one line, exit 2."""
+    if budget is None:
+        return
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        ok = Decimal(budget).is_finite() and Decimal(budget) >= 0
+    except InvalidOperation:
+        ok = False
+    if not ok:
+        fail(f"--budget takes an amount of dollars (e.g. 10.00), got {budget!r}", 2)
+
+
+@contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
     """Godel errors become one line on stderr and exit 1 (exit 3 when no daemon runs
     for a command that does not start one); Ctrl-C exits 130."""

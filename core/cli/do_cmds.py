@@ -13,23 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from core.cli.common import Ctx, fail, json_option, pass_ctx
+from core.cli.common import Ctx, check_budget_option, fail, json_option, pass_ctx, run_home
 from core.cli.do_render import event_line, report_lines
-from core.errors import GodelError
+from core.errors import EXIT_INTERRUPTED, EXIT_USAGE, GodelError, run_exit_code
 
 if TYPE_CHECKING:
     from core.config import DoSettings
     from core.paths import GodelPaths
     from core.work.plan import DoPlan
     from core.work.planner import PlanResult
-
-EXIT_USAGE = 2
-EXIT_BUDGET = 3
-EXIT_INTERRUPTED = 130
-# Errors in what the run was asked (as `godel run`'s): exit 2.
-USAGE_KINDS = frozenset(
-    {"config_error", "invalid_input", "unknown_runtime", "home_error", "llm_unavailable"}
-)
 
 
 @click.command("do")
@@ -108,8 +100,6 @@ def do(
     every task was merged, 1 otherwise, 2 on a usage, plan or repository error, 3 when
     a budget stopped a task, 130 when interrupted."""
     import asyncio
-    import shutil
-    import tempfile
     from pathlib import Path
 
     from core.work.plan import load_do_plan
@@ -135,15 +125,7 @@ def do(
             plan = load_do_plan(plan_file)
         except GodelError as e:
             fail(e.message, EXIT_USAGE)
-    if budget is not None:
-        from decimal import Decimal, InvalidOperation
-
-        try:
-            ok = Decimal(budget).is_finite() and Decimal(budget) >= 0
-        except InvalidOperation:
-            ok = False
-        if not ok:
-            fail(f"--budget takes an amount of dollars (e.g. 10.00), got {budget!r}", EXIT_USAGE)
+    check_budget_option(budget)
     if plan is None and planner_model is None:
         fail(
             "nothing to plan with: pass --plan FILE (docs/do.md), or a model to plan with "
@@ -167,28 +149,19 @@ def do(
         "gate": gate,
         "worktrees": settings.worktrees.model_dump(mode="json"),
     }
-    home_given = click.get_current_context().find_root().params.get("home") is not None
-    paths, temp_home = ctx.paths, None
-    if embedded and not home_given:
-        from core.paths import GodelPaths
-
-        temp_home = tempfile.mkdtemp(prefix="godel-do-")
-        paths = GodelPaths.resolve(temp_home)
-    try:
-        if dry_run:  # no plan file: the planner's plan
-            ask = {"intent": intent, "repo": repo, "model": planner_model}
-            code = asyncio.run(_dry_run(paths, ask, runtime, model, as_json, embedded))
-        else:
-            code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
-    except KeyboardInterrupt:
-        fail(
-            "interrupted: the run stops and its agents are killed; unmerged worktrees and "
-            "branches are kept",
-            130,
-        )
-    finally:
-        if temp_home is not None:
-            shutil.rmtree(temp_home, ignore_errors=True)
+    with run_home(ctx, embedded, "godel-do-") as paths:
+        try:
+            if dry_run:  # no plan file: the planner's plan
+                ask = {"intent": intent, "repo": repo, "model": planner_model}
+                code = asyncio.run(_dry_run(paths, ask, runtime, model, as_json, embedded))
+            else:
+                code = asyncio.run(_run(paths, request, budget, as_json, embedded, record))
+        except KeyboardInterrupt:
+            fail(
+                "interrupted: the run stops and its agents are killed; unmerged worktrees and "
+                "branches are kept",
+                EXIT_INTERRUPTED,
+            )
     sys.exit(code)
 
 
@@ -222,7 +195,7 @@ async def _dry_run(
             {"plan": result.plan.model_dump(), "runtime": runtime, "model": model},
         )
     except GodelError as e:
-        fail(e.message, _exit_code(e))
+        fail(e.message, run_exit_code(e))
     finally:
         if backend is not None:
             await backend.close()
@@ -271,13 +244,6 @@ def _running_cost(
         f"about ${estimate['total_usd']}, one exec per task ({'; '.join(bases)}); "
         "a retry after a failed gate adds an exec"
     )
-
-
-def _exit_code(e: GodelError) -> int:
-    kind = e.data.get("kind")
-    if kind == "budget_exhausted":
-        return EXIT_BUDGET
-    return EXIT_USAGE if kind in USAGE_KINDS else 1
 
 
 def _print_plan(
@@ -349,7 +315,7 @@ async def _run(
             if budget is not None:
                 await backend.call("budget.set", {"scope": "project", "amount": budget})
         except GodelError as e:
-            fail(e.message, _exit_code(e))
+            fail(e.message, run_exit_code(e))
 
         def on_stream(data: Any) -> None:
             nonlocal last_seq
@@ -366,7 +332,7 @@ async def _run(
         try:
             raw = await backend.call("do.run", request, on_stream)
         except GodelError as e:
-            fail(e.message, _exit_code(e))
+            fail(e.message, run_exit_code(e))
     finally:
         if recorder is not None:
             await recorder.stop(until_seq=last_seq)

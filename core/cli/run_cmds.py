@@ -9,21 +9,14 @@ run's unfinished tasks are cancelled).
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-from core.cli.common import Ctx, fail, json_option, pass_ctx
-from core.errors import GodelError
+from core.cli.common import Ctx, check_budget_option, fail, json_option, pass_ctx, run_home
+from core.errors import USAGE_KINDS, GodelError
 from core.paths import GodelPaths
-
-# Errors in what the run was asked, rather than in running it.
-USAGE_KINDS = frozenset(
-    {"config_error", "invalid_input", "unknown_runtime", "home_error", "llm_unavailable"}
-)
 
 
 @click.command("run")
@@ -75,28 +68,12 @@ def run_plan(
         plan = load_plan(plan_file)
     except GodelError as e:
         fail(e.message, 2)
-    if budget is not None:
-        from decimal import Decimal, InvalidOperation
-
+    check_budget_option(budget)
+    with run_home(ctx, embedded, "godel-run-") as paths:
         try:
-            ok = Decimal(budget).is_finite() and Decimal(budget) >= 0
-        except InvalidOperation:
-            ok = False
-        if not ok:
-            fail(f"--budget takes an amount of dollars (e.g. 10.00), got {budget!r}", 2)
-    home_given = click.get_current_context().find_root().params.get("home") is not None
-    temp_home: str | None = None
-    paths = ctx.paths
-    if embedded and not home_given:
-        temp_home = tempfile.mkdtemp(prefix="godel-run-")
-        paths = GodelPaths.resolve(temp_home)
-    try:
-        code = asyncio.run(_run(paths, plan, as_json, max_parallel, record, budget, embedded))
-    except KeyboardInterrupt:  # before the run could cancel anything (starting up)
-        fail("interrupted before any task was queued", 130)
-    finally:
-        if temp_home is not None:
-            shutil.rmtree(temp_home, ignore_errors=True)
+            code = asyncio.run(_run(paths, plan, as_json, max_parallel, record, budget, embedded))
+        except KeyboardInterrupt:  # before the run could cancel anything (starting up)
+            fail("interrupted before any task was queued", 130)
     sys.exit(code)
 
 
@@ -109,10 +86,11 @@ async def _run(
     budget: str | None,
     embedded: bool,
 ) -> int:
-    from core.cli.batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Reporter, Run
+    from core.cli.batch import Reporter, Run
     from core.cli.batch_backends import Backend, DaemonBackend, EmbeddedBackend
     from core.cli.batch_output import JsonLines, LiveTable
     from core.config.plan import Plan
+    from core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
     from core.events.recording import ConsoleRecording
 
     assert isinstance(plan, Plan)

@@ -35,7 +35,16 @@ from core.engine.budgets import BudgetService
 from core.engine.context import EngineContext
 from core.engine.execs import ExecService
 from core.engine.reads import ReadService
-from core.errors import BudgetReserved, GodelError, InvalidInput
+from core.errors import (
+    EXIT_BUDGET,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BudgetReserved,
+    GodelError,
+    InvalidInput,
+    run_exit_code,
+)
 from core.events import DoFinished, DoPlanned, DoStarted, DoStep, DoTaskPlan, Event
 from core.events.types import DoStepKind, DoTaskState
 from core.models import AgentSpec, ExecResult, ExecStatus, Usage
@@ -52,8 +61,6 @@ __all__ = ["DoReport", "DoRequest", "DoRunService", "PlanEstimate", "TaskOutcome
 BUDGET_EXHAUSTED = "budget exhausted"
 # Shell agents run their input as commands: the gate's output appended would not be one.
 NO_FEEDBACK_RUNTIMES = frozenset({"shell"})
-# The exit codes of `godel run` (core.cli.batch), which `godel do` shares.
-EXIT_OK, EXIT_FAILED, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 OnEvent = Callable[[Event], Awaitable[None]]
 Outcome = Literal["merged", "failed", "budget_exhausted", "interrupted", "error"]
@@ -383,7 +390,7 @@ class _Run:
         try:
             plan = req.plan or await self._plan()
         except GodelError as e:
-            await self._finish("error", _exit_code(e), message=e.message)
+            await self._finish("error", run_exit_code(e), message=e.message)
             raise
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupted())
@@ -695,17 +702,6 @@ class _Run:
         for wt in ready:
             if await self.worktrees.finish(wt, self.outcomes[wt.task].merged):
                 self.outcomes[wt.task].worktree = None
-
-
-def _exit_code(e: GodelError) -> int:
-    """``godel run``'s exit code for a run that could not start: 3 for a budget, 2 for
-    what the run was asked (no model, a bad plan), 1 otherwise."""
-    kind = e.data.get("kind")
-    if kind == "budget_exhausted":
-        return EXIT_BUDGET
-    if kind in {"config_error", "invalid_input", "unknown_runtime", "llm_unavailable"}:
-        return 2
-    return EXIT_FAILED
 
 
 def _cancelling() -> bool:

@@ -18,33 +18,15 @@ import psutil
 import pytest
 
 from tests.conftest import Godel, gone, wait_for
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Godel Test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Godel Test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
+from tests.gitrepo import GIT_ENV, git, init_repo
 
 
 @pytest.fixture
 def repo(godel: Godel) -> Path:
-    godel.env |= IDENTITY
-    repo = godel.cwd
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True, env=godel.env)
-    (repo / "README").write_text("scratch\n")
+    godel.env |= GIT_ENV  # the daemon (started with this env) commits too
     # The gate: every task's files are there (a Makefile's `make test`, in small).
-    (repo / "gate").write_text("#!/bin/sh\ntest ! -e broken.txt\n")
-    (repo / "gate").chmod(0o755)
-    subprocess.run(["git", "add", "."], cwd=repo, check=True, env=godel.env)
-    subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=godel.env)
-    return repo
+    files = {"README": "scratch\n", "gate": "#!/bin/sh\ntest ! -e broken.txt\n"}
+    return init_repo(godel.cwd, files, executable={"gate"})
 
 
 def plan(godel: Godel, tasks: list[dict[str, Any]], name: str = "plan.json") -> str:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import Godel
-from tests.integration.test_do import IDENTITY, git
+from tests.gitrepo import GIT_ENV, git
 
 REPO = Path(__file__).resolve().parents[2]
 INTENT = "write docs/glossary.md: A swarm is a group of agents that share a queue."
@@ -39,7 +39,7 @@ def test_godel_do_makes_a_change_to_a_clone_of_this_repository(
     (clone / "tools" / "pi" / "node_modules").symlink_to(REPO / "tools" / "pi" / "node_modules")
     before = git(clone, "rev-parse", "HEAD")
     # The code under test is this checkout's, whatever the clone holds.
-    env = {**godel.env, **IDENTITY, "PYTHONPATH": str(REPO)}
+    env = {**godel.env, **GIT_ENV, "PYTHONPATH": str(REPO)}
 
     r = subprocess.run(
         godel.cmd("do", INTENT, "--model", "scripted", "--gate", GATE, "--json"),

@@ -64,24 +64,29 @@ class Sink:
     def __init__(self) -> None:
         self.views = Views()
         self.connected = False
+        self.changed = asyncio.Event()  # set by each thing the feed delivers
 
     def feed_snapshot(self, snapshot: ViewSnapshot, note: str) -> None:
         self.views = Views(snapshot)
+        self.changed.set()
 
     def feed_event(self, event: Event) -> None:
         self.views.apply(event)
+        self.changed.set()
 
     def feed_state(self, state: FeedState) -> None:
         self.connected = state.connected
+        self.changed.set()
 
-
-async def wait(what: str, cond: Callable[[], bool], within: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            raise SystemExit(f"make_fixture: never saw {what} within {within:g}s")
-        await asyncio.sleep(0.05)
+    async def wait(self, what: str, cond: Callable[[], bool], within: float = 60.0) -> None:
+        """Until ``cond`` holds, checked after each thing the feed delivers."""
+        try:
+            async with asyncio.timeout(within):
+                while not cond():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise SystemExit(f"make_fixture: never saw {what} within {within:g}s") from None
 
 
 def agent_id(g: Godel, name: str) -> str:
@@ -100,7 +105,7 @@ async def record(g: Godel, raw: Path) -> None:
     feed = DaemonFeed(GodelPaths.resolve(g.home), sink, autostart=False, record=raw)
     task = asyncio.create_task(feed.run())
     try:
-        await wait("the recorder connected", lambda: sink.connected)
+        await sink.wait("the recorder connected", lambda: sink.connected)
         script = (
             "echo 'building shop (3 packages)'; "
             'for p in core api web; do echo "  compiled $p"; done; '
@@ -126,7 +131,7 @@ async def record(g: Godel, raw: Path) -> None:
             ok = sum(c.get("succeeded", 0) for c in done.values())
             return running == 2 and failed == 1 and ok == 3
 
-        await wait("the tasks settled", tasks_settled)
+        await sink.wait("the tasks settled", tasks_settled)
         scratch = agent_id(g, "scratch")
         pid = json.loads(run("agent", "get", scratch, "--json", check=True).stdout)["pid"]
         os.kill(int(pid), signal.SIGKILL)  # by hand: the console must see it die
@@ -141,7 +146,7 @@ async def record(g: Godel, raw: Path) -> None:
                 and reviewer.status is AgentStatus.STOPPED
             )
 
-        await wait("scratch failed and reviewer stopped", ended)
+        await sink.wait("scratch failed and reviewer stopped", ended)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -173,7 +178,7 @@ async def record_runs(g: Godel, raw: Path) -> None:
     ]
     running: asyncio.Task[object] | None = None
     try:
-        await wait("the recorder connected", lambda: sink.connected)
+        await sink.wait("the recorder connected", lambda: sink.connected)
         await client.call(
             "do.run",
             {**base, "intent": "add the greeting files", "plan": {"tasks": greet}, "gate": "true"},
@@ -191,7 +196,7 @@ async def record_runs(g: Godel, raw: Path) -> None:
             runs = [r for r in sink.views.runs.values() if r.intent == "migrate the database"]
             return bool(runs) and any(t.agent_id for t in runs[0].tasks)
 
-        await wait("the third run's first task running", migrating)
+        await sink.wait("the third run's first task running", migrating)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

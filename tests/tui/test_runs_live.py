@@ -4,7 +4,6 @@ from another connection, in a real git repository) shows in the console as it go
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,8 @@ from core.paths import GodelPaths
 from godel_tui.screens.runs import RunsScreen, RunTable
 from godel_tui.widgets.log_view import LogView
 from tests.conftest import Godel
+from tests.gitrepo import GIT_ENV, init_repo
 from tests.tui.conftest import app_for, until_shown
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Godel Test",
-    "GIT_AUTHOR_EMAIL": "test@godel.invalid",
-    "GIT_COMMITTER_NAME": "Godel Test",
-    "GIT_COMMITTER_EMAIL": "test@godel.invalid",
-}
 
 PLAN = {
     "tasks": [
@@ -36,13 +29,7 @@ PLAN = {
 def git_repo(godel: Godel) -> Path:
     """The project directory as a git repository with one commit."""
     godel.env.update(GIT_ENV)  # the daemon (started with this env) commits too
-    repo = godel.cwd
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "commit", "-q", "--allow-empty", "-m", "start"],
-    ):
-        subprocess.run(cmd, cwd=repo, env=godel.env, check=True, capture_output=True)
-    return repo
+    return init_repo(godel.cwd, {})
 
 
 def cell_texts(table: DataTable[Any], row: int) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from core.work.gates import Gate
 from core.work.git import git, rev_parse
 from core.work.merge import find_overlaps, merge_changes
 from core.work.worktrees import BranchChange, TaskWorktrees, Worktree, WorktreeSettings
+from tests.gitrepo import GIT_ENV, init_repo
 
 LINES = "".join(f"line {i}\n" for i in range(1, 11))
 
@@ -20,22 +20,9 @@ LINES = "".join(f"line {i}\n" for i in range(1, 11))
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repository on ``main`` with one commit; git's identity from the environment only."""
-    for key, value in {
-        "GIT_AUTHOR_NAME": "Test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "Test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }.items():
+    for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
-    path = tmp_path / "repo"
-    path.mkdir()
-    (path / "shared.txt").write_text(LINES)
-    (path / ".gitignore").write_text("*.log\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True)
-    return path
+    return init_repo(tmp_path / "repo", {"shared.txt": LINES, ".gitignore": "*.log\n"})
 
 
 async def open_run(repo: Path, **settings: object) -> TaskWorktrees:

@@ -4,7 +4,6 @@ requests, in a real git repository; usage and cost come from what the server rep
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +21,7 @@ from core.models import Usage
 from core.work.git import git
 from core.work.plan import load_do_plan, validate_do_plan
 from core.work.planner import MAX_LISTED_FILES, plan_intent
+from tests.gitrepo import GIT_ENV, init_repo
 
 PLANNER = "^You are the planner of Godel"
 PLAN = {
@@ -46,23 +46,13 @@ ONE_REQUEST_USD = Decimal("0.006")
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repository with a few tracked files; git's identity from the environment only."""
-    for key, value in {
-        "GIT_AUTHOR_NAME": "Test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "Test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }.items():
+    for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
-    path = tmp_path / "repo"
-    (path / "src").mkdir(parents=True)
-    (path / "src" / "app.py").write_text("print('hi')\n")
-    (path / "README.md").write_text("# app\n")
-    (path / "untracked.txt").write_text("not in git\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "src", "README.md"], ["commit", "-qm", "i"]):
-        subprocess.run(["git", "-C", str(path), *args], check=True)
-    return path
+    return init_repo(
+        tmp_path / "repo",
+        {"src/app.py": "print('hi')\n", "README.md": "# app\n"},
+        untracked={"untracked.txt": "not in git\n"},
+    )
 
 
 @pytest.fixture
